@@ -1,0 +1,13 @@
+/*
+ * CNTBShim - the project's only C. Umbrella header.
+ *
+ * Each header has one owner module and says why it exists. Every symbol is prefixed ntb_ / NTB_.
+ * Hardware-visible layouts are declared here once, with _Static_assert on sizes and offsets.
+ */
+#ifndef CNTBSHIM_H
+#define CNTBSHIM_H
+
+#include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
+#include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+
+#endif
