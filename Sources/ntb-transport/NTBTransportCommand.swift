@@ -12,6 +12,9 @@ struct NTBTransportCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             List.self,
+            Bind.self,
+            Unbind.self,
+            Info.self,
         ]
     )
 }

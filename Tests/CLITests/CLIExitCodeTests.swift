@@ -49,3 +49,29 @@ struct CLI {
         #expect(r.status == 64)
     }
 }
+
+@Suite struct CLIErrorTests {
+    @Test(arguments: [["info", "zz:00"], ["bind", "0000:01:00.8"], ["unbind", ""], ["bind", "00:03.0", "--driver", "nvme"]])
+    func malformedInputIsAUsageErrorOnOneLine(args: [String]) throws {
+        let r = try CLI.run(args)
+        #expect(r.status == 64)
+        let first = try #require(r.err.split(separator: "\n").first)
+        #expect(first.hasPrefix("Error: "))
+        #expect(first.contains("0000:01:00.0 or 01:00.0") || first.contains("--driver must be one of"))
+    }
+
+    @Test(arguments: [["info", "0000:7f:1f.7"], ["bind", "7f:1f.7"], ["unbind", "7f:1f.7", "--restore"]])
+    func aMissingDeviceIsARuntimeErrorNamingTheFix(args: [String]) throws {
+        let r = try CLI.run(args)
+        #expect(r.status == 1)
+        #expect(r.err == "Error: no PCI function 0000:7f:1f.7 on this machine; run `ntb-transport list --all` to see the functions present\n")
+    }
+
+    @Test func infoOnARealFunctionShowsBarsAndGroup() throws {
+        let first = try #require(try FileManager.default.contentsOfDirectory(atPath: "/sys/bus/pci/devices").sorted().first)
+        let r = try CLI.run(["info", first])
+        #expect(r.status == 0)
+        #expect(r.out.hasPrefix(first + " "))
+        #expect(r.out.contains("IOMMU group"))
+    }
+}

@@ -94,12 +94,12 @@ final class FakeSysfs {
         try write(dir + "/config", bytes: config)
         if let driver {
             try addDriver(driver)
-            try symlink(dir + "/driver", to: "../../../bus/pci/drivers/\(driver)")
+            try symlink(dir + "/driver", to: "../../drivers/\(driver)")
         }
         if let group {
             try fm.createDirectory(atPath: path("sys/kernel/iommu_groups/\(group)/devices"), withIntermediateDirectories: true)
-            try symlink(dir + "/iommu_group", to: "../../../kernel/iommu_groups/\(group)")
-            try symlink("sys/kernel/iommu_groups/\(group)/devices/\(bdf)", to: "../../../bus/pci/devices/\(bdf)")
+            try symlink(dir + "/iommu_group", to: "../../../../kernel/iommu_groups/\(group)")
+            try symlink("sys/kernel/iommu_groups/\(group)/devices/\(bdf)", to: "../../../../bus/pci/devices/\(bdf)")
         }
     }
 }
