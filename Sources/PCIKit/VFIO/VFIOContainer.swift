@@ -15,10 +15,12 @@ public final class VFIOContainer: @unchecked Sendable {
     let descriptor: OwnedDescriptor
     public let paths: SystemPaths
     /// The IOMMU model set on the container (VFIO_TYPE1v2_IOMMU or VFIO_TYPE1_IOMMU), once a group joined.
-    public private(set) var iommuType: Int32?
+    public var iommuType: Int32? { state.withLock { $0.iommuType } }
     private let preferredType: Int32
     private let iova: Mutex<IOVAAllocator>
-    private let state = Mutex<[Int: Weak<VFIOGroup>]>([:])
+    /// The IOMMU model once set, and the open groups; one lock so concurrent opens attach a group and set
+    /// the IOMMU exactly once.
+    private let state = Mutex<(iommuType: Int32?, groups: [Int: Weak<VFIOGroup>])>((nil, [:]))
 
     /// The container's file descriptor.
     public var fd: Int32 { descriptor.fd }
@@ -61,17 +63,24 @@ public final class VFIOContainer: @unchecked Sendable {
 
     /// The group `number`, opened and attached to this container (once; later calls return the same group).
     func group(_ number: Int, for address: PCIAddress) throws(PCIKitError) -> VFIOGroup {
-        if let g = state.withLock({ $0[number]?.value }) { return g }
-        let g = try VFIOGroup(number: number, container: self, for: address)
-        if iommuType == nil {
-            // VFIO_SET_IOMMU only after the first group joined (vfio.rst).
-            do { _ = try Syscalls.ioctl(fd, .setIOMMU, value: UInt(preferredType)) } catch {
-                throw .ioctl(name: "VFIO_SET_IOMMU", errno: error.rawValue, remedy: "check dmesg for the IOMMU driver's reason")
+        let result: Result<VFIOGroup, PCIKitError> = state.withLock { state in
+            if let g = state.groups[number]?.value { return .success(g) }
+            do throws(PCIKitError) {
+                let g = try VFIOGroup(number: number, container: self, for: address)
+                if state.iommuType == nil {
+                    // VFIO_SET_IOMMU only after the first group joined (vfio.rst).
+                    do throws(Errno) { _ = try Syscalls.ioctl(fd, .setIOMMU, value: UInt(preferredType)) } catch {
+                        throw .ioctl(name: "VFIO_SET_IOMMU", errno: error.rawValue, remedy: "check dmesg for the IOMMU driver's reason")
+                    }
+                    state.iommuType = preferredType
+                }
+                state.groups[number] = Weak(g)
+                return .success(g)
+            } catch {
+                return .failure(error)
             }
-            iommuType = preferredType
         }
-        state.withLock { $0[number] = Weak(g) }
-        return g
+        return try result.get()
     }
 
     /// Maps `length` bytes at `address` for device DMA at `iova`. The corresponding ioctl is
