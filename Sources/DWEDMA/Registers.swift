@@ -32,36 +32,36 @@ public enum EDMARegisters {
     /// `ctrl`: [3:0] write channel count, [19:16] read channel count.
     public static let ctrl = 0x008
     /// `wr_engine_en` / `rd_engine_en`: BIT(0) enables the engine of that direction.
-    public static func engineEnable(_ d: EDMADirection) -> Int { d == .write ? 0x00C : 0x02C }
+    @inlinable public static func engineEnable(_ d: EDMADirection) -> Int { d == .write ? 0x00C : 0x02C }
     /// `wr_doorbell` / `rd_doorbell`: the channel number in [2:0] (not a bitmask).
-    public static func doorbell(_ d: EDMADirection) -> Int { d == .write ? 0x010 : 0x030 }
+    @inlinable public static func doorbell(_ d: EDMADirection) -> Int { d == .write ? 0x010 : 0x030 }
     /// `wr_ch_arb_weight` / `rd_ch_arb_weight` lo (unused).
-    public static func channelArbWeightLow(_ d: EDMADirection) -> Int { d == .write ? 0x018 : 0x038 }
+    @inlinable public static func channelArbWeightLow(_ d: EDMADirection) -> Int { d == .write ? 0x018 : 0x038 }
     /// `wr_int_status` 0x04C / `rd_int_status` 0x0A0 (not symmetric with the other pairs):
     /// DONE [7:0], ABORT [23:16]. A write here is interrupt emulation (§1.7).
-    public static func intStatus(_ d: EDMADirection) -> Int { d == .write ? 0x04C : 0x0A0 }
+    @inlinable public static func intStatus(_ d: EDMADirection) -> Int { d == .write ? 0x04C : 0x0A0 }
     /// `wr_int_mask` / `rd_int_mask`: same layout as the status, 1 = masked.
-    public static func intMask(_ d: EDMADirection) -> Int { d == .write ? 0x054 : 0x0A8 }
+    @inlinable public static func intMask(_ d: EDMADirection) -> Int { d == .write ? 0x054 : 0x0A8 }
     /// `wr_int_clear` / `rd_int_clear`: write 1 to clear the status bit.
-    public static func intClear(_ d: EDMADirection) -> Int { d == .write ? 0x058 : 0x0AC }
+    @inlinable public static func intClear(_ d: EDMADirection) -> Int { d == .write ? 0x058 : 0x0AC }
     /// `wr_err_status` / `rd_err_status` lo (not decoded; kernel-facts.md §6).
-    public static func errStatus(_ d: EDMADirection) -> Int { d == .write ? 0x05C : 0x0B4 }
+    @inlinable public static func errStatus(_ d: EDMADirection) -> Int { d == .write ? 0x05C : 0x0B4 }
     /// `wr_done_imwr` / `rd_done_imwr` lo (hi at +4): MSI address for DONE, one per direction.
-    public static func doneIMWrLow(_ d: EDMADirection) -> Int { d == .write ? 0x060 : 0x0CC }
-    public static func doneIMWrHigh(_ d: EDMADirection) -> Int { doneIMWrLow(d) + 4 }
+    @inlinable public static func doneIMWrLow(_ d: EDMADirection) -> Int { d == .write ? 0x060 : 0x0CC }
+    @inlinable public static func doneIMWrHigh(_ d: EDMADirection) -> Int { doneIMWrLow(d) + 4 }
     /// `wr_abort_imwr` / `rd_abort_imwr` lo (hi at +4): MSI address for ABORT.
-    public static func abortIMWrLow(_ d: EDMADirection) -> Int { d == .write ? 0x068 : 0x0D4 }
-    public static func abortIMWrHigh(_ d: EDMADirection) -> Int { abortIMWrLow(d) + 4 }
+    @inlinable public static func abortIMWrLow(_ d: EDMADirection) -> Int { d == .write ? 0x068 : 0x0D4 }
+    @inlinable public static func abortIMWrHigh(_ d: EDMADirection) -> Int { abortIMWrLow(d) + 4 }
     /// `wr_chXY_imwr_data` / `rd_chXY_imwr_data`: two channels per register, even channel in [15:0],
     /// odd channel in [31:16].
-    public static func imwrData(_ d: EDMADirection, channel: Int) -> Int {
+    @inlinable public static func imwrData(_ d: EDMADirection, channel: Int) -> Int {
         precondition(channel >= 0 && channel < maxChannels)
         return (d == .write ? 0x070 : 0x0DC) + (channel / 2) * 4
     }
     /// Bit position of `channel`'s IMWr data half within its `chXY_imwr_data` register.
-    public static func imwrDataShift(channel: Int) -> Int { (channel & 1) * 16 }
+    @inlinable public static func imwrDataShift(channel: Int) -> Int { (channel & 1) * 16 }
     /// `wr_linked_list_err_en` / `rd_linked_list_err_en`: BIT(ch).
-    public static func linkedListErrorEnable(_ d: EDMADirection) -> Int { d == .write ? 0x090 : 0x0C4 }
+    @inlinable public static func linkedListErrorEnable(_ d: EDMADirection) -> Int { d == .write ? 0x090 : 0x0C4 }
     /// Legacy `viewport_sel`: [2:0] channel, BIT(31) = read channel. At 0x0FC (the header comment's
     /// 0x0F8 is wrong, kernel-facts.md §1.3).
     public static let viewportSelect = 0x0FC
@@ -72,7 +72,7 @@ public enum EDMARegisters {
     public static let writeEngineHandshakeCount = 0x108
     public static let readEngineHandshakeCount = 0x118
     /// `wr_chN_pwr_en` 0x128 + 4N / `rd_chN_pwr_en` 0x168 + 4N (HDMA_COMPAT only).
-    public static func channelPowerEnable(_ d: EDMADirection, channel: Int) -> Int {
+    @inlinable public static func channelPowerEnable(_ d: EDMADirection, channel: Int) -> Int {
         (d == .write ? 0x128 : 0x168) + 4 * channel
     }
 
@@ -80,7 +80,7 @@ public enum EDMARegisters {
     /// Start of the legacy channel window (selected by `viewport_sel`).
     public static let legacyChannelWindow = 0x100
     /// Start of channel `channel`'s block of direction `d` in the unrolled map.
-    public static func unrollChannelBase(_ d: EDMADirection, channel: Int) -> Int {
+    @inlinable public static func unrollChannelBase(_ d: EDMADirection, channel: Int) -> Int {
         precondition(channel >= 0 && channel < maxChannels)
         return (d == .write ? 0x200 : 0x300) + channel * 0x200
     }
@@ -159,12 +159,12 @@ public struct ChannelControl: RawRepresentable, Equatable, Sendable, CustomStrin
 /// 3 = done; anything else is an error. The databook names ("halted", "stopped") are unverified.
 public struct ChannelStatus: RawRepresentable, Equatable, Sendable {
     public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue & 0b11 }
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue & 0b11 }
     public static let running = ChannelStatus(rawValue: 1)
     public static let done = ChannelStatus(rawValue: 3)
     /// What the engine model reports after an abort (2; the hardware value is unverified).
     public static let halted = ChannelStatus(rawValue: 2)
-    public var isError: Bool { rawValue != 1 && rawValue != 3 }
+    @inlinable public var isError: Bool { rawValue != 1 && rawValue != 3 }
 }
 
 /// `int_status`, `int_mask`, `int_clear`: DONE [7:0] and ABORT [23:16], one bit per channel
@@ -183,42 +183,42 @@ public struct InterruptBits: RawRepresentable, Equatable, Sendable {
     @inlinable public func isDone(_ ch: Int) -> Bool { rawValue & Self.done(ch) != 0 }
     @inlinable public func isAborted(_ ch: Int) -> Bool { rawValue & Self.abort(ch) != 0 }
     /// Channels with DONE set, as a bitmask.
-    public var doneChannels: UInt32 { rawValue & Self.doneMask }
+    @inlinable public var doneChannels: UInt32 { rawValue & Self.doneMask }
     /// Channels with ABORT set, as a bitmask.
-    public var abortedChannels: UInt32 { (rawValue & Self.abortMask) >> 16 }
+    @inlinable public var abortedChannels: UInt32 { (rawValue & Self.abortMask) >> 16 }
 }
 
 /// `ctrl` (0x008): channel counts (`dw_edma_v0_core_ch_count`; the driver caps each at 8).
 public struct ControlRegister: RawRepresentable, Equatable, Sendable {
     public var rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public init(writeChannels: Int, readChannels: Int) {
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+    @inlinable public init(writeChannels: Int, readChannels: Int) {
         rawValue = UInt32(writeChannels & 0xF) | (UInt32(readChannels & 0xF) << 16)
     }
     /// [3:0], capped at 8.
-    public var writeChannels: Int { min(Int(rawValue & 0xF), EDMARegisters.maxChannels) }
+    @inlinable public var writeChannels: Int { min(Int(rawValue & 0xF), EDMARegisters.maxChannels) }
     /// [19:16], capped at 8.
-    public var readChannels: Int { min(Int((rawValue >> 16) & 0xF), EDMARegisters.maxChannels) }
-    public func channels(_ d: EDMADirection) -> Int { d == .write ? writeChannels : readChannels }
+    @inlinable public var readChannels: Int { min(Int((rawValue >> 16) & 0xF), EDMARegisters.maxChannels) }
+    @inlinable public func channels(_ d: EDMADirection) -> Int { d == .write ? writeChannels : readChannels }
 }
 
 /// Legacy `viewport_sel` (0x0FC): [2:0] channel, BIT(31) = read direction.
 public struct ViewportSelect: RawRepresentable, Equatable, Sendable {
     public var rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public init(_ d: EDMADirection, channel: Int) {
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+    @inlinable public init(_ d: EDMADirection, channel: Int) {
         rawValue = UInt32(channel & 0x7) | (d == .read ? 1 << 31 : 0)
     }
-    public var channel: Int { Int(rawValue & 0x7) }
-    public var direction: EDMADirection { rawValue & (1 << 31) != 0 ? .read : .write }
+    @inlinable public var channel: Int { Int(rawValue & 0x7) }
+    @inlinable public var direction: EDMADirection { rawValue & (1 << 31) != 0 ? .read : .write }
 }
 
 /// Doorbell value: the channel number in [2:0] (`EDMA_V0_DOORBELL_CH_MASK`).
 public struct DoorbellValue: RawRepresentable, Equatable, Sendable {
     public var rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public init(channel: Int) { rawValue = UInt32(channel) & 0x7 }
-    public var channel: Int { Int(rawValue & 0x7) }
+    @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
+    @inlinable public init(channel: Int) { rawValue = UInt32(channel) & 0x7 }
+    @inlinable public var channel: Int { Int(rawValue & 0x7) }
 }
 
 /// Offsets within an LL element, mirroring `ntb_edma_lli` / `ntb_edma_llp` in `ntb_edma.h`.
@@ -232,5 +232,5 @@ public enum LLElement {
     public static let linkControl = 0
     public static let linkPointer = 8
     /// Data elements a region of `bytes` holds: one slot is kept for the link (`ll_max`).
-    public static func capacity(regionBytes bytes: Int) -> Int { max(0, bytes / slotSize - 1) }
+    @inlinable public static func capacity(regionBytes bytes: Int) -> Int { max(0, bytes / slotSize - 1) }
 }
