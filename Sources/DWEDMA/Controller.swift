@@ -164,6 +164,9 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline var _cycle: Bool = true
     @usableFromInline var _needsFullStart: Bool = true
     @usableFromInline var _counters = EDMAChannelCounters()
+    @usableFromInline var _noResponse = false
+    /// Whether the last poll read all ones from `int_status` (the device no longer answers).
+    public var lastPollHadNoResponse: Bool { _noResponse }
     @usableFromInline var inFlight: UInt64 = 0
     @usableFromInline var inFlightElements: Int = 0
     @usableFromInline var inFlightBytes: UInt64 = 0
@@ -240,6 +243,9 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     public mutating func poll() -> EDMACompletion? {
         if inFlight == 0 { return nil }
         let status = core.interruptStatus(direction)
+        // All ones: a read from a device that is gone (surprise removal, link down, model stopped).
+        if status.rawValue == 0xFFFF_FFFF { _noResponse = true; return nil }
+        _noResponse = false
         if status.isAborted(index) {
             core.clearInterrupts(direction, InterruptBits.channel(index).rawValue)
             return finishAborted()
@@ -284,6 +290,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
         var spins = 0
         while true {
             if let c = poll() { return c }
+            if _noResponse { throw .noResponse(direction, index) }
             if inFlight == 0 { throw .timeout(direction, index) }
             let now = clock.now
             if now >= deadline { throw .timeout(direction, index) }

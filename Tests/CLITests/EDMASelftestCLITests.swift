@@ -25,3 +25,53 @@ import Testing
         }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The model served by another process (the `ntb-transport` binary next to the test bundle), driven
+/// from this one through the shared files.
+@Suite struct EDMACrossProcessTests {
+    static func binary() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        let exe = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var dir = exe
+        while let slash = dir.lastIndex(of: "/") {
+            dir = String(dir[..<slash])
+            let candidate = dir + "/ntb-transport"
+            if access(candidate, X_OK) == 0 { return candidate }
+            if dir.hasSuffix(".build") { break }
+        }
+        return nil
+    }
+
+    @Test(.enabled(if: binary() != nil, "needs the ntb-transport binary next to the tests"))
+    func selftestDrivesAModelInAnotherProcess() throws {
+        let bin = try #require(Self.binary())
+        let dir = "/tmp/edma-xproc-\(getpid())"
+        var pid: pid_t = 0
+        let args = [bin, "edma", "model", "--directory", dir, "--channels", "2", "--seconds", "60"]
+        var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        #expect(posix_spawn(&pid, bin, nil, nil, &cargs, environ) == 0)
+        defer {
+            kill(pid, SIGTERM)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            for f in ["edma-regs", "edma-rings", "ep-mem", "host-mem"] { unlink(dir + "/" + f) }
+            rmdir(dir)
+        }
+        // Wait until the model published its rings.
+        var ready = false
+        for _ in 0..<200 where !ready {
+            ready = access(dir + "/host-mem", R_OK) == 0 && access(dir + "/edma-rings", R_OK) == 0
+            usleep(50_000)
+        }
+        #expect(ready)
+        var cmd = try NTBTransportCommand.parseAsRoot(["edma", "selftest", "--attach", dir, "--size", "16384", "--iterations", "2"])
+        try cmd.run()
+    }
+}
