@@ -15,6 +15,13 @@ struct EDMACommand: ParsableCommand {
     )
 }
 
+/// Parses a decimal or 0x-prefixed hexadecimal number.
+func parseNumber(_ text: String) throws -> Int {
+    let v = text.hasPrefix("0x") || text.hasPrefix("0X") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+    guard let v, v >= 0 else { throw ValidationError("'\(text)' is not a number (decimal or 0x hex)") }
+    return v
+}
+
 /// A self-test failure: the description says what went wrong and what to check.
 struct EDMASelftestFailure: Error, CustomStringConvertible {
     var description: String
@@ -60,6 +67,24 @@ struct EDMASelftest: ParsableCommand {
     @Flag(help: "Keep the model directory afterwards for inspection.")
     var keep = false
 
+    @Argument(help: "Hardware: the PCI function (vfio-pci bound) whose BAR holds the eDMA registers, e.g. 0000:01:00.0. Without it the self-test runs against the engine model.")
+    var device: String?
+
+    @Option(help: "Hardware: BAR holding the eDMA register block.")
+    var bar: Int?
+
+    @Option(help: "Hardware: offset of the eDMA register block in --bar (hex with 0x).", transform: parseNumber)
+    var offset: Int?
+
+    @Option(help: "Hardware: BAR holding endpoint memory for the LL regions and endpoint-side buffers (without it: enumerate channels only).")
+    var llBar: Int?
+
+    @Option(name: .customLong("ll-offset"), help: "Hardware: offset of that memory in --ll-bar.", transform: parseNumber)
+    var llOffset: Int = 0
+
+    @Option(name: .customLong("ll-address"), help: "Hardware: address the eDMA uses for that memory (default: the BAR's bus address + --ll-offset, as dw-edma-pcie does).", transform: parseNumber)
+    var llAddress: Int?
+
     @Option(help: "Drive a model served by another process ('ntb-transport edma model') in this directory instead of starting one.")
     var attach: String?
 
@@ -69,12 +94,22 @@ struct EDMASelftest: ParsableCommand {
         guard mode == "local" || mode == "remote" else { throw ValidationError("--mode must be local or remote") }
         guard (1...(4 << 20)).contains(size) else { throw ValidationError("--size must be 1 byte to 4 MiB") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        if device != nil {
+            guard bar != nil, offset != nil else { throw ValidationError("hardware self-test needs --bar N --offset X (the eDMA register block)") }
+            guard attach == nil, directory == nil, !injectAbort else {
+                throw ValidationError("--attach, --directory and --inject-abort apply to the engine model, not to hardware")
+            }
+            guard mode == "remote" else { throw ValidationError("the hardware self-test drives the eDMA through a BAR: --mode remote") }
+        } else if bar != nil || offset != nil || llBar != nil {
+            throw ValidationError("--bar, --offset and --ll-bar need the PCI function (e.g. 0000:01:00.0)")
+        }
         if attach != nil && (injectAbort || directory != nil) {
             throw ValidationError("--attach drives another process's model: --inject-abort and --directory do not apply")
         }
     }
 
     func run() throws {
+        if let device { return try runHardware(device) }
         if let attach { return try runAttached(attach) }
         let dir: String
         var made = false
@@ -111,6 +146,60 @@ struct EDMASelftest: ParsableCommand {
         let m = model.counters
         print("model: \(m.doorbells) doorbells, \(m.elements) elements, \(m.bytes) bytes, \(m.aborts) aborts, \(m.storesApplied) register writes applied")
         if keep || !made { print("model files kept in \(dir) (layout: docs/mock-device.md)") }
+        if failures > 0 {
+            throw EDMASelftestFailure(description: "\(failures) eDMA self-test check(s) failed; see the lines marked FAIL above")
+        }
+        print("eDMA self-test passed")
+    }
+
+    /// Drives a real eDMA through VFIO: registers in `--bar` at `--offset`; with `--ll-bar`, LL regions and
+    /// endpoint-side buffers in that BAR window and host buffers in IOMMU-mapped memory. Polling only.
+    /// Not exercised here (no hardware): see the report of issue 3.
+    func runHardware(_ text: String) throws {
+        let address = try PCIAddress(parsing: text)
+        let device = try VFIODevice.open(address)
+        try device.enableBusMaster()
+        let regsBAR = try device.mapBAR(bar!)
+        let needed = format == "legacy" ? 0x124 : EDMARegisters.unrollEnd
+        guard offset! >= 0, offset! <= regsBAR.length - needed else {
+            throw EDMASelftestFailure(description: "BAR \(bar!) is \(regsBAR.length) bytes: no \(format) eDMA register block (\(needed) bytes) fits at offset \(offset!); check --bar/--offset")
+        }
+        let regs = regsBAR.mmio.subregion(offset: offset!, length: min(EDMAModelFiles.registerFileSize, regsBAR.length - offset!))
+        let mapFormat: EDMAMapFormat = format == "legacy" ? .legacy : .unroll
+        let edma = try DWEDMAController(registers: regs, format: mapFormat, mode: .remote, ownership: .channels)
+        print("eDMA at \(address) BAR \(bar!) + 0x\(String(offset!, radix: 16)): \(mapFormat) map, \(edma.writeChannels) write + \(edma.readChannels) read channels")
+        for d in EDMADirection.allCases {
+            for c in 0..<edma.channels(d) {
+                print("  \(d) ch\(c): status \(edma.core.channelStatus(d, channel: c).rawValue)")
+            }
+        }
+        guard let llBar else {
+            print("channels enumerated; pass --ll-bar/--ll-offset (endpoint memory the eDMA can reach) to run transfers")
+            return
+        }
+        let window = try llBar == bar! ? regsBAR : device.mapBAR(llBar)
+        let avail = window.length - llOffset
+        let slot = ((avail - SelftestLayout.llArea) / 16) & ~4095
+        guard llOffset >= 0, avail > 0, slot >= 4096 else {
+            throw EDMASelftestFailure(description: "BAR \(llBar) from offset \(llOffset) is too small for 16 LL regions and 16 buffers of 4 KiB (needs \(SelftestLayout.llArea + 16 * 4096) bytes); pick a larger window")
+        }
+        let llBus: UInt64
+        if let llAddress { llBus = UInt64(llAddress) } else {
+            let bars = try PCIDiscovery().bars(of: address)
+            guard let info = bars.first(where: { $0.index == llBar }) else {
+                throw EDMASelftestFailure(description: "no BAR \(llBar) in \(address)'s resources; pass --ll-address")
+            }
+            llBus = info.start + UInt64(llOffset)
+        }
+        let windowBytes = SelftestLayout.llArea + 16 * slot
+        let epRegion = unsafe DMARegion(address: window.mmio.baseAddress + llOffset, busAddress: llBus, length: windowBytes)
+        let hostBuffer = try device.container.allocateDMA(length: windowBytes)
+        var layout = SelftestLayout(transferSize: min(size, slot))
+        layout.slotBytes = slot
+        print("LL regions and endpoint buffers at eDMA address 0x\(String(llBus, radix: 16)) (\(slot) B per channel), host buffers at IOVA 0x\(String(hostBuffer.region.busAddress, radix: 16))")
+        var runner = SelftestRunner(edma: edma, layout: layout, ep: epRegion, host: hostBuffer.region, iterations: iterations)
+        let failures = runner.runAll()
+        withExtendedLifetime((window, regsBAR, hostBuffer, device)) {}
         if failures > 0 {
             throw EDMASelftestFailure(description: "\(failures) eDMA self-test check(s) failed; see the lines marked FAIL above")
         }
@@ -190,13 +279,13 @@ struct SelftestLayout {
     static let llBytes = 4096
     static let epBus: UInt64 = 0x1000_0000
     static let hostBus: UInt64 = 0x8_0000_0000
-    /// Per (direction, channel) slot: data buffers of the largest transfer (the files are sparse).
-    static let slotBytes = 4 << 20
+    /// Model arenas: per (direction, channel) slot the largest transfer (the files are sparse).
+    static let modelSlotBytes = 4 << 20
     static let llArea = 16 * llBytes
-    /// Each arena: 16 LL regions (used in the EP arena) and 16 slots.
-    static let arenaSize = llArea + 16 * slotBytes
+    /// Each model arena: 16 LL regions (used in the EP arena) and 16 slots.
+    static let arenaSize = llArea + 16 * modelSlotBytes
     let transferSize: Int
-    var slotBytes: Int { Self.slotBytes }
+    var slotBytes: Int = Self.modelSlotBytes
     var llArea: Int { Self.llArea }
     func llOffset(_ d: EDMADirection, _ c: Int) -> Int { (d.rawValue * 8 + c) * Self.llBytes }
     func dataOffset(_ d: EDMADirection, _ c: Int) -> Int { llArea + (d.rawValue * 8 + c) * slotBytes }

@@ -15,7 +15,21 @@ import Testing
         try cmd.run()
     }
 
-    @Test(arguments: [["--channels", "0"], ["--format", "hdma"], ["--mode", "both"], ["--size", "0"]])
+    @Test func missingHardwareIsARuntimeErrorNamingTheFix() throws {
+        var cmd = try NTBTransportCommand.parseAsRoot(["edma", "selftest", "0000:7f:1f.7", "--bar", "0", "--offset", "0x1000"])
+        do {
+            try cmd.run()
+            Issue.record("expected an error")
+        } catch {
+            #expect(NTBTransportCommand.exitCode(for: error) == ExitCode.failure)
+            #expect("\(error)".contains("ntb-transport list"))
+        }
+    }
+
+    @Test(arguments: [["--channels", "0"], ["--format", "hdma"], ["--mode", "both"], ["--size", "0"],
+                      ["--bar", "0"], ["0000:00:00.0"], ["0000:00:00.0", "--bar", "0", "--offset", "0x1000", "--inject-abort"],
+                      ["0000:00:00.0", "--bar", "0", "--offset", "0x1000", "--mode", "local"], ["--attach", "/tmp/x", "--inject-abort"],
+                      ["0000:00:00.0", "--bar", "0", "--offset", "zz"]])
     func badOptionsAreUsageErrors(_ args: [String]) {
         #expect(throws: (any Error).self) { _ = try NTBTransportCommand.parseAsRoot(["edma", "selftest"] + args) }
         do {
@@ -73,5 +87,36 @@ import Glibc
         #expect(ready)
         var cmd = try NTBTransportCommand.parseAsRoot(["edma", "selftest", "--attach", dir, "--size", "16384", "--iterations", "2"])
         try cmd.run()
+    }
+}
+
+import DWEDMA
+import NTBMock
+import PCIKit
+
+@Suite struct EDMASelftestRunnerTests {
+    /// The hardware path's layout (a small endpoint window: 8 KiB per channel) run against the model.
+    @Test func smallWindowLayoutAsOnHardware() throws {
+        let dir = "/tmp/edma-runner-\(getpid())"
+        _ = mkdir(dir, 0o700)
+        defer {
+            for f in ["edma-regs", "edma-rings", "ep-mem", "host-mem"] { unlink(dir + "/" + f) }
+            rmdir(dir)
+        }
+        let slot = 8192
+        let bytes = SelftestLayout.llArea + 16 * slot
+        let ep = try SharedMemoryArena(path: dir + "/ep-mem", busBase: 0x4000_0000, length: bytes)
+        let host = try SharedMemoryArena(path: dir + "/host-mem", busBase: 0x1_0000_0000, length: bytes)
+        let model = try EDMAEngineModel(EDMAModelConfiguration(directory: dir, writeChannels: 2, readChannels: 2,
+                                                               localSpace: BusAddressSpace([ep.segment]),
+                                                               pcieSpace: BusAddressSpace([host.segment])))
+        defer { model.stop() }
+        let edma = try DWEDMAController(registers: model.registerSpace(.host), mode: .remote, ownership: .channels)
+        var layout = SelftestLayout(transferSize: 4096)
+        layout.slotBytes = slot
+        var runner = SelftestRunner(edma: edma, layout: layout, ep: ep.region, host: host.region, iterations: 2)
+        #expect(runner.runAll() == 0)
+        #expect(model.counters.aborts == 0)
+        #expect(model.counters.elements > 0)
     }
 }
