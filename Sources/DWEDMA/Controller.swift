@@ -165,6 +165,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline var _needsFullStart: Bool = true
     @usableFromInline var _counters = EDMAChannelCounters()
     @usableFromInline var _noResponse = false
+    @usableFromInline var _remoteOnly = false
     /// Whether the last poll read all ones from `int_status` (the device no longer answers).
     public var lastPollHadNoResponse: Bool { _noResponse }
     @usableFromInline var inFlight: UInt64 = 0
@@ -197,6 +198,18 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
         core.configureInterrupt(direction, channel: index, address: msiAddress, data: baseData &+ vector)
     }
 
+    /// Remote-only interrupt routing (RFC V3-18 REMOTE): keep this channel's DONE/ABORT masked in
+    /// `int_mask` at the next full start, so the endpoint's local interrupt stays quiet while the IMWr
+    /// (RIE) still reaches the host. Takes effect at the next first start (after claim or abort).
+    /// The default is Linux's: unmask.
+    public mutating func routeInterruptsRemoteOnly(_ on: Bool = true) {
+        precondition(mode == .remote, "remote-only routing needs a remotely driven channel (RIE)")
+        precondition(inFlight == 0, "change the routing while the channel is idle")
+        _remoteOnly = on
+        _needsFullStart = true
+        _cycle = true
+    }
+
     /// Writes `transfers` as one chain and rings the doorbell.
     /// - Returns: the submission number, reported again by ``poll()``.
     /// - Throws: ``EDMAError`` when busy, empty, too long, or an element has length 0.
@@ -213,7 +226,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
             bytes &+= UInt64(len)
         }
         unsafe core.start(direction, channel: index, ll: ll, llBusAddress: llBusAddress, transfers: transfers,
-                          cycle: _cycle, first: _needsFullStart, mode: mode)
+                          cycle: _cycle, first: _needsFullStart, mode: mode, maskLocalInterrupt: _remoteOnly)
         _needsFullStart = false
         inFlight = nextSubmission
         nextSubmission &+= 1

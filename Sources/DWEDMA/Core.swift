@@ -48,7 +48,7 @@ public protocol EDMACore {
     /// Writes the chain into LL memory and starts it (`write_chunk` + `start`).
     func start<LL: RegisterSpace>(_ d: EDMADirection, channel: Int, ll: LL, llBusAddress: UInt64,
                                   transfers: UnsafeBufferPointer<EDMATransfer>, cycle: Bool,
-                                  first: Bool, mode: EDMAMode)
+                                  first: Bool, mode: EDMAMode, maskLocalInterrupt: Bool)
     /// Programs the IMWr (MSI) address and this channel's data (`ch_config`).
     func configureInterrupt(_ d: EDMADirection, channel: Int, address: UInt64, data: UInt16)
     /// Masks and clears every interrupt and disables both engines (`off`).
@@ -161,7 +161,7 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
     @inlinable
     public func start<LL: RegisterSpace>(_ d: EDMADirection, channel: Int, ll: LL, llBusAddress: UInt64,
                                          transfers: UnsafeBufferPointer<EDMATransfer>, cycle: Bool,
-                                         first: Bool, mode: EDMAMode) {
+                                         first: Bool, mode: EDMAMode, maskLocalInterrupt: Bool = false) {
         unsafe writeChunk(ll: ll, llBusAddress: llBusAddress, transfers: transfers, cycle: cycle, mode: mode)
         // The LL stores must be visible to the engine before any register write that starts it
         // (Linux writel orders earlier memory writes the same way).
@@ -170,9 +170,14 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
             // Enable engine.
             registers.store32(1, at: EDMARegisters.engineEnable(d))
             withLock {
-                // Interrupt unmask: done, abort.
+                // Interrupt unmask: done, abort. (Remote-only routing keeps the local interrupt masked:
+                // LIE+RIE with the local mask set, the RFC's REMOTE routing, kernel-facts §1.7.)
                 var mask = registers.load32(at: EDMARegisters.intMask(d))
-                mask &= ~InterruptBits.channel(channel).rawValue
+                if maskLocalInterrupt {
+                    mask |= InterruptBits.channel(channel).rawValue
+                } else {
+                    mask &= ~InterruptBits.channel(channel).rawValue
+                }
                 registers.store32(mask, at: EDMARegisters.intMask(d))
                 // Linked list error.
                 var llErr = registers.load32(at: EDMARegisters.linkedListErrorEnable(d))
