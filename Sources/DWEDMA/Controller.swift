@@ -98,6 +98,18 @@ public final class DWEDMAController<Space: RegisterSpace>: @unchecked Sendable {
                            llBusAddress: llBusAddress, owner: state)
     }
 
+    /// Interrupt emulation (kernel-facts §1.7, X1): a write to `int_status` asserts the endpoint's eDMA
+    /// interrupt without setting DONE/ABORT; usable as a host→endpoint doorbell on implementations that
+    /// support it (the engine model does).
+    public func raiseEmulatedInterrupt(_ d: EDMADirection) {
+        core.registers.store32(0, at: EDMARegisters.intStatus(d))
+    }
+
+    /// Deasserts an emulated interrupt: a write of 0 to `int_clear` (clears no status bit).
+    public func clearEmulatedInterrupt(_ d: EDMADirection) {
+        core.registers.store32(0, at: EDMARegisters.intClear(d))
+    }
+
     /// `dw_edma_v0_core_off` for both directions. Refused under partial ownership: a remote side must
     /// never disable the other side's engine.
     public func powerOff() throws(EDMAError) {

@@ -161,6 +161,18 @@ import NTBMock
                 == InterruptBits.channel(3).rawValue)
     }
 
+    @Test func emulatedInterruptIsADoorbellToTheEndpoint() throws {
+        let irq = try EventNotifier()
+        let f = try ModelFixture(localInterrupt: irq)
+        let host = try DWEDMAController(registers: f.model.registerSpace(.host), mode: .remote, ownership: .channels)
+        host.raiseEmulatedInterrupt(.read)
+        #expect(irq.wait(timeout: .seconds(5)))
+        #expect(irq.consume() == 1)
+        host.clearEmulatedInterrupt(.read)
+        #expect(f.model.registerSpace(.host).load32(at: EDMARegisters.intStatus(.read)) == 0)
+        #expect(f.model.counters.emulatedInterrupts == 1)
+    }
+
     @Test func localModeRaisesTheLocalInterruptNotIMWr() throws {
         let irq = try EventNotifier()
         let f = try ModelFixture(localInterrupt: irq)
