@@ -15,6 +15,7 @@ struct NTBTransportCommand: AsyncParsableCommand {
             Bind.self,
             Unbind.self,
             Info.self,
+            EDMACommand.self,
         ]
     )
 }

@@ -11,5 +11,6 @@
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
 #include "ntb_vfio.h"        /* VFIO ioctls and layouts           (PCIKit)       */
 #include "ntb_pci.h"         /* libpci scan, names, config        (PCIKit)       */
+#include "ntb_edma.h"        /* eDMA LL layouts, model ring/futex (DWEDMA, NTBMock) */
 
 #endif
