@@ -9,5 +9,6 @@
 
 #include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+#include "ntb_epf.h"         /* EPF NTB control region, mock link page (NTBHardware, NTBMock) */
 
 #endif
