@@ -54,7 +54,8 @@ public struct MockLinkConfiguration: Sendable, Equatable {
     public static let hostRAMBus: UInt64 = 0x1_0000_0000
     public static let endpointRAMBus: UInt64 = 0x8000_0000
 
-    func validate() throws(NTBError) {
+    /// Checks the geometry; the error names the option to fix.
+    public func validate() throws(NTBError) {
         func bad(_ what: String) -> NTBError { .unsupported("mock link: \(what)") }
         guard (1...profile.maxWindows).contains(memoryWindowCount) else { throw bad("--mws must be 1...\(profile.maxWindows) for \(profile)") }
         guard memoryWindowSize >= 4096 && memoryWindowSize % 4096 == 0 && memoryWindowSize <= 1 << 30 else { throw bad("--mw-size must be a multiple of 4 KiB up to 1 GiB") }
