@@ -98,7 +98,9 @@ struct MockLatencyCommand: ParsableCommand {
         }
         device.writePeerScratchpad(0, Self.doneMagic)
         func us(_ ns: UInt64) -> String { String(format1: Double(ns) / 1000) }
-        print("doorbell round trip, \(mode) mode, endpoint poll \(port.mockOptions.pollInterval), \(count) samples (µs):")
+        let poll = port.mockOptions.pollInterval.components
+        let pollUS = poll.seconds * 1_000_000 + poll.attoseconds / 1_000_000_000_000
+        print("doorbell round trip, \(mode) mode, endpoint poll \(pollUS) µs\(device.link.configuration.msiDoorbell ? " + MSI doorbell" : ""), \(count) samples (µs):")
         print("  min \(us(histogram.min))  p50 \(us(histogram.valueAtPercentile(50)))  p90 \(us(histogram.valueAtPercentile(90)))  p99 \(us(histogram.valueAtPercentile(99)))  max \(us(histogram.max))  mean \(String(format1: histogram.mean / 1000))")
     }
 }
