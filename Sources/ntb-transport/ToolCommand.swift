@@ -22,6 +22,7 @@ struct ToolCommand: ParsableCommand {
               ntb-transport mock up --dir /dev/shm/ntb0
               ntb-transport tool --port mock:/dev/shm/ntb0 --role endpoint          # interactive, keep it running
               ntb-transport tool --port mock:/dev/shm/ntb0 --role host "link up" "peer-spad write 0 42" "db ring 0x1"
+              ntb-transport tool --port 0000:01:00.0 "link up" "link status"            # EPF NTB bound to vfio-pci
             """
     )
 
@@ -31,20 +32,25 @@ struct ToolCommand: ParsableCommand {
     var commands: [String] = []
 
     func run() throws {
-        let device = try port.open()
-        defer { device.close() }
-        let session = ToolSession(device: device)
-        if commands.isEmpty {
-            while let line = readLine() {
-                let trimmed = line.trimmingCharacters()
-                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-                if trimmed == "quit" || trimmed == "exit" { break }
-                do { print(try session.run(trimmed)) } catch { print("error: \(error)") }
-                fflush(nil)   // answer at once when stdout is a pipe
-            }
-        } else {
-            for command in commands {
-                print(try session.run(command))
+        try port.withDevice(Job(commands: commands))
+    }
+
+    private struct Job: DeviceJob {
+        let commands: [String]
+        func run<Device: NTBDevice>(_ device: Device) throws {
+            let session = ToolSession(device: device)
+            if commands.isEmpty {
+                while let line = readLine() {
+                    let trimmed = line.trimmingCharacters()
+                    if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                    if trimmed == "quit" || trimmed == "exit" { break }
+                    do { print(try session.run(trimmed)) } catch { print("error: \(error)") }
+                    fflush(nil)   // answer at once when stdout is a pipe
+                }
+            } else {
+                for command in commands {
+                    print(try session.run(command))
+                }
             }
         }
     }

@@ -36,6 +36,7 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     private let extraSources: [EventNotifier]
     private let barLengths: [Int]
     private let allocator: (Int, Int) throws(NTBError) -> DMABuffer
+    private let resources: [AnyObject]
 
     /// Byte offset in the doorbell BAR of each slot and the value to write (from db_data/db_offset).
     private var slotOffsets: [Int]
@@ -55,10 +56,12 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     ///   - bars: views of BAR 0...5 (nil = not mapped).
     ///   - vectors: the MSI or MSI-X vectors the host allocated (4...32; vector 0 = link event).
     ///   - extraEventSources: further descriptors ``waitForEvents(timeout:)`` wakes on (e.g. a mock link monitor).
+    ///   - resources: objects that must live as long as the device (BAR mappings, the VFIO device).
     ///   - allocator: allocates DMA memory for inbound windows (length, alignment).
     public init(
         name: String, bars: [MMIORegion?], map: EPFBARMap, vectors: [EventNotifier], msix: Bool,
         extraEventSources: [EventNotifier] = [], commandTimeout: Duration = .seconds(1),
+        retaining resources: [AnyObject] = [],
         allocator: @escaping (Int, Int) throws(NTBError) -> DMABuffer
     ) throws(NTBError) {
         precondition(bars.count == 6, "pass all six BAR slots")
@@ -92,6 +95,7 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
         self.barLengths = lengths
         self.poller = DescriptorPoller(vectors.map(\.fd) + extraEventSources.map(\.fd))
         self.allocator = allocator
+        self.resources = resources
         self.doorbellCount = vectors.count - 1
         self.slotOffsets = []
         self.slotData = []
