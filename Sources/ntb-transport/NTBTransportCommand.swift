@@ -16,6 +16,8 @@ struct NTBTransportCommand: AsyncParsableCommand {
             Unbind.self,
             Info.self,
             EDMACommand.self,
+            ToolCommand.self,
+            MockCommand.self,
         ]
     )
 }

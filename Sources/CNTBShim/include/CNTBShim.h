@@ -12,5 +12,6 @@
 #include "ntb_vfio.h"        /* VFIO ioctls and layouts           (PCIKit)       */
 #include "ntb_pci.h"         /* libpci scan, names, config        (PCIKit)       */
 #include "ntb_edma.h"        /* eDMA LL layouts, model ring/futex (DWEDMA, NTBMock) */
+#include "ntb_epf.h"         /* EPF NTB control region, mock link page (NTBHardware, NTBMock) */
 
 #endif
