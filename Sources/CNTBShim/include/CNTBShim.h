@@ -9,5 +9,6 @@
 
 #include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+#include "ntb_transport.h"   /* ntb_transport v4 wire layout      (NTBTransport) */
 
 #endif
