@@ -3,10 +3,6 @@ import PCIKit
 import Atomics
 import Synchronization
 
-/// Queue pairs over an NTB with pluggable backends (`host`: Linux ntb_transport v4 wire format;
-/// `edma`: the RFC v3 protocol). Reference: `kernel-facts.md` §2 and §4.
-public enum NTBTransport {}
-
 /// Where the transport link stands (for `waitForLink`, `stats`, messages).
 public enum TransportLinkState: Equatable, Sendable {
     /// The NTB link is down.
