@@ -106,8 +106,12 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     public var isLinkUp: Bool { isUp }
     /// The largest message a send accepts (`ntb_transport_max_size`); 0 while no link was set up.
     public var maxPayload: Int { channel?.maxPayload ?? 0 }
-    /// Free transmit frames (`ntb_transport_tx_free_entry`).
-    public var transmitFree: Int { isUp ? channel!.transmitFree : 0 }
+    /// Free transmit frames (`ntb_transport_tx_free_entry`), limited by unreported completions.
+    public var transmitFree: Int { isUp ? free : 0 }
+
+    /// Frames we may write: the ring's free frames, but never more sends outstanding (in flight or
+    /// consumed but not yet reported by `poll`) than the completion FIFO holds (2·N).
+    @inlinable var free: Int { min(channel!.transmitFree, txCapacity &- txPending) }
     /// Posted receive buffers not yet filled.
     public var postedReceives: Int { rxCount }
     /// Sends written but not yet consumed by the peer.
@@ -136,9 +140,9 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable
     public func send(_ bytes: UnsafeRawBufferPointer, cookie: UInt64) throws(TransportError) {
         try unsafe admit(bytes)
-        if channel!.transmitFree == 0 {
+        if free == 0 {
             reap()
-            guard channel!.transmitFree > 0 else { counters.add(.txRingFull); throw .ringFull(queuePair: index) }
+            guard free > 0 else { counters.add(.txRingFull); throw .ringFull(queuePair: index) }
         }
         unsafe write(bytes, cookie: cookie)
         ring()
@@ -151,10 +155,10 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable
     public func sendBatch(count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, cookie: UInt64)) throws(TransportError) -> Int {
         guard isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
-        if channel!.transmitFree < count { reap() }
+        if free < count { reap() }
         var sent = 0
         while sent < count {
-            if channel!.transmitFree == 0 { counters.add(.txRingFull); break }
+            if free == 0 { counters.add(.txRingFull); break }
             let m = unsafe message(sent)
             do throws(TransportError) { try unsafe admit(m.bytes) } catch {
                 if sent > 0 { ring() }
@@ -330,11 +334,11 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         lastBadVersion = .max
         if target != 0, var next = link.slot.withLock({ slot -> Channel? in defer { slot = nil }; return slot }) {
             next.resetIndices()
-            if next.transmitEntries > txCapacity {
+            if 2 * next.transmitEntries != txCapacity {
                 unsafe txCookies.deallocate(); unsafe txLengths.deallocate()
-                unsafe txCookies = .allocate(capacity: next.transmitEntries)
-                unsafe txLengths = .allocate(capacity: next.transmitEntries)
-                txCapacity = next.transmitEntries
+                txCapacity = 2 * next.transmitEntries
+                unsafe txCookies = .allocate(capacity: txCapacity)
+                unsafe txLengths = .allocate(capacity: txCapacity)
             }
             channel = next
         } else if target == 0 {

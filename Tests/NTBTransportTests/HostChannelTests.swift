@@ -40,7 +40,7 @@ import PCIKit
         p.kernelWrites(index: 0, ver: 0, payload: Array("hello".utf8))
         #expect(p.channel.receivePending())
         #expect(p.channel.peekReceive() == .frame(length: 5))
-        #expect(Array(unsafe p.channel.receivedBytes(length: 5)) == Array("hello".utf8))
+        #expect(unsafe Array(p.channel.receivedBytes(length: 5)) == Array("hello".utf8))
         p.channel.consumeReceived()
         p.channel.publishReceiveTail()
         // ntb_complete_rxc: hdr->flags = 0 in our memory, rx_info->entry = 0 in the kernel's memory (S − 4).

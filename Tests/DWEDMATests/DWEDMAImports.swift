@@ -1,2 +1,0 @@
-// Keeps the DWEDMATests target buildable until its module has tests; the module must import cleanly.
-import DWEDMA
