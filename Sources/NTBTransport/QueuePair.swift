@@ -132,6 +132,19 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         rxCount &+= 1
     }
 
+    /// Takes back every posted receive buffer not filled yet (`ntb_transport_rx_remove`), oldest first,
+    /// e.g. before the memory behind them goes away. Returns their cookies' count.
+    @discardableResult
+    public func removeReceives(_ handle: (UInt64) -> Void = { _ in }) -> Int {
+        let n = rxCount
+        while rxCount > 0 {
+            let (_, _, cookie) = unsafe popReceive()
+            handle(cookie)
+        }
+        rxOldest = 0
+        return n
+    }
+
     // MARK: Sends (ntb_transport_tx_enqueue)
 
     /// Sends one message: copies it into the next frame and rings the peer's doorbell. The buffer is

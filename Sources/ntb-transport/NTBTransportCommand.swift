@@ -17,6 +17,7 @@ struct NTBTransportCommand: AsyncParsableCommand {
             RecvCommand.self,
             ServeCommand.self,
             StatsCommand.self,
+            DemoCommand.self,
         ]
     )
 }

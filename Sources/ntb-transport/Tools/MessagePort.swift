@@ -35,7 +35,12 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         for i in 0..<buffers { try post(i) }
     }
 
-    deinit { slab.deallocate(); controlBuffer.deallocate() }
+    deinit {
+        // The queue pair must not fill buffers of a port that is gone.
+        qp.removeReceives()
+        slab.deallocate()
+        controlBuffer.deallocate()
+    }
 
     private func post(_ slot: Int) throws(TransportError) {
         try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize), cookie: UInt64(slot))
