@@ -71,6 +71,11 @@ public protocol TransportChannel: Sendable {
     /// Writes one frame at the head (payload, barrier, flags|DONE) and advances.
     /// - Precondition: `transmitFree > 0` and `payload.count <= maxPayload`.
     mutating func transmit(_ payload: UnsafeRawBufferPointer, flags: UInt32)
+    /// Writes one frame's length, packet number and payload, without its flags, and advances.
+    /// - Precondition: `transmitFree > 0` and `payload.count <= maxPayload`.
+    mutating func stageTransmit(_ payload: UnsafeRawBufferPointer)
+    /// One barrier, then DONE on every staged frame.
+    mutating func publishStaged()
     /// Makes every written frame visible to the peer before its doorbell (read-back of the last flags,
     /// for write-combining windows).
     func flushTransmit()
@@ -134,5 +139,29 @@ public enum TransportBackends {
             throw .unknownBackend(name, available: names)
         }
         return type
+    }
+}
+
+/// Something to run with the backend chosen by name. The built-in backends are visited with their
+/// concrete type, so everything the visitor calls is specialised (static dispatch in the data path);
+/// backends registered at run time are opened from the existential.
+public protocol TransportBackendVisitor {
+    associatedtype Result
+    func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> Result
+}
+
+extension TransportBackends {
+    /// Calls `visitor.visit(B.self)` for the backend named `name`.
+    @inlinable
+    public static func visit<V: TransportBackendVisitor>(_ name: String, _ visitor: V) throws -> V.Result {
+        switch name {
+        case HostBackend.name: return try visitor.visit(HostBackend.self)
+        default: return try openAndVisit(try lookup(name), visitor)
+        }
+    }
+
+    @inlinable
+    static func openAndVisit<B: TransportBackend, V: TransportBackendVisitor>(_ backend: B.Type, _ visitor: V) throws -> V.Result {
+        try visitor.visit(backend)
     }
 }

@@ -20,7 +20,7 @@ public final class QueuePairLink<Channel: TransportChannel>: @unchecked Sendable
     /// Set when the client took the queue pair down (`ntb_transport_link_down`): no relink.
     public let clientDown = ManagedAtomic<Bool>(false)
     /// The channel for `target`, handed over once.
-    let slot = Mutex<Channel?>(nil)
+    @usableFromInline let slot = Mutex<Channel?>(nil)
 
     init() {}
 }
@@ -49,31 +49,92 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @usableFromInline let doorbellBit: UInt64
     @usableFromInline let waitMode: TransportConfiguration.WaitMode
 
-    @usableFromInline var channel: Channel?
-    @usableFromInline var adopted: UInt64 = 0
-    @usableFromInline var isUp = false
+    /// The data path's mutable state lives behind a pointer: accesses through it are plain loads and
+    /// stores, while stored `var`s of a class would pay a dynamic exclusivity check on every access.
+    @usableFromInline
+    @safe struct State {
+        @usableFromInline var channel: Channel?
+        @usableFromInline var adopted: UInt64 = 0
+        @usableFromInline var isUp = false
+        // Sends in flight (written, not yet consumed by the peer): FIFO of cookies and lengths.
+        @usableFromInline var txCookies: UnsafeMutablePointer<UInt64>
+        @usableFromInline var txLengths: UnsafeMutablePointer<Int>
+        @usableFromInline var txCapacity = 0
+        @usableFromInline var txOldest = 0
+        @usableFromInline var txPending = 0
+        @usableFromInline var txReaped = 0
+        // Posted receive buffers: FIFO.
+        @usableFromInline var rxOldest = 0
+        @usableFromInline var rxCount = 0
+        // rx_err_ver is counted once per bad frame, not once per poll of it.
+        @usableFromInline var lastBadVersion: UInt64 = .max
+        // Adaptive waiting: spin iterations before sleeping on the doorbell.
+        @usableFromInline var spinLimit = 4096
+        @usableFromInline init(txCookies: UnsafeMutablePointer<UInt64>, txLengths: UnsafeMutablePointer<Int>) {
+            unsafe self.txCookies = txCookies
+            unsafe self.txLengths = txLengths
+        }
+    }
+    @usableFromInline let state: UnsafeMutablePointer<State>
 
-    // Sends in flight (written, not yet consumed by the peer): FIFO of cookies and lengths.
-    @usableFromInline var txCookies: UnsafeMutablePointer<UInt64>
-    @usableFromInline var txLengths: UnsafeMutablePointer<Int>
-    @usableFromInline var txCapacity: Int = 0
-    @usableFromInline var txOldest: Int = 0
-    @usableFromInline var txPending: Int = 0
-    @usableFromInline var txReaped: Int = 0
+    @inlinable var channel: Channel? {
+        _read { yield unsafe state.pointee.channel }
+        _modify { yield unsafe &state.pointee.channel }
+    }
+    @inlinable var adopted: UInt64 {
+        get { unsafe state.pointee.adopted }
+        set { unsafe state.pointee.adopted = newValue }
+    }
+    @inlinable var isUp: Bool {
+        get { unsafe state.pointee.isUp }
+        set { unsafe state.pointee.isUp = newValue }
+    }
+    @inlinable var txCookies: UnsafeMutablePointer<UInt64> {
+        get { unsafe state.pointee.txCookies }
+        set { unsafe state.pointee.txCookies = newValue }
+    }
+    @inlinable var txLengths: UnsafeMutablePointer<Int> {
+        get { unsafe state.pointee.txLengths }
+        set { unsafe state.pointee.txLengths = newValue }
+    }
+    @inlinable var txCapacity: Int {
+        get { unsafe state.pointee.txCapacity }
+        set { unsafe state.pointee.txCapacity = newValue }
+    }
+    @inlinable var txOldest: Int {
+        get { unsafe state.pointee.txOldest }
+        set { unsafe state.pointee.txOldest = newValue }
+    }
+    @inlinable var txPending: Int {
+        get { unsafe state.pointee.txPending }
+        set { unsafe state.pointee.txPending = newValue }
+    }
+    @inlinable var txReaped: Int {
+        get { unsafe state.pointee.txReaped }
+        set { unsafe state.pointee.txReaped = newValue }
+    }
+    @inlinable var rxOldest: Int {
+        get { unsafe state.pointee.rxOldest }
+        set { unsafe state.pointee.rxOldest = newValue }
+    }
+    @inlinable var rxCount: Int {
+        get { unsafe state.pointee.rxCount }
+        set { unsafe state.pointee.rxCount = newValue }
+    }
+    @inlinable var lastBadVersion: UInt64 {
+        get { unsafe state.pointee.lastBadVersion }
+        set { unsafe state.pointee.lastBadVersion = newValue }
+    }
+    @inlinable var spinLimit: Int {
+        get { unsafe state.pointee.spinLimit }
+        set { unsafe state.pointee.spinLimit = newValue }
+    }
 
-    // Posted receive buffers: FIFO.
+    // Posted receive buffers: FIFO storage (fixed at set-up).
     @usableFromInline let rxBases: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     @usableFromInline let rxCapacities: UnsafeMutablePointer<Int>
     @usableFromInline let rxCookies: UnsafeMutablePointer<UInt64>
     @usableFromInline let rxDepth: Int
-    @usableFromInline var rxOldest: Int = 0
-    @usableFromInline var rxCount: Int = 0
-
-    // rx_err_ver is counted once per bad frame, not once per poll of it.
-    @usableFromInline var lastBadVersion: UInt64 = .max
-
-    // Adaptive waiting: spin iterations before sleeping on the doorbell.
-    @usableFromInline var spinLimit: Int = 4096
 
     init(index: Int, device: Device, link: QueuePairLink<Channel>, counters: QueuePairCounters, configuration: TransportConfiguration) {
         precondition(configuration.receiveQueueDepth > 0)
@@ -88,8 +149,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe rxBases.initialize(repeating: nil, count: rxDepth)
         unsafe rxCapacities = .allocate(capacity: rxDepth)
         unsafe rxCookies = .allocate(capacity: rxDepth)
-        unsafe txCookies = .allocate(capacity: 1)
-        unsafe txLengths = .allocate(capacity: 1)
+        unsafe state = .allocate(capacity: 1)
+        unsafe state.initialize(to: State(txCookies: .allocate(capacity: 1), txLengths: .allocate(capacity: 1)))
     }
 
     deinit {
@@ -98,24 +159,26 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe rxCookies.deallocate()
         unsafe txCookies.deallocate()
         unsafe txLengths.deallocate()
+        unsafe state.deinitialize(count: 1)
+        unsafe state.deallocate()
     }
 
     // MARK: State
 
     /// Whether the queue pair link is up (`ntb_transport_link_query`), as of the last poll.
-    public var isLinkUp: Bool { isUp }
+    @inlinable public var isLinkUp: Bool { isUp }
     /// The largest message a send accepts (`ntb_transport_max_size`); 0 while no link was set up.
-    public var maxPayload: Int { channel?.maxPayload ?? 0 }
+    @inlinable public var maxPayload: Int { channel?.maxPayload ?? 0 }
     /// Free transmit frames (`ntb_transport_tx_free_entry`), limited by unreported completions.
-    public var transmitFree: Int { isUp ? free : 0 }
+    @inlinable public var transmitFree: Int { isUp ? free : 0 }
 
     /// Frames we may write: the ring's free frames, but never more sends outstanding (in flight or
     /// consumed but not yet reported by `poll`) than the completion FIFO holds (2·N).
     @inlinable var free: Int { min(channel!.transmitFree, txCapacity &- txPending) }
     /// Posted receive buffers not yet filled.
-    public var postedReceives: Int { rxCount }
+    @inlinable public var postedReceives: Int { rxCount }
     /// Sends written but not yet consumed by the peer.
-    public var sendsInFlight: Int { txPending }
+    @inlinable public var sendsInFlight: Int { txPending }
 
     // MARK: Receive buffers (ntb_transport_rx_enqueue)
 
@@ -135,6 +198,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// Takes back every posted receive buffer not filled yet (`ntb_transport_rx_remove`), oldest first,
     /// e.g. before the memory behind them goes away. Returns their cookies' count.
     @discardableResult
+    @inlinable
     public func removeReceives(_ handle: (UInt64) -> Void = { _ in }) -> Int {
         let n = rxCount
         while rxCount > 0 {
@@ -174,13 +238,13 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             if free == 0 { counters.add(.txRingFull); break }
             let m = unsafe message(sent)
             do throws(TransportError) { try unsafe admit(m.bytes) } catch {
-                if sent > 0 { ring() }
+                if sent > 0 { channel!.publishStaged(); ring() }
                 throw error
             }
-            unsafe write(m.bytes, cookie: m.cookie)
+            unsafe write(m.bytes, cookie: m.cookie, staged: true)
             sent &+= 1
         }
-        if sent > 0 { ring() }
+        if sent > 0 { channel!.publishStaged(); ring() }
         return sent
     }
 
@@ -194,8 +258,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     }
 
     @inlinable @inline(__always)
-    func write(_ bytes: UnsafeRawBufferPointer, cookie: UInt64) {
-        unsafe channel!.transmit(bytes, flags: 0)
+    func write(_ bytes: UnsafeRawBufferPointer, cookie: UInt64, staged: Bool = false) {
+        if staged { unsafe channel!.stageTransmit(bytes) } else { unsafe channel!.transmit(bytes, flags: 0) }
         var slot = txOldest &+ txPending
         if slot >= txCapacity { slot &-= txCapacity }
         unsafe txCookies[slot] = cookie
@@ -307,7 +371,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     }
 
     /// Returns every in-flight send and posted receive with `linkDown`, then the link-down event.
-    @usableFromInline
+    @inlinable
     func failInFlight(_ handle: (Completion) -> Void) -> Int {
         var n = 0
         // Sends the peer consumed before the link dropped still succeeded.
@@ -339,7 +403,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     }
 
     /// The control plane moved us to generation `target` (link down: 0, or a new set-up).
-    @usableFromInline
+    @inlinable
     func transition(to target: UInt64, _ handle: (Completion) -> Void) -> Int {
         var n = 0
         if isUp || txPending > 0 { n = failInFlight(handle) }
@@ -365,7 +429,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     }
 
     /// The peer sent LINK_DOWN (`ntb_qp_link_down` → `ntb_qp_link_cleanup`).
-    @usableFromInline
+    @inlinable
     func peerTookDown(_ handle: (Completion) -> Void) -> Int {
         let n = failInFlight(handle)
         link.downRequest.store(true, ordering: .releasing)
@@ -373,6 +437,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     }
 
     /// Refreshes the gauge counters (ring positions) for `stats`; not called per message.
+    @inlinable
     public func updateGauges() {
         guard let c = channel else {
             counters[.linkIsUp] = 0
@@ -405,6 +470,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// `polling` spins; `interrupt` sleeps on the doorbell interrupt (`waitForEvents`) right away;
     /// `adaptive` spins up to a budget, then sleeps, and doubles the budget when work arrived soon
     /// after falling asleep (spinning would have caught it) or halves it when the sleep was long.
+    @inlinable
     public func wait(timeout: Duration) -> Bool {
         if hasWork() { return true }
         let clock = ContinuousClock()
@@ -433,6 +499,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
     }
 
+    @inlinable
     func sleepOnDoorbell(until deadline: ContinuousClock.Instant, clock: ContinuousClock) -> Bool {
         counters.add(.interruptWaits)
         while true {
@@ -453,6 +520,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// Takes this queue pair down on purpose: clears our QP_LINKS bit in the peer, sends the LINK_DOWN
     /// frame if the link is up (`ntb_send_link_down`), and returns every in-flight buffer through
     /// `handle`. The queue pair does not relink until the transport is set up again.
+    @inlinable
     public func shutdown(_ handle: (Completion) -> Void = { _ in }) {
         link.clientDown.store(true, ordering: .releasing)
         let spad = HostWire.Scratchpad.queuePairLinks

@@ -106,10 +106,9 @@ struct DemoCommand: ParsableCommand {
         do {
             let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
             defer { device.close() }
-            let backend = try TransportBackends.lookup(name)
-            row = try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: "\(dir)/stats.host",
+            row = try TransportBackends.visit(name, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job:
                                       DemoJob(row: row, largeSize: largeSize, bytes: parseByteCount(bytes)!, smallMessages: smallMessages,
-                                              roundTrips: roundTrips, file: sourceFile, quiet: json))
+                                              roundTrips: roundTrips, file: sourceFile, quiet: json)))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))

@@ -75,6 +75,21 @@ import PCIKit
         #expect(p.channel.transmitFree == Self.entries - 3)
     }
 
+    @Test func aStagedBatchShowsNoFlagUntilPublished() {
+        var p = Pair()
+        let msg: [UInt8] = [1, 2, 3, 4]
+        for _ in 0..<3 { unsafe msg.withUnsafeBytes { unsafe p.channel.stageTransmit($0) } }
+        for i in 0..<3 {
+            #expect(p.peers.u32((i + 1) * Self.frame - 12 + 8) == 0, "no DONE before publish")
+            #expect(p.peers.u32((i + 1) * Self.frame - 12 + 4) == 4)
+            #expect(p.peers.u32((i + 1) * Self.frame - 12) == UInt32(i))
+        }
+        p.channel.publishStaged()
+        for i in 0..<3 { #expect(p.peers.u32((i + 1) * Self.frame - 12 + 8) == 1) }
+        #expect(p.peers.u32(4 * Self.frame - 12 + 8) == 0)
+        #expect(p.channel.transmitFree == Self.entries - 4)
+    }
+
     @Test func ringFillsAndDrainsAsTheKernelPublishesItsTail() {
         var p = Pair()
         let one: [UInt8] = [1]

@@ -59,6 +59,8 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
     @usableFromInline var rxPackets: UInt32 = 0
     @usableFromInline var rxLastConsumed: UInt32 = 0
     @usableFromInline var rxUnpublished: Bool = false
+    @usableFromInline var staged: Int = 0
+    @usableFromInline var stagedFirst: UInt32 = 0
 
     public init(transmit: MMIORegion, transmitLayout: HostQueueLayout, receive: MMIORegion, receiveLayout: HostQueueLayout) {
         precondition(transmit.length >= transmitLayout.areaSize && receive.length >= receiveLayout.areaSize)
@@ -108,6 +110,7 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
         rxPackets = 0
         rxLastConsumed = 0
         rxUnpublished = false
+        staged = 0
     }
 
     // MARK: Transmit (ntb_process_tx / ntb_async_tx / ntb_memcpy_tx / ntb_tx_copy_callback)
@@ -142,6 +145,36 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
         txIndex = txIndex &+ 1 == txEntries ? 0 : txIndex &+ 1
         txPackets &+= 1
         txFreeCount &-= 1
+    }
+
+    /// Writes a frame's length, packet number and payload but not yet its flags; ``publishStaged()``
+    /// sets DONE on every staged frame after one barrier (a batch pays one barrier, not one per frame).
+    @inlinable
+    public mutating func stageTransmit(_ payload: UnsafeRawBufferPointer) {
+        precondition(txFreeCount > 0 && payload.count <= maxPayload)
+        let frame = Int(txIndex) &* txFrame
+        let header = frame &+ txFrame &- headerFromFrameEnd
+        tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
+        tx.store32(txPackets, at: header &+ verOffset)
+        if payload.count > 0 { unsafe tx.copy(from: payload, toOffset: frame) }
+        if staged == 0 { stagedFirst = txIndex }
+        staged &+= 1
+        txIndex = txIndex &+ 1 == txEntries ? 0 : txIndex &+ 1
+        txPackets &+= 1
+        txFreeCount &-= 1
+    }
+
+    @inlinable
+    public mutating func publishStaged() {
+        guard staged > 0 else { return }
+        // Every staged payload before any of their flags (ntb_memcpy_tx's wmb, once per batch).
+        Barrier.write()
+        var i = stagedFirst
+        for _ in 0..<staged {
+            tx.store32(HostWire.doneFlag, at: (Int(i) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset)
+            i = i &+ 1 == txEntries ? 0 : i &+ 1
+        }
+        staged = 0
     }
 
     @inlinable
@@ -184,8 +217,8 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
     @inlinable
     public mutating func consumeReceived() {
         let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
-        // ntb_memcpy_rx: "Ensure that the data is fully copied out before clearing the flag".
-        Barrier.write()
+        // Our copy-out is ordered before the peer may reuse the frame by the barrier in
+        // publishReceiveTail (the peer reuses it only after seeing the tail).
         rx.store32(0, at: header &+ flagsOffset)
         rxLastConsumed = rxIndex
         rxUnpublished = true
@@ -203,6 +236,9 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
     @inlinable
     public mutating func publishReceiveTail() {
         guard rxUnpublished else { return }
+        // ntb_memcpy_rx: "Ensure that the data is fully copied out before clearing the flag": every
+        // read of the consumed frames and their cleared flags before the tail the peer acts on.
+        Barrier.full()
         // ntb_complete_rxc: iowrite32(entry->rx_index, &qp->rx_info->entry), once per batch.
         tx.store32(rxLastConsumed, at: rxTailOffset)
         rxUnpublished = false

@@ -59,8 +59,8 @@ extension PortOptions {
     /// Opens the device, sets the transport up with the chosen backend, waits for the link, runs `job`.
     func withTransport<J: TransportJob>(_ options: TransportOptions, _ job: J) throws -> J.Result {
         let device = try open()
-        let backend = try TransportBackends.lookup(options.backend)
-        return try Self.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, job)
+        defer { device.close() }
+        return try TransportBackends.visit(options.backend, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
     }
 
     static func run<Device: NTBDevice, B: TransportBackend, J: TransportJob>(
@@ -78,4 +78,16 @@ extension PortOptions {
 struct Handoff<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
+}
+
+/// Sets up a transport with the visited backend over `device` and runs `job` (specialised per backend).
+struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
+    let device: Device
+    let options: TransportOptions
+    let statisticsPath: String?
+    let job: J
+
+    func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> J.Result {
+        try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, job)
+    }
 }
