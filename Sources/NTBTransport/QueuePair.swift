@@ -1,6 +1,5 @@
 public import NTBHardware
-public import Atomics
-import Synchronization
+public import Synchronization
 
 /// What the control plane (link management) and one queue pair's data path share.
 ///
@@ -10,15 +9,15 @@ import Synchronization
 /// the shared memory and runs the QP_LINKS exchange, finally publishing `up`.
 public final class QueuePairLink<Channel: TransportChannel>: @unchecked Sendable {
     /// Generation the control plane wants the queue pair at; 0 = no memory (transport link down).
-    public let target = ManagedAtomic<UInt64>(0)
+    public let target = Atomic<UInt64>(0)
     /// Last generation the data path adopted.
-    public let acknowledged = ManagedAtomic<UInt64>(0)
+    public let acknowledged = Atomic<UInt64>(0)
     /// Generation in which the queue pair link is up (0 = not up).
-    public let up = ManagedAtomic<UInt64>(0)
+    public let up = Atomic<UInt64>(0)
     /// Set by the data path when the peer sent LINK_DOWN: the control plane renegotiates.
-    public let downRequest = ManagedAtomic<Bool>(false)
+    public let downRequest = Atomic<Bool>(false)
     /// Set when the client took the queue pair down (`ntb_transport_link_down`): no relink.
-    public let clientDown = ManagedAtomic<Bool>(false)
+    public let clientDown = Atomic<Bool>(false)
     /// The channel for `target`, handed over once.
     @usableFromInline let slot = Mutex<Channel?>(nil)
 
@@ -53,7 +52,6 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// stores, while stored `var`s of a class would pay a dynamic exclusivity check on every access.
     @usableFromInline
     @safe struct State {
-        @usableFromInline var channel: Channel?
         @usableFromInline var adopted: UInt64 = 0
         @usableFromInline var isUp = false
         // Sends in flight (written, not yet consumed by the peer): FIFO of cookies and lengths.
@@ -76,10 +74,12 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
     }
     @usableFromInline let state: UnsafeMutablePointer<State>
+    @usableFromInline let channelSlot: UnsafeMutablePointer<Channel?>
 
+    /// The channel, addressed in place (no copy of the struct per access).
     @inlinable var channel: Channel? {
-        _read { yield unsafe state.pointee.channel }
-        _modify { yield unsafe &state.pointee.channel }
+        unsafeAddress { unsafe UnsafePointer(channelSlot) }
+        unsafeMutableAddress { unsafe channelSlot }
     }
     @inlinable var adopted: UInt64 {
         get { unsafe state.pointee.adopted }
@@ -149,6 +149,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe rxBases.initialize(repeating: nil, count: rxDepth)
         unsafe rxCapacities = .allocate(capacity: rxDepth)
         unsafe rxCookies = .allocate(capacity: rxDepth)
+        unsafe channelSlot = .allocate(capacity: 1)
+        unsafe channelSlot.initialize(to: nil)
         unsafe state = .allocate(capacity: 1)
         unsafe state.initialize(to: State(txCookies: .allocate(capacity: 1), txLengths: .allocate(capacity: 1)))
     }
@@ -161,6 +163,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe txLengths.deallocate()
         unsafe state.deinitialize(count: 1)
         unsafe state.deallocate()
+        unsafe channelSlot.deinitialize(count: 1)
+        unsafe channelSlot.deallocate()
     }
 
     // MARK: State
@@ -478,8 +482,12 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         switch waitMode {
         case .polling:
             counters.add(.pollWaits)
+            var rounds = 0
             while clock.now < deadline {
                 for _ in 0..<256 where hasWork() { return true }
+                // On a machine with more spinning threads than cores, let the peer run now and then.
+                rounds &+= 1
+                if rounds & 3 == 0 { TransportThread.yield() }
             }
             return hasWork()
         case .interrupt:
@@ -489,6 +497,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             while spins < spinLimit {
                 if hasWork() { counters.add(.pollWaits); return true }
                 spins &+= 1
+                if spins & 1023 == 0 { TransportThread.yield() }
             }
             let before = clock.now
             let found = sleepOnDoorbell(until: deadline, clock: clock)

@@ -136,6 +136,10 @@ public final class TransportThread: @unchecked Sendable {
         return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
     }
 
+    /// Gives the CPU to another runnable thread (spin loops on busy machines).
+    @inlinable public static func yield() { _yield() }
+    @usableFromInline static func _yield() { sched_yield() }
+
     /// Sleeps the calling thread.
     public static func sleep(_ duration: Duration) {
         let (s, atto) = duration.components

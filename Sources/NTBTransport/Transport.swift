@@ -1,6 +1,5 @@
 public import NTBHardware
 import PCIKit
-import Atomics
 import Synchronization
 
 /// Where the transport link stands (for `waitForLink`, `stats`, messages).
@@ -33,9 +32,9 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
 
     private let links: [QueuePairLink<Backend.Channel>]
     private let control: Mutex<ControlState>
-    private let stopMonitor = ManagedAtomic<Bool>(false)
+    private let stopMonitor = Atomic<Bool>(false)
     private var monitor: TransportThread?
-    private let publishedState = ManagedAtomic<UInt8>(0)
+    private let publishedState = Atomic<UInt8>(0)
     private let problem = Mutex<TransportError?>(nil)
 
     private struct InboundWindow {
@@ -109,13 +108,13 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         do throws(NTBError) { try device.enableLink() } catch { throw .device(error) }
         if let interval = configuration.linkMonitorInterval {
             // Weak: the transport closes (and joins this thread) when its last user lets go.
-            let step = UncheckedSendable({ [weak self] in self?.poll() })
-            let stop = stopMonitor
+            let step = UncheckedSendable({ [weak self] () -> Bool in
+                guard let self, !self.stopMonitor.load(ordering: .relaxed) else { return false }
+                self.poll()
+                return true
+            })
             monitor = try TransportThread(name: "ntb-link-mon") {
-                while !stop.load(ordering: .relaxed) {
-                    step.value()
-                    TransportThread.sleep(interval)
-                }
+                while step.value() { TransportThread.sleep(interval) }
             }
         }
     }
