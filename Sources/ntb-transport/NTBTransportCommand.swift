@@ -18,6 +18,13 @@ struct NTBTransportCommand: AsyncParsableCommand {
             EDMACommand.self,
             ToolCommand.self,
             MockCommand.self,
+            PerfCommand.self,
+            PingpongCommand.self,
+            SendCommand.self,
+            RecvCommand.self,
+            ServeCommand.self,
+            StatsCommand.self,
+            DemoCommand.self,
         ]
     )
 }

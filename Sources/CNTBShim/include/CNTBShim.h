@@ -13,5 +13,6 @@
 #include "ntb_pci.h"         /* libpci scan, names, config        (PCIKit)       */
 #include "ntb_edma.h"        /* eDMA LL layouts, model ring/futex (DWEDMA, NTBMock) */
 #include "ntb_epf.h"         /* EPF NTB control region, mock link page (NTBHardware, NTBMock) */
+#include "ntb_transport.h"   /* ntb_transport v4 wire layout      (NTBTransport) */
 
 #endif
