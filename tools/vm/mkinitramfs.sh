@@ -38,13 +38,20 @@ done
     || { echo "mkinitramfs: module list incomplete:" >&2; cat "$stage/rig/modules.list" >&2; exit 1; }
 
 # Binaries and their shared libraries, at the paths the dynamic loader looks for them.
+# Stripped (when binutils is there): about half the size, so the guest unpacks it faster.
 for bin in "$@"; do
     cp "$bin" "$stage/usr/local/bin/"
-    ldd "$bin" | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+    if command -v strip >/dev/null; then strip "$stage/usr/local/bin/$(basename "$bin")"; fi
+    { ldd "$bin" || true; } | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
         mkdir -p "$stage$(dirname "$lib")"
         cp -L "$lib" "$stage$lib"
     done
 done
+
+# libpci's names for `info` and `list`, where pciutils put them.
+if [ -f /usr/share/misc/pci.ids ]; then
+    mkdir -p "$stage/usr/share/misc" && cp /usr/share/misc/pci.ids "$stage/usr/share/misc/"
+fi
 
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 > "$out.tmp"
 mv "$out.tmp" "$out"
