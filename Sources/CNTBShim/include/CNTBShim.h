@@ -9,5 +9,7 @@
 
 #include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+#include "ntb_vfio.h"        /* VFIO ioctls and layouts           (PCIKit)       */
+#include "ntb_pci.h"         /* libpci scan, names, config        (PCIKit)       */
 
 #endif
