@@ -124,6 +124,10 @@ const char *ntb_pci_lookup_name(ntb_pci *pci, char *buf, int size, int what,
         r = pci_lookup_name(pci->acc, buf, size, PCI_LOOKUP_SUBSYSTEM | PCI_LOOKUP_DEVICE, a, b, c, d); break;
     case NTB_PCI_NAME_PROGIF:
         r = pci_lookup_name(pci->acc, buf, size, PCI_LOOKUP_PROGIF | PCI_LOOKUP_NO_NUMBERS, a, b); break;
+    case NTB_PCI_NAME_CLASS_MIXED:
+        r = pci_lookup_name(pci->acc, buf, size, PCI_LOOKUP_CLASS | PCI_LOOKUP_MIXED, a); break;
+    case NTB_PCI_NAME_VENDOR_DEVICE_MIXED:
+        r = pci_lookup_name(pci->acc, buf, size, PCI_LOOKUP_VENDOR | PCI_LOOKUP_DEVICE | PCI_LOOKUP_MIXED, a, b); break;
     default: break;
     }
     ntb_pci_jump = NULL;

@@ -82,7 +82,7 @@ public enum PCIKitError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .deviceBusy(a):
             return "\(a) is busy: another process (or container) has it open; stop that process and try again"
         case let .notMappable(a, region, reason):
-            return "region \(region) of \(a) cannot be mapped: \(reason)"
+            return "region \(region) of \(a) cannot be mapped: \(reason); run `ntb-transport info \(a)` to see which BARs exist"
         case let .writeCombiningUnavailable(a, bar):
             return "BAR \(bar) of \(a) offers no write-combining mapping (no resource\(bar)_wc: the BAR is not prefetchable memory); map it without write-combining"
         case let .libpci(message):

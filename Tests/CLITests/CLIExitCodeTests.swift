@@ -75,3 +75,23 @@ struct CLI {
         #expect(r.out.contains("IOMMU group"))
     }
 }
+
+@Suite struct CLIListMatchesLspciTests {
+    /// `list --all` prints each function the way `lspci -D -nn` does, then driver and IOMMU group.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/lspci")))
+    func listAllLinesStartWithLspciLines() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/lspci")
+        p.arguments = ["-D", "-nn"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let lspci = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        p.waitUntilExit()
+        let ours = try CLI.run(["list", "--all"]).out.split(separator: "\n")
+        #expect(ours.count == lspci.count)
+        for (mine, theirs) in zip(ours, lspci) {
+            #expect(mine.hasPrefix(theirs + " driver="), "\(mine) vs \(theirs)")
+        }
+    }
+}

@@ -43,6 +43,8 @@ enum {
     NTB_PCI_NAME_SUBSYS_VENDOR = 4,    /* a = subsystem vendor                                    */
     NTB_PCI_NAME_SUBSYS_DEVICE = 5,    /* a = vendor, b = device, c = subsys vendor, d = subsys id */
     NTB_PCI_NAME_PROGIF = 6,           /* a = class, b = prog_if                                  */
+    NTB_PCI_NAME_CLASS_MIXED = 7,      /* a = class: "Host bridge [0600]" (lspci -nn)             */
+    NTB_PCI_NAME_VENDOR_DEVICE_MIXED = 8, /* a = vendor, b = device: "Intel Corporation Device [8086:0d57]" */
 };
 
 typedef struct ntb_pci ntb_pci;        /* opaque: a struct pci_access plus its error state */

@@ -48,6 +48,8 @@ public struct PCIDiscovery: Sendable {
             vendorName: pci.name(Int32(NTB_PCI_NAME_VENDOR), v),
             deviceName: pci.name(Int32(NTB_PCI_NAME_DEVICE), v, d),
             className: pci.name(Int32(NTB_PCI_NAME_CLASS), UInt32(i.device_class)),
+            classWithNumber: pci.name(Int32(NTB_PCI_NAME_CLASS_MIXED), UInt32(i.device_class)),
+            nameWithIDs: pci.name(Int32(NTB_PCI_NAME_VENDOR_DEVICE_MIXED), v, d),
             driver: driver(of: a), iommuGroup: iommuGroup(of: a),
             ntb: KnownNTBDevices.match(vendor: i.vendor_id, device: i.device_id, deviceClass: i.device_class))
     }
@@ -77,9 +79,10 @@ public struct PCIDiscovery: Sendable {
         return names.compactMap { try? PCIAddress(parsing: $0) }.sorted().map { .init(address: $0, driver: driver(of: $0)) }
     }
 
-    /// The members of `group` that keep it from being viable for VFIO: functions bound to a driver
-    /// other than vfio-pci. Unbound functions and PCIe port bridges (pcieport) are fine, as in the
-    /// kernel's `vfio_dev_driver_allowed` / `vfio_group_viable` (drivers/vfio/group.c).
+    /// The members of `group` that keep it from being viable for VFIO: functions bound to a driver that
+    /// manages DMA in the kernel. Unbound functions, vfio-pci, and drivers that set `driver_managed_dma`
+    /// (pci-stub; pcieport since "PCI: portdrv: Set driver_managed_dma", Linux 5.19 DMA ownership:
+    /// `iommu_device_use_default_domain`, drivers/iommu/iommu.c) do not block it.
     public func nonViableMembers(ofGroup group: Int) throws(PCIKitError) -> [PCIKitError.GroupMember] {
         try groupMembers(group).filter { m in
             guard let d = m.driver else { return false }

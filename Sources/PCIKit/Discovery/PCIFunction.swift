@@ -18,6 +18,10 @@ public struct PCIFunction: Sendable, Equatable, Codable {
     public var deviceName: String
     /// Class name, e.g. "Ethernet controller".
     public var className: String
+    /// The class as `lspci -nn` prints it, e.g. "Host bridge [0600]".
+    public var classWithNumber: String
+    /// Vendor and device as `lspci -nn` prints them, e.g. "Intel Corporation Device [8086:0d57]".
+    public var nameWithIDs: String
     /// The kernel driver bound now, or nil.
     public var driver: String?
     /// The IOMMU group, or nil when the function has none.
@@ -31,10 +35,7 @@ public struct PCIFunction: Sendable, Equatable, Codable {
     /// One line in lspci's `-D -nn` style plus driver and IOMMU group, e.g.
     /// `0000:00:03.0 Ethernet controller [0200]: Red Hat, Inc. Virtio 1.0 network device [1af4:1041] (rev 01) driver=virtio-pci iommu_group=-`.
     public var lspciLine: String {
-        // lspci -nn appends the class number unless the name already ends with it ("Unassigned class [ffff]").
-        let classNumber = "[\(hex(deviceClass, 4))]"
-        let classText = className.hasSuffix(classNumber) ? className : "\(className) \(classNumber)"
-        var s = "\(address) \(classText): \(vendorName) \(deviceName) [\(idText)]"
+        var s = "\(address) \(classWithNumber): \(nameWithIDs)"
         if revision != 0 { s += " (rev \(hex(revision, 2)))" }
         s += " driver=\(driver ?? "-") iommu_group=\(iommuGroup.map(String.init) ?? "-")"
         return s
