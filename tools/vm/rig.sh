@@ -6,7 +6,7 @@
 #                                        the rig must fail (proves it catches a broken ioctl)
 # Environment:
 #   RIG_BIN_DIR      take ntb-transport and ntb-vmtest from here instead of building them
-#   RIG_SCENARIOS    space-separated subset of: boot vfio-dma iommu-isolation uio-irq broken-ioctl
+#   RIG_SCENARIOS    space-separated subset, in order, of: boot vfio-dma uio-irq iommu-isolation broken-ioctl
 #   RIG_TIMEOUT      seconds the guest may run (default 300)
 #   RIG_KERNEL_PKG   pin the kernel package (default: what linux-image-cloud-amd64 depends on)
 #   RIG_ACCEL        QEMU accelerator (default tcg; CI machines have no usable KVM)
@@ -17,7 +17,7 @@ repo="$(cd "$here/../.." && pwd)"
 work="$here/work"
 mkdir -p "$work"
 
-scenarios="${RIG_SCENARIOS:-boot vfio-dma iommu-isolation uio-irq broken-ioctl}"
+scenarios="${RIG_SCENARIOS:-boot vfio-dma uio-irq iommu-isolation broken-ioctl}"
 timeout_s="${RIG_TIMEOUT:-300}"
 accel="${RIG_ACCEL:-tcg}"
 t0=$(date +%s)

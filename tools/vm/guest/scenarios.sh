@@ -56,11 +56,18 @@ scenario_vfio_dma() {
 }
 
 # 2. A DMA aimed at an IOVA the project did not map is blocked by the IOMMU: the data does not land,
-#    ntb-vmtest says so, and the kernel logged a DMAR fault for the device.
+#    ntb-vmtest says so, and the kernel logged a DMAR fault for the device. The target is memory with
+#    a known physical address from PCIKit's UIO allocator (the second edu, bound by uio-irq).
 scenario_iommu_isolation() {
     n=iommu-isolation
     [ "$(driver_of $EDU_VFIO)" = vfio-pci ] || { fail $n "$EDU_VFIO not bound to vfio-pci (vfio-dma failed?)"; return; }
-    step ntb-vmtest iommu-isolation $EDU_VFIO || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+    [ "$(driver_of $EDU_UIO)" = uio_pci_generic ] || { fail $n "$EDU_UIO not bound to uio_pci_generic (uio-irq failed?)"; return; }
+    step ntb-vmtest iommu-isolation $EDU_VFIO --physical-from $EDU_UIO || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+    # The fault interrupt is handled asynchronously: give the kernel a moment to log it.
+    for i in 1 2 3 4 5; do
+        dmesg | grep -qi 'DMAR.*\[DMA Write.*Request device \[00:04.0\]' && break
+        sleep 1
+    done
     dmesg | grep -i 'DMAR.*fault' | sed 's/^/    kernel: /' | tail -n 3
     dmesg | grep -qi 'DMAR.*\[DMA Write.*Request device \[00:04.0\]' \
         || { fail $n "the kernel logged no DMAR write fault for 00:04.0"; return; }
@@ -76,6 +83,19 @@ scenario_uio_irq() {
     pass $n
 }
 
+# The rig must notice a broken ioctl: with NTB_VMTEST_BREAK=region-index ntb-vmtest asks VFIO for
+# region 9, which vfio-pci does not have. That run must fail, with the project's VFIO error.
+scenario_broken_ioctl() {
+    n=broken-ioctl
+    [ "$(driver_of $EDU_VFIO)" = vfio-pci ] || { fail $n "$EDU_VFIO not bound to vfio-pci (vfio-dma failed?)"; return; }
+    if step env NTB_VMTEST_BREAK=region-index ntb-vmtest vfio-dma $EDU_VFIO; then
+        fail $n "ntb-vmtest passed with a broken ioctl: the rig cannot see ioctl failures"; return
+    fi
+    grep -q 'VFIO_DEVICE_GET_REGION_INFO' /tmp/step.out \
+        || { fail $n "it failed, but not with the VFIO region-info error: $(tail -n1 /tmp/step.out)"; return; }
+    pass $n
+}
+
 run_scenarios() {
     dmesg > /tmp/dmesg.boot
     for s in $RIG_SCENARIOS; do
@@ -84,6 +104,7 @@ run_scenarios() {
             vfio-dma) scenario_vfio_dma ;;
             iommu-isolation) scenario_iommu_isolation ;;
             uio-irq) scenario_uio_irq ;;
+            broken-ioctl) scenario_broken_ioctl ;;
             *) fail "$s" "unknown scenario" ;;
         esac
     done
