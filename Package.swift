@@ -92,6 +92,12 @@ let package = Package(
         ),
         // Driver CPU cost per LL element and steady-state allocations (not a test; see its header).
         .executableTarget(name: "edma-bench", dependencies: ["DWEDMA", "PCIKit"], path: "Benchmarks/EDMABench"),
+        // The QEMU rig's scenario binary (docs/qemu-rig.md): PCIKit's public API against QEMU's edu device.
+        .executableTarget(
+            name: "ntb-vmtest",
+            dependencies: ["PCIKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "PCIKitTests", dependencies: ["PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "DWEDMATests", dependencies: ["DWEDMA", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Debian packages the build, the tests and the QEMU rig use.
-packages=(libpci-dev pkg-config pciutils)
+packages=(libpci-dev pkg-config pciutils qemu-system-x86 busybox-static cpio kmod)
 
 missing=()
 for p in "${packages[@]}"; do

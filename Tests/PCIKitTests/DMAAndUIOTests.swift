@@ -162,6 +162,36 @@ import Testing
         #expect(throws: PCIKitError.wrongDriver(other, bound: "vfio-pci", needed: "uio_pci_generic")) { try UIODevice.open(other, paths: fake.paths) }
     }
 
+    /// uio_pci_generic has no irqcontrol: /dev/uioN refuses the write with ENOSYS, and the interrupt is
+    /// re-enabled by clearing Interrupt Disable (command bit 10, config byte 5 bit 2) and nothing else.
+    @Test func enableInterruptClearsINTxDisableWhenTheDriverHasNoIRQControl() throws {
+        let fake = try Self.machine()
+        let config = fake.path("sys/bus/pci/devices/0000:05:00.0/config")
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: config)))
+        bytes[4] = 0x06; bytes[5] = 0x05          // memory + bus master; INTx Disable and SERR# set
+        try Data(bytes).write(to: URL(fileURLWithPath: config))
+        let uio = try UIODevice.open(PCIAddress(parsing: "05:00.0"), paths: fake.paths)
+        let mock = unsafe SyscallMock { call, _ in
+            if case .write(let fd, 4) = call, fd == uio.interrupt.fd { return .failure(.noFunction) }
+            return .passthrough
+        }
+        try mock.run { () throws(PCIKitError) in try uio.enableInterrupt() }
+        let after = try [UInt8](Data(contentsOf: URL(fileURLWithPath: config)))
+        #expect(after[4] == 0x06 && after[5] == 0x01)
+        #expect(mock.calls.contains { if case .write(_, 4) = $0 { true } else { false } })
+
+        // A driver with irqcontrol takes the write, and config space is left alone.
+        try Data(bytes).write(to: URL(fileURLWithPath: config))
+        try uio.enableInterrupt()
+        #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: config)))[5] == 0x05)
+        // Any other failure is reported.
+        let failing = unsafe SyscallMock { call, _ in
+            if case .write(let fd, 4) = call, fd == uio.interrupt.fd { return .failure(.ioError) }
+            return .passthrough
+        }
+        #expect(throws: PCIKitError.self) { try failing.run { () throws(PCIKitError) in try uio.enableInterrupt() } }
+    }
+
     @Test func interruptSetReportsWhichVectorsFired() throws {
         let vectors = [try EventNotifier(), try EventNotifier(), try EventNotifier()]
         let set = try InterruptSet(vectors)

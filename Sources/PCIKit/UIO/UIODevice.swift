@@ -144,13 +144,25 @@ public final class UIODevice: @unchecked Sendable {
         try writeConfig(offset: 4, bytes: [UInt8(value & 0xff), UInt8(value >> 8)])
     }
 
-    /// Re-enables the interrupt (writes 1 to /dev/uioN; uio_pci_generic clears INTx Disable). Call it
-    /// before the first wait and after handling each interrupt.
+    /// Re-enables the interrupt. Call it before the first wait and after handling each interrupt.
+    ///
+    /// A UIO driver with an `irqcontrol` hook takes a write of 1 to /dev/uioN. uio_pci_generic has
+    /// none (the write fails with ENOSYS, as `uio_write` does for such drivers): its handler masked
+    /// INTx by setting Interrupt Disable (command register bit 10), so the bit is cleared through
+    /// configuration space, as Documentation/driver-api/uio-howto.rst ("Generic PCI UIO driver") does.
+    /// Found by the QEMU rig (docs/qemu-rig.md, uio-irq) on Linux 6.1.
     public func enableInterrupt() throws(PCIKitError) {
         var one: UInt32 = 1
-        do { _ = try unsafe Syscalls.write(interrupt.fd, &one, 4) } catch {
-            throw .system(call: "enabling the interrupt of uio\(number)", errno: error.rawValue,
-                          remedy: "the device may have no INTx line (interrupt pin 0)")
+        do { _ = try unsafe Syscalls.write(interrupt.fd, &one, 4); return } catch {
+            guard error == .noFunction else {
+                throw .system(call: "enabling the interrupt of uio\(number)", errno: error.rawValue,
+                              remedy: "the device may have no INTx line (interrupt pin 0)")
+            }
+        }
+        let commandHigh = try readConfig(offset: 5, count: 1)
+        guard commandHigh.count == 1 else { throw .malformed(what: "command register of \(address)", detail: "short read") }
+        if commandHigh[0] & 0x04 != 0 {
+            try writeConfig(offset: 5, bytes: [commandHigh[0] & ~0x04])
         }
     }
 

@@ -1,0 +1,111 @@
+# Scenarios of the rig's guest, sourced by /init (busybox sh). Each prints exactly one line
+#   RIG: <name>: PASS
+#   RIG: <name>: FAIL (<first reason>)
+# with the commands' own output indented above it, so a failure shows what the project printed.
+#
+# Devices (fixed addresses, set by rig.sh): two QEMU edu devices (1234:11e8), one for the VFIO
+# scenarios and one for the UIO scenario, behind the emulated Intel IOMMU.
+EDU_VFIO=0000:00:04.0
+EDU_UIO=0000:00:05.0
+
+# Runs a command, indenting its output; returns its status.
+step() {
+    echo "  \$ $*"
+    "$@" > /tmp/step.out 2>&1
+    rc=$?
+    sed 's/^/    /' /tmp/step.out
+    [ $rc -eq 0 ] || echo "    (exit $rc)"
+    return $rc
+}
+
+pass() { echo "RIG: $1: PASS"; }
+fail() { echo "RIG: $1: FAIL ($2)"; }
+
+driver_of() {
+    [ -e "/sys/bus/pci/devices/$1/driver" ] && basename "$(readlink "/sys/bus/pci/devices/$1/driver")"
+}
+
+# The guest itself: IOMMU on (DMA remapping and interrupt remapping), modules loaded, edu devices
+# present and unbound. Everything else relies on this.
+scenario_boot() {
+    n=boot
+    [ -d /sys/class/iommu ] && [ -n "$(ls /sys/class/iommu)" ] || { fail $n "no IOMMU in /sys/class/iommu: intel_iommu=on not in effect"; return; }
+    for m in vfio vfio_iommu_type1 vfio_pci uio_pci_generic; do
+        [ -d "/sys/module/$m" ] || { fail $n "module $m not loaded"; return; }
+    done
+    for d in $EDU_VFIO $EDU_UIO; do
+        [ "$(cat /sys/bus/pci/devices/$d/vendor 2>/dev/null):$(cat /sys/bus/pci/devices/$d/device 2>/dev/null)" = "0x1234:0x11e8" ] \
+            || { fail $n "no edu device at $d"; return; }
+        [ -e "/sys/bus/pci/devices/$d/iommu_group" ] || { fail $n "$d has no IOMMU group"; return; }
+    done
+    grep -q 'DMAR-IR: Enabled IRQ remapping' /tmp/dmesg.boot || { fail $n "interrupt remapping not enabled"; return; }
+    pass $n
+}
+
+# 1. bind (driver_override) -> info (BARs) -> IOMMU-mapped DMA buffer -> edu DMA round trip -> MSI.
+scenario_vfio_dma() {
+    n=vfio-dma
+    step ntb-transport bind $EDU_VFIO --driver vfio-pci || { fail $n "ntb-transport bind failed"; return; }
+    [ "$(driver_of $EDU_VFIO)" = vfio-pci ] || { fail $n "$EDU_VFIO is bound to '$(driver_of $EDU_VFIO)', not vfio-pci"; return; }
+    [ "$(cat /sys/bus/pci/devices/$EDU_VFIO/driver_override)" = vfio-pci ] || { fail $n "driver_override is not vfio-pci"; return; }
+    step ntb-transport info $EDU_VFIO || { fail $n "ntb-transport info failed"; return; }
+    # edu has one BAR: BAR0, 1 MiB of 32-bit non-prefetchable memory.
+    grep -Eq 'BAR ?0.*(1 MiB|1048576|0x100000)' /tmp/step.out || { fail $n "info does not show edu's 1 MiB BAR0"; return; }
+    step ntb-vmtest vfio-dma $EDU_VFIO || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+    pass $n
+}
+
+# 2. A DMA aimed at an IOVA the project did not map is blocked by the IOMMU: the data does not land,
+#    ntb-vmtest says so, and the kernel logged a DMAR fault for the device. The target is memory with
+#    a known physical address from PCIKit's UIO allocator (the second edu, bound by uio-irq).
+scenario_iommu_isolation() {
+    n=iommu-isolation
+    [ "$(driver_of $EDU_VFIO)" = vfio-pci ] || { fail $n "$EDU_VFIO not bound to vfio-pci (vfio-dma failed?)"; return; }
+    [ "$(driver_of $EDU_UIO)" = uio_pci_generic ] || { fail $n "$EDU_UIO not bound to uio_pci_generic (uio-irq failed?)"; return; }
+    step ntb-vmtest iommu-isolation $EDU_VFIO --physical-from $EDU_UIO || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+    # The fault interrupt is handled asynchronously: give the kernel a moment to log it.
+    for i in 1 2 3 4 5; do
+        dmesg | grep -qi 'DMAR.*\[DMA Write.*Request device \[00:04.0\]' && break
+        sleep 1
+    done
+    dmesg | grep -i 'DMAR.*fault' | sed 's/^/    kernel: /' | tail -n 3
+    dmesg | grep -qi 'DMAR.*\[DMA Write.*Request device \[00:04.0\]' \
+        || { fail $n "the kernel logged no DMAR write fault for 00:04.0"; return; }
+    pass $n
+}
+
+# 3. edu bound to uio_pci_generic; BAR mapped and an INTx interrupt received through PCIKit's UIO code.
+scenario_uio_irq() {
+    n=uio-irq
+    step ntb-transport bind $EDU_UIO --driver uio_pci_generic || { fail $n "ntb-transport bind failed"; return; }
+    [ "$(driver_of $EDU_UIO)" = uio_pci_generic ] || { fail $n "$EDU_UIO is bound to '$(driver_of $EDU_UIO)', not uio_pci_generic"; return; }
+    step ntb-vmtest uio-irq $EDU_UIO || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+    pass $n
+}
+
+# The rig must notice a broken ioctl: with NTB_VMTEST_BREAK=region-index ntb-vmtest asks VFIO for
+# region 9, which vfio-pci does not have. That run must fail, with the project's VFIO error.
+scenario_broken_ioctl() {
+    n=broken-ioctl
+    [ "$(driver_of $EDU_VFIO)" = vfio-pci ] || { fail $n "$EDU_VFIO not bound to vfio-pci (vfio-dma failed?)"; return; }
+    if step env NTB_VMTEST_BREAK=region-index ntb-vmtest vfio-dma $EDU_VFIO; then
+        fail $n "ntb-vmtest passed with a broken ioctl: the rig cannot see ioctl failures"; return
+    fi
+    grep -q 'VFIO_DEVICE_GET_REGION_INFO' /tmp/step.out \
+        || { fail $n "it failed, but not with the VFIO region-info error: $(tail -n1 /tmp/step.out)"; return; }
+    pass $n
+}
+
+run_scenarios() {
+    dmesg > /tmp/dmesg.boot
+    for s in $RIG_SCENARIOS; do
+        case "$s" in
+            boot) scenario_boot ;;
+            vfio-dma) scenario_vfio_dma ;;
+            iommu-isolation) scenario_iommu_isolation ;;
+            uio-irq) scenario_uio_irq ;;
+            broken-ioctl) scenario_broken_ioctl ;;
+            *) fail "$s" "unknown scenario" ;;
+        esac
+    done
+}
