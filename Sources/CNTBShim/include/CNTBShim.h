@@ -9,5 +9,6 @@
 
 #include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+#include "ntb_edma_transport.h" /* RFC v3 eDMA window and ring layouts (NTBTransport) */
 
 #endif
