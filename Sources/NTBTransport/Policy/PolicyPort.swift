@@ -1,13 +1,14 @@
 /// A port a policy entry names: one NTB device, by PCI address or as a mock link directory.
 ///
 /// The policy grammar (docs/policy.md) accepts `0000:01:00.0` (domain:bus:device.function, hex) and
-/// the short form `01:00.0` (domain 0000), as `lspci` and `dpdk-devbind.py` do, and `mock:DIR` for a
+/// the short form `01:00.0` (domain 0000), as `lspci` and `dpdk-devbind.py` do, with the digit limits
+/// of PCIKit's `PCIAddress` (domain up to 8 hex digits, as behind Intel VMD), and `mock:DIR` for a
 /// mock NTB link directory. Two spellings of one PCI address are the same port; ports print in the
 /// full form.
 public struct PolicyPort: Hashable, Comparable, Sendable, CustomStringConvertible {
     public enum Kind: Hashable, Sendable {
         /// A PCI function: domain (16 bits), bus (8), device (5), function (3).
-        case pci(domain: UInt16, bus: UInt8, device: UInt8, function: UInt8)
+        case pci(domain: UInt32, bus: UInt8, device: UInt8, function: UInt8)
         /// A mock NTB link directory (NTBMock), as written in the policy.
         case mock(directory: String)
     }
@@ -41,20 +42,20 @@ public struct PolicyPort: Hashable, Comparable, Sendable, CustomStringConvertibl
         else {
             return .failure(Failure(offset: 0, message: "invalid port '\(text)'; expected a PCI address like 0000:01:00.0 or 01:00.0, or mock:DIR"))
         }
-        var fields: [(start: Int, text: String, digits: Int, name: String, limit: Int)] = []
+        var fields: [(start: Int, text: String, digits: Int, name: String, limit: UInt32)] = []
         var start = 0
         if colons.count == 2 {
-            fields.append((0, String(chars[0..<colons[0]]), 4, "domain", 0xFFFF))
+            fields.append((0, String(chars[0..<colons[0]]), 8, "domain", .max))
             start = colons[0] + 1
         }
         let busEnd = colons.last!
         fields.append((start, String(chars[start..<busEnd]), 2, "bus", 0xFF))
         fields.append((busEnd + 1, String(chars[(busEnd + 1)..<dot]), 2, "device", 0x1F))
         fields.append((dot + 1, String(chars[(dot + 1)...]), 1, "function", 7))
-        var values: [Int] = []
+        var values: [UInt32] = []
         for field in fields {
-            guard field.text.count == field.digits, let value = Int(field.text, radix: 16) else {
-                let digits = field.digits == 1 ? "1 digit" : "\(field.digits) hex digits"
+            guard !field.text.isEmpty, field.text.count <= field.digits, field.text.allSatisfy(\.isHexDigit), let value = UInt32(field.text, radix: 16) else {
+                let digits = field.digits == 1 ? "1 digit" : "1-\(field.digits) hex digits"
                 return .failure(Failure(offset: field.start,
                                         message: "invalid PCI \(field.name) '\(field.text)' in '\(text)'; expected \(digits), e.g. 0000:01:00.0"))
             }
@@ -66,7 +67,7 @@ public struct PolicyPort: Hashable, Comparable, Sendable, CustomStringConvertibl
             values.append(value)
         }
         if values.count == 3 { values.insert(0, at: 0) }
-        return .success(PolicyPort(.pci(domain: UInt16(values[0]), bus: UInt8(values[1]),
+        return .success(PolicyPort(.pci(domain: values[0], bus: UInt8(values[1]),
                                         device: UInt8(values[2]), function: UInt8(values[3]))))
     }
 
