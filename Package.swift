@@ -90,6 +90,8 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
+        // Driver CPU cost per LL element and steady-state allocations (not a test; see its header).
+        .executableTarget(name: "edma-bench", dependencies: ["DWEDMA", "PCIKit"], path: "Benchmarks/EDMABench"),
         .testTarget(name: "PCIKitTests", dependencies: ["PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "DWEDMATests", dependencies: ["DWEDMA", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),

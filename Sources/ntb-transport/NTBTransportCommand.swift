@@ -11,6 +11,7 @@ struct NTBTransportCommand: AsyncParsableCommand {
         abstract: "Userspace NTB transport: queue pairs over a PCIe Non-Transparent Bridge, moved by CPU copy or the endpoint's DW eDMA.",
         version: "0.1.0",
         subcommands: [
+            EDMACommand.self,
             PolicyCommand.self,
         ]
     )

@@ -9,6 +9,7 @@
 
 #include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+#include "ntb_edma.h"        /* eDMA LL layouts, model ring/futex (DWEDMA, NTBMock) */
 #include "ntb_edma_transport.h" /* RFC v3 eDMA window and ring layouts (NTBTransport) */
 
 #endif

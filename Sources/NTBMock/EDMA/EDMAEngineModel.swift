@@ -1,0 +1,579 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import PCIKit
+public import DWEDMA
+import CNTBShim
+import Synchronization
+
+/// Configuration of an eDMA engine model.
+public struct EDMAModelConfiguration: Sendable {
+    /// Directory for `edma-regs` and `edma-rings` (created if missing).
+    public var directory: String
+    public var writeChannels: Int
+    public var readChannels: Int
+    public var format: EDMAMapFormat
+    /// Entries per posted-write ring (power of two).
+    public var ringCapacity: Int
+    /// The endpoint's local address space (its RAM and the LL regions).
+    public var localSpace: BusAddressSpace
+    /// The PCIe address space (host memory through the endpoint's outbound windows).
+    public var pcieSpace: BusAddressSpace
+    /// The endpoint's local eDMA interrupt (LIE, interrupt emulation), if anyone listens.
+    public var localInterrupt: EventNotifier?
+
+    public init(directory: String, writeChannels: Int = 4, readChannels: Int = 4, format: EDMAMapFormat = .unroll,
+                ringCapacity: Int = 1024, localSpace: BusAddressSpace = .init(), pcieSpace: BusAddressSpace = .init(),
+                localInterrupt: EventNotifier? = nil) {
+        precondition((1...8).contains(writeChannels) && (1...8).contains(readChannels))
+        precondition(ringCapacity >= 2 && ringCapacity & (ringCapacity - 1) == 0)
+        self.directory = directory
+        self.writeChannels = writeChannels
+        self.readChannels = readChannels
+        self.format = format
+        self.ringCapacity = ringCapacity
+        self.localSpace = localSpace
+        self.pcieSpace = pcieSpace
+        self.localInterrupt = localInterrupt
+    }
+}
+
+/// What the model has done, for tests and the self-test report.
+public struct EDMAModelCounters: Sendable, Equatable {
+    public var storesApplied: UInt64 = 0
+    public var doorbells: UInt64 = 0
+    /// Doorbells ignored: engine disabled, no such channel, or channel already running.
+    public var doorbellsIgnored: UInt64 = 0
+    public var elements: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var aborts: UInt64 = 0
+    public var localInterrupts: UInt64 = 0
+    public var imwrDelivered: UInt64 = 0
+    public var imwrToMemory: UInt64 = 0
+    public var imwrDropped: UInt64 = 0
+    public var emulatedInterrupts: UInt64 = 0
+    public init() {}
+}
+
+/// Why the model aborted a channel.
+public enum EDMAModelAbortReason: Sendable, Equatable {
+    case unmappedLinkedList(UInt64)
+    case unmappedSource(UInt64)
+    case unmappedDestination(UInt64)
+    case zeroLength
+    case badElement
+    case injected
+}
+
+/// A model of the DesignWare eDMA v0 engine that executes what drivers write into its registers, as
+/// the silicon does (kernel-facts.md §1), on its own thread.
+///
+/// Register writes arrive through ``PostedWriteRegisterSpace``s (one ring per accessor, shared
+/// memory, so a driver in another process works too) and are applied in order; the engine walks the
+/// LL of every running channel, one element per step, copying through the bus address spaces.
+///
+/// Semantics modelled (inferred where Linux does not say; see docs/mock-device.md):
+/// * `engine_en` BIT(0) gates doorbells; clearing it stops the direction's channels.
+/// * Doorbell = channel number; a running channel ignores it.
+/// * `ch_control1` write: CCS loads the consumer cycle state, LLE selects LL mode; CS [6:5] is the
+///   model's status (1 running, 3 done, 2 after an abort).
+/// * Data element consumed while CB == CCS; otherwise the channel stops (CS = 3), `llp` at it.
+///   Link element followed when its CB equals CCS after the TCB toggle (the Linux recipe writes
+///   CB = !cycle with TCB, which satisfies this); otherwise the channel stops.
+/// * LIE/RIE of an element raise DONE when the walk passes it: status bit, then the local interrupt
+///   (LIE, unless masked) and IMWr (RIE) to `done_imwr` with the channel's data half.
+/// * Aborts (unmapped SAR/DAR, zero length, injected; LL errors when `linked_list_err_en` has the
+///   channel) set ABORT and CS = 2, leave `llp` at the failing element, raise the local abort
+///   interrupt unless masked and IMWr to `abort_imwr` when it is programmed.
+/// * `int_clear` is write-1-to-clear; a write to `int_status` is interrupt emulation.
+@safe
+public final class EDMAEngineModel: @unchecked Sendable {
+    public let configuration: EDMAModelConfiguration
+    /// The mapping of the register file and rings (also attachable from another process).
+    public let mapping: EDMARegisterMapping
+
+    struct MSITarget { var address: UInt64; var data: UInt32?; var notifier: EventNotifier }
+    struct Injection { var direction: EDMADirection; var channel: Int; var element: Int }
+    struct Shared {
+        var localSpace: BusAddressSpace
+        var pcieSpace: BusAddressSpace
+        var msi: [MSITarget] = []
+        var injections: [Injection] = []
+        var counters = EDMAModelCounters()
+        var lastAbort: [String: EDMAModelAbortReason] = [:]
+    }
+    let shared: Mutex<Shared>
+
+    struct Channel {
+        var control1: UInt32 = 0      // last value written (CS bits replaced by status)
+        var status: UInt32 = 0
+        var ccs = false
+        var lle = false
+        var llp: UInt64 = 0
+        var sar: UInt64 = 0
+        var dar: UInt64 = 0
+        var size: UInt32 = 0
+        var running = false
+        var ordinal = 0
+        var linkHops = 0
+        var pendingLIE = false
+        var pendingRIE = false
+    }
+    // Touched only by the model thread.
+    var channels: [[Channel]]
+    let stopFlag: UnsafeMutablePointer<UInt32>
+    var thread: pthread_t? = nil
+
+    /// Creates the model files in `configuration.directory` and starts the model thread.
+    public init(_ configuration: EDMAModelConfiguration) throws(MockFileError) {
+        self.configuration = configuration
+        unsafe _ = mkdir(configuration.directory, 0o700)
+        mapping = try EDMARegisterMapping(directory: configuration.directory, create: true, capacity: configuration.ringCapacity)
+        shared = Mutex(Shared(localSpace: configuration.localSpace, pcieSpace: configuration.pcieSpace))
+        channels = [Array(repeating: Channel(), count: configuration.writeChannels),
+                    Array(repeating: Channel(), count: configuration.readChannels)]
+        unsafe stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        unsafe stopFlag.initialize(to: 0)
+        reg32(EDMARegisters.ctrl, ControlRegister(writeChannels: configuration.writeChannels,
+                                                  readChannels: configuration.readChannels).rawValue)
+        let all = InterruptBits.doneMask | InterruptBits.abortMask
+        reg32(EDMARegisters.intMask(.write), all)   // reset: everything masked
+        reg32(EDMARegisters.intMask(.read), all)
+        for d in EDMADirection.allCases { for c in 0..<count(d) { mirror(d, c) } }
+        unsafe ntb_atomic_store_u32(&mapping.file.pointee.model_alive, 1)
+        start()
+    }
+
+    deinit {
+        stop()
+        unsafe stopFlag.deallocate()
+    }
+
+    /// The register space of `accessor` in this process.
+    public func registerSpace(_ accessor: EDMAAccessor) -> PostedWriteRegisterSpace { mapping.space(accessor) }
+
+    /// Stops the model thread (loads from accessors then return all ones). Idempotent.
+    public func stop() {
+        guard let t = thread else { return }
+        unsafe ntb_atomic_store_u32(stopFlag, 1)
+        unsafe ntb_atomic_store_u32(&mapping.file.pointee.model_alive, 0)
+        wakeModel()
+        _ = pthread_join(t, nil)
+        thread = nil
+    }
+
+    // MARK: Control plane (any thread)
+
+    /// Replaces the address spaces (the mock link calls this when windows change).
+    public func setAddressSpaces(local: BusAddressSpace, pcie: BusAddressSpace) {
+        shared.withLock { $0.localSpace = local; $0.pcieSpace = pcie }
+    }
+
+    /// Delivers IMWr writes to `address` (with `data`, or any data when nil) as a signal of `notifier`.
+    public func registerMSI(address: UInt64, data: UInt32?, notifier: EventNotifier) {
+        shared.withLock { $0.msi.append(MSITarget(address: address, data: data, notifier: notifier)) }
+    }
+
+    /// Fault injection: the next time channel `channel` of `direction` reaches data element `element`
+    /// (0-based, counted from its doorbell), it aborts instead of copying. One-shot.
+    public func injectAbort(direction: EDMADirection, channel: Int, element: Int) {
+        shared.withLock { $0.injections.append(Injection(direction: direction, channel: channel, element: element)) }
+    }
+
+    /// A snapshot of the counters.
+    public var counters: EDMAModelCounters { shared.withLock { $0.counters } }
+
+    /// Why `channel` of `direction` last aborted.
+    public func lastAbortReason(_ d: EDMADirection, channel: Int) -> EDMAModelAbortReason? {
+        shared.withLock { $0.lastAbort["\(d)\(channel)"] }
+    }
+
+    // MARK: Thread
+
+    final class Box: @unchecked Sendable { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
+
+    func start() {
+        let box = unsafe Unmanaged.passRetained(Box { [unowned self] in self.run() }).toOpaque()
+        var t = pthread_t()
+        let rc = unsafe pthread_create(&t, nil, { arg in
+            let b = unsafe Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            b.body()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        thread = t
+    }
+
+    func wakeModel() {
+        unsafe _ = ntb_atomic_fetch_add_u32(&mapping.file.pointee.model_wake, 1)
+        unsafe ntb_futex_wake_all(&mapping.file.pointee.model_wake)
+    }
+
+    func run() {
+        let file = unsafe mapping.file
+        while unsafe ntb_atomic_load_u32(stopFlag) == 0 {
+            var progressed = drainRings()
+            if engineStep() { progressed = true }
+            if progressed { continue }
+            // Sleep until a producer publishes (Dekker-style: flag, re-check, wait).
+            unsafe ntb_atomic_store_u32(&file.pointee.model_sleeping, 1)
+            let w = unsafe ntb_atomic_load_u32(&file.pointee.model_wake)
+            if unsafe !ringsHaveWork() && ntb_atomic_load_u32(stopFlag) == 0 {
+                unsafe _ = ntb_futex_wait(&file.pointee.model_wake, w, 50_000_000)
+            }
+            unsafe ntb_atomic_store_u32(&file.pointee.model_sleeping, 0)
+        }
+    }
+
+    func ringsHaveWork() -> Bool {
+        for a in EDMAAccessor.allCases {
+            let ring = unsafe mapping.ring(a)
+            let next = unsafe ntb_atomic_load_acquire_u64(&ring.pointee.applied)
+            let e = unsafe mapping.entries(a) + Int(next & UInt64(mapping.capacity - 1))
+            if unsafe ntb_atomic_load_acquire_u64(&e.pointee.seq) == next + 1 { return true }
+        }
+        return false
+    }
+
+    /// Applies every published store of every ring, in ticket order per ring.
+    func drainRings() -> Bool {
+        var any = false
+        let mask = UInt64(mapping.capacity - 1)
+        for a in EDMAAccessor.allCases {
+            let ring = unsafe mapping.ring(a)
+            let entries = unsafe mapping.entries(a)
+            var applied = unsafe ntb_atomic_load_acquire_u64(&ring.pointee.applied)
+            var n: UInt64 = 0
+            while true {
+                let e = unsafe entries + Int(applied & mask)
+                if unsafe ntb_atomic_load_acquire_u64(&e.pointee.seq) != applied + 1 { break }
+                let value = unsafe e.pointee.value, offset = Int(unsafe e.pointee.offset), width = Int(unsafe e.pointee.width)
+                apply(offset: offset, width: width, value: value)
+                applied += 1
+                n += 1
+                unsafe ntb_atomic_store_release_u64(&ring.pointee.applied, applied)
+            }
+            if n > 0 {
+                any = true
+                shared.withLock { $0.counters.storesApplied &+= n }
+                ntb_atomic_fence()
+                if unsafe ntb_atomic_load_u32(&ring.pointee.waiters) != 0 {
+                    unsafe _ = ntb_atomic_fetch_add_u32(&ring.pointee.applied_wake, 1)
+                    unsafe ntb_futex_wake_all(&ring.pointee.applied_wake)
+                }
+            }
+        }
+        return any
+    }
+
+    // MARK: Register file
+
+    func reg32(_ offset: Int) -> UInt32 { unsafe ntb_mmio_read32(mapping.regs, UInt(offset)) }
+    func reg32(_ offset: Int, _ value: UInt32) { unsafe ntb_mmio_write32(mapping.regs, UInt(offset), value) }
+    func count(_ d: EDMADirection) -> Int { d == .write ? configuration.writeChannels : configuration.readChannels }
+
+    /// Publishes a channel's state into the register file (its unrolled block, or the legacy window
+    /// when it is the selected channel).
+    func mirror(_ d: EDMADirection, _ c: Int) {
+        let base: Int
+        if configuration.format == .unroll {
+            base = EDMARegisters.unrollChannelBase(d, channel: c)
+        } else {
+            let sel = ViewportSelect(rawValue: reg32(EDMARegisters.viewportSelect))
+            guard sel.direction == d && sel.channel == c else { return }
+            base = EDMARegisters.legacyChannelWindow
+        }
+        let ch = channels[d.rawValue][c]
+        typealias R = EDMARegisters.Channel
+        reg32(base + R.control1, (ch.control1 & ~ChannelControl.csMask) | (ch.status << ChannelControl.csShift))
+        reg32(base + R.transferSize, ch.size)
+        reg32(base + R.sarLow, UInt32(truncatingIfNeeded: ch.sar)); reg32(base + R.sarHigh, UInt32(truncatingIfNeeded: ch.sar >> 32))
+        reg32(base + R.darLow, UInt32(truncatingIfNeeded: ch.dar)); reg32(base + R.darHigh, UInt32(truncatingIfNeeded: ch.dar >> 32))
+        reg32(base + R.llpLow, UInt32(truncatingIfNeeded: ch.llp)); reg32(base + R.llpHigh, UInt32(truncatingIfNeeded: ch.llp >> 32))
+    }
+
+    /// Applies one posted write: splits 64-bit writes, merges narrow ones into their 32-bit register.
+    func apply(offset: Int, width: Int, value: UInt64) {
+        guard offset >= 0 && offset + width <= EDMAModelFiles.registerFileSize else { return }
+        switch width {
+        case 8:
+            apply32(offset, UInt32(truncatingIfNeeded: value))
+            apply32(offset + 4, UInt32(truncatingIfNeeded: value >> 32))
+        case 4:
+            apply32(offset, UInt32(truncatingIfNeeded: value))
+        default:
+            let aligned = offset & ~3, shift = UInt32((offset & 3) * 8)
+            let m: UInt32 = (width == 1 ? 0xFF : 0xFFFF) << shift
+            apply32(aligned, (reg32(aligned) & ~m) | ((UInt32(truncatingIfNeeded: value) << shift) & m))
+        }
+    }
+
+    func apply32(_ offset: Int, _ v: UInt32) {
+        // Channel registers.
+        if let (d, c, r) = channelRegister(offset) { writeChannel(d, c, r, v); return }
+        for d in EDMADirection.allCases {
+            switch offset {
+            case EDMARegisters.engineEnable(d):
+                reg32(offset, v)
+                if v & 1 == 0 {
+                    for c in 0..<count(d) where channels[d.rawValue][c].running {
+                        channels[d.rawValue][c].running = false
+                        mirror(d, c)
+                    }
+                }
+                return
+            case EDMARegisters.doorbell(d):
+                reg32(offset, v)
+                doorbell(d, DoorbellValue(rawValue: v).channel)
+                return
+            case EDMARegisters.intClear(d):
+                reg32(offset, v)
+                let s = reg32(EDMARegisters.intStatus(d))
+                reg32(EDMARegisters.intStatus(d), s & ~v)
+                return
+            case EDMARegisters.intStatus(d):
+                // Interrupt emulation (§1.7): assert the eDMA IRQ, DONE/ABORT untouched.
+                shared.withLock { $0.counters.emulatedInterrupts &+= 1 }
+                configuration.localInterrupt?.signal()
+                return
+            default:
+                break
+            }
+        }
+        if offset == EDMARegisters.ctrl { return }   // read-only
+        reg32(offset, v)
+        if offset == EDMARegisters.viewportSelect && configuration.format == .legacy {
+            let sel = ViewportSelect(rawValue: v)
+            if sel.channel < count(sel.direction) { mirror(sel.direction, sel.channel) }
+        }
+    }
+
+    /// Maps an offset to (direction, channel, register) when it addresses a channel block.
+    func channelRegister(_ offset: Int) -> (EDMADirection, Int, Int)? {
+        if configuration.format == .legacy {
+            let r = offset - EDMARegisters.legacyChannelWindow
+            guard r >= 0 && r < EDMARegisters.channelBlockSize else { return nil }
+            let sel = ViewportSelect(rawValue: reg32(EDMARegisters.viewportSelect))
+            guard sel.channel < count(sel.direction) else { return nil }
+            return (sel.direction, sel.channel, r)
+        }
+        let rel = offset - 0x200
+        guard rel >= 0 && rel < 8 * 0x200 else { return nil }
+        let c = rel / 0x200, within = rel % 0x200
+        if within < EDMARegisters.channelBlockSize, c < count(.write) { return (.write, c, within) }
+        if within >= 0x100 && within - 0x100 < EDMARegisters.channelBlockSize, c < count(.read) { return (.read, c, within - 0x100) }
+        return nil
+    }
+
+    func writeChannel(_ d: EDMADirection, _ c: Int, _ r: Int, _ v: UInt32) {
+        typealias R = EDMARegisters.Channel
+        var ch = channels[d.rawValue][c]
+        switch r {
+        case R.control1:
+            ch.control1 = v
+            ch.ccs = v & ChannelControl.ccs != 0
+            ch.lle = v & ChannelControl.lle != 0
+        case R.transferSize: ch.size = v
+        case R.sarLow: ch.sar = (ch.sar & 0xFFFF_FFFF_0000_0000) | UInt64(v)
+        case R.sarHigh: ch.sar = (ch.sar & 0xFFFF_FFFF) | UInt64(v) << 32
+        case R.darLow: ch.dar = (ch.dar & 0xFFFF_FFFF_0000_0000) | UInt64(v)
+        case R.darHigh: ch.dar = (ch.dar & 0xFFFF_FFFF) | UInt64(v) << 32
+        case R.llpLow: ch.llp = (ch.llp & 0xFFFF_FFFF_0000_0000) | UInt64(v)
+        case R.llpHigh: ch.llp = (ch.llp & 0xFFFF_FFFF) | UInt64(v) << 32
+        default: break
+        }
+        channels[d.rawValue][c] = ch
+        mirror(d, c)
+    }
+
+    func doorbell(_ d: EDMADirection, _ c: Int) {
+        let enabled = reg32(EDMARegisters.engineEnable(d)) & 1 != 0
+        guard enabled, c < count(d), !channels[d.rawValue][c].running else {
+            shared.withLock { $0.counters.doorbellsIgnored &+= 1 }
+            return
+        }
+        shared.withLock { $0.counters.doorbells &+= 1 }
+        channels[d.rawValue][c].running = true
+        channels[d.rawValue][c].status = ChannelStatus.running.rawValue
+        channels[d.rawValue][c].ordinal = 0
+        channels[d.rawValue][c].linkHops = 0
+        channels[d.rawValue][c].pendingLIE = false
+        channels[d.rawValue][c].pendingRIE = false
+        mirror(d, c)
+    }
+
+    // MARK: Engine
+
+    /// Advances every running channel by one element. Returns whether anything ran.
+    func engineStep() -> Bool {
+        var any = false
+        for d in EDMADirection.allCases {
+            for c in 0..<count(d) where channels[d.rawValue][c].running {
+                any = true
+                if channels[d.rawValue][c].lle { stepLinkedList(d, c) } else { stepSingle(d, c) }
+            }
+        }
+        return any
+    }
+
+    /// Non-LL mode: one transfer from the channel's SAR/DAR/size registers.
+    func stepSingle(_ d: EDMADirection, _ c: Int) {
+        let ch = channels[d.rawValue][c]
+        if let reason = copy(d, c, sar: ch.sar, dar: ch.dar, size: ch.size, element: 0) {
+            abort(d, c, reason); return
+        }
+        channels[d.rawValue][c].running = false
+        channels[d.rawValue][c].status = ChannelStatus.done.rawValue
+        channels[d.rawValue][c].pendingLIE = ch.control1 & ChannelControl.lie != 0
+        channels[d.rawValue][c].pendingRIE = ch.control1 & ChannelControl.rie != 0
+        mirror(d, c)
+        setStatus(d, InterruptBits.done(c))
+        raiseDone(d, c, always: true)
+    }
+
+    /// Copies `size` bytes SAR → DAR in the direction's spaces (WRITE: local → PCIe, READ: PCIe →
+    /// local). Returns an abort reason instead of copying when something is wrong.
+    func copy(_ d: EDMADirection, _ c: Int, sar: UInt64, dar: UInt64, size: UInt32, element: Int) -> EDMAModelAbortReason? {
+        shared.withLock { s -> EDMAModelAbortReason? in
+            if let i = s.injections.firstIndex(where: { $0.direction == d && $0.channel == c && $0.element == element }) {
+                s.injections.remove(at: i)
+                return .injected
+            }
+            if size == 0 { return .zeroLength }
+            let (src, dst) = d == .write ? (s.localSpace, s.pcieSpace) : (s.pcieSpace, s.localSpace)
+            guard let from = unsafe src.resolve(sar, length: Int(size)) else { return .unmappedSource(sar) }
+            guard let to = unsafe dst.resolve(dar, length: Int(size)) else { return .unmappedDestination(dar) }
+            unsafe memmove(to, from, Int(size))
+            s.counters.elements &+= 1
+            s.counters.bytes &+= UInt64(size)
+            return nil
+        }
+    }
+
+    func stepLinkedList(_ d: EDMADirection, _ c: Int) {
+        var ch = channels[d.rawValue][c]
+        let local = shared.withLock { $0.localSpace }
+        guard let p = unsafe local.resolve(ch.llp, length: 16) else {
+            llError(d, c, .unmappedLinkedList(ch.llp)); return
+        }
+        let control = unsafe ntb_mmio_read32(p, 0)
+        let cb = control & ChannelControl.cb != 0
+        if control & ChannelControl.llp != 0 {
+            // Link element: valid when CB matches CCS after the TCB toggle.
+            let tcb = control & ChannelControl.tcb != 0
+            let ccsAfter = tcb ? !ch.ccs : ch.ccs
+            guard cb == ccsAfter else { stop(d, c); return }
+            ch.linkHops += 1
+            if ch.linkHops > 16 { channels[d.rawValue][c] = ch; llError(d, c, .badElement); return }
+            ch.ccs = ccsAfter
+            ch.llp = unsafe ntb_mmio_read64(p, UInt(LLElement.linkPointer))
+            channels[d.rawValue][c] = ch
+            mirror(d, c)
+            return
+        }
+        guard cb == ch.ccs else { stop(d, c); return }
+        // The walk reached the next data element: raise what earlier LIE/RIE elements asked for.
+        if ch.pendingLIE || ch.pendingRIE { raisePending(d, c); ch = channels[d.rawValue][c] }
+        guard let q = unsafe local.resolve(ch.llp, length: LLElement.slotSize) else {
+            llError(d, c, .unmappedLinkedList(ch.llp)); return
+        }
+        let size = unsafe ntb_mmio_read32(q, UInt(LLElement.dataTransferSize))
+        let sar = unsafe ntb_mmio_read64(q, UInt(LLElement.dataSAR))
+        let dar = unsafe ntb_mmio_read64(q, UInt(LLElement.dataDAR))
+        ch.sar = sar; ch.dar = dar; ch.size = size
+        channels[d.rawValue][c] = ch
+        if let reason = copy(d, c, sar: sar, dar: dar, size: size, element: ch.ordinal) {
+            mirror(d, c)
+            abort(d, c, reason); return
+        }
+        ch.linkHops = 0
+        ch.ordinal += 1
+        ch.sar = sar &+ UInt64(size); ch.dar = dar &+ UInt64(size); ch.size = 0
+        ch.llp = ch.llp &+ UInt64(LLElement.slotSize)
+        if control & ChannelControl.lie != 0 { ch.pendingLIE = true }
+        if control & ChannelControl.rie != 0 { ch.pendingRIE = true }
+        channels[d.rawValue][c] = ch
+        mirror(d, c)
+    }
+
+    /// The chain ended (CB mismatch): CS = done, then DONE for any pending LIE/RIE.
+    func stop(_ d: EDMADirection, _ c: Int) {
+        channels[d.rawValue][c].running = false
+        channels[d.rawValue][c].status = ChannelStatus.done.rawValue
+        mirror(d, c)
+        raisePending(d, c)
+    }
+
+    func raisePending(_ d: EDMADirection, _ c: Int) {
+        guard channels[d.rawValue][c].pendingLIE || channels[d.rawValue][c].pendingRIE else { return }
+        setStatus(d, InterruptBits.done(c))
+        raiseDone(d, c, always: false)
+    }
+
+    func raiseDone(_ d: EDMADirection, _ c: Int, always: Bool) {
+        let ch = channels[d.rawValue][c]
+        let masked = reg32(EDMARegisters.intMask(d)) & InterruptBits.done(c) != 0
+        if ch.pendingLIE && !masked { localInterrupt() }
+        if ch.pendingRIE {
+            imwr(address: UInt64(reg32(EDMARegisters.doneIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.doneIMWrLow(d))), d, c)
+        }
+        channels[d.rawValue][c].pendingLIE = false
+        channels[d.rawValue][c].pendingRIE = false
+    }
+
+    func setStatus(_ d: EDMADirection, _ bits: UInt32) {
+        reg32(EDMARegisters.intStatus(d), reg32(EDMARegisters.intStatus(d)) | bits)
+    }
+
+    /// LL fetch errors abort only when `linked_list_err_en` has the channel; otherwise the channel
+    /// halts silently.
+    func llError(_ d: EDMADirection, _ c: Int, _ reason: EDMAModelAbortReason) {
+        if reg32(EDMARegisters.linkedListErrorEnable(d)) & (1 << UInt32(c)) != 0 {
+            abort(d, c, reason)
+        } else {
+            channels[d.rawValue][c].running = false
+            channels[d.rawValue][c].status = ChannelStatus.halted.rawValue
+            mirror(d, c)
+            shared.withLock { $0.lastAbort["\(d)\(c)"] = reason }
+        }
+    }
+
+    func abort(_ d: EDMADirection, _ c: Int, _ reason: EDMAModelAbortReason) {
+        channels[d.rawValue][c].running = false
+        channels[d.rawValue][c].status = ChannelStatus.halted.rawValue
+        channels[d.rawValue][c].pendingLIE = false
+        channels[d.rawValue][c].pendingRIE = false
+        mirror(d, c)
+        setStatus(d, InterruptBits.abort(c))
+        shared.withLock { $0.counters.aborts &+= 1; $0.lastAbort["\(d)\(c)"] = reason }
+        if reg32(EDMARegisters.intMask(d)) & InterruptBits.abort(c) == 0 { localInterrupt() }
+        let addr = UInt64(reg32(EDMARegisters.abortIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.abortIMWrLow(d)))
+        if addr != 0 { imwr(address: addr, d, c) }
+    }
+
+    func localInterrupt() {
+        shared.withLock { $0.counters.localInterrupts &+= 1 }
+        configuration.localInterrupt?.signal()
+    }
+
+    /// An IMWr: a memory write of the channel's data half to `address` in PCIe space. A registered
+    /// MSI address raises its notifier; otherwise the write lands in memory if mapped, or is dropped.
+    func imwr(address: UInt64, _ d: EDMADirection, _ c: Int) {
+        let reg = reg32(EDMARegisters.imwrData(d, channel: c))
+        let data = (reg >> UInt32(EDMARegisters.imwrDataShift(channel: c))) & 0xFFFF
+        let target: EventNotifier? = shared.withLock { s in
+            if let t = s.msi.first(where: { $0.address == address && ($0.data == nil || $0.data == data) }) {
+                s.counters.imwrDelivered &+= 1
+                return t.notifier
+            }
+            if let p = unsafe s.pcieSpace.resolve(address, length: 4) {
+                unsafe ntb_mmio_write32(p, 0, data)
+                s.counters.imwrToMemory &+= 1
+            } else {
+                s.counters.imwrDropped &+= 1
+            }
+            return nil
+        }
+        target?.signal()
+    }
+}
