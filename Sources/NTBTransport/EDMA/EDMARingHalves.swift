@@ -181,6 +181,14 @@ public struct EDMARingSender<Local: RegisterSpace, Remote: RegisterSpace> {
         remote.store32(completed, at: EDMARing.tailOffset)
     }
 
+    /// Gives back the `count` most recent reservations (their transfers never ran: an abort, or a
+    /// message too large for the buffer); the next ``reserve()`` takes the same buffers again.
+    /// - Precondition: `count` ≤ transfers in flight.
+    public mutating func unreserve(_ count: UInt32) {
+        precondition(count <= inFlight, "unreserve \(count) of \(inFlight)")
+        issued &-= count
+    }
+
     /// Forgets every reservation (the queue pair went down).
     public mutating func reset() {
         issued = 0
