@@ -25,6 +25,7 @@ struct NTBTransportCommand: AsyncParsableCommand {
             ServeCommand.self,
             StatsCommand.self,
             DemoCommand.self,
+            PolicyCommand.self,
         ]
     )
 }

@@ -1,0 +1,401 @@
+public import DWEDMA
+public import PCIKit
+
+/// How a send on the edma backend ended.
+public enum EDMASendStatus: UInt8, Sendable, Equatable {
+    /// The message is in the peer's buffer and the peer was told (DONE, tail).
+    case ok
+    /// The eDMA aborted the transfer; nothing was delivered for it. The channel recovered; the
+    /// client may send again.
+    case aborted
+    /// The queue pair went down before the transfer ran.
+    case linkDown
+}
+
+/// One finished send.
+public struct EDMASendCompletion: Sendable, Equatable {
+    public var queuePair: Int
+    public var cookie: UInt64
+    public var length: Int
+    public var status: EDMASendStatus
+    public init(queuePair: Int, cookie: UInt64, length: Int, status: EDMASendStatus) {
+        self.queuePair = queuePair
+        self.cookie = cookie
+        self.length = length
+        self.status = status
+    }
+}
+
+/// Why a message was not queued.
+public enum EDMAEnqueueResult: Sendable, Equatable {
+    case queued
+    /// The peer has no posted buffer free, or the chain being built is full: poll (and flush), then retry.
+    case busy
+    /// The message is larger than the buffer the peer posted.
+    case tooLarge(capacity: Int)
+    /// The peer wrote an impossible ring value; the queue pair must go down.
+    case corrupt(EDMARingCorruption)
+}
+
+/// An eDMA data channel that can no longer be trusted to move data: the queue pairs on it must go
+/// down (``EDMAChannelSender/failAll(_:)``) and the link be re-established.
+public enum EDMALinkFault: Sendable, Equatable, CustomStringConvertible {
+    /// Transfers were in flight and nothing completed for `bound` (the policy's `stall=`).
+    case stalled(bound: Duration)
+    /// The eDMA's registers read all ones (`ctrl` = 0xFFFFFFFF): the device or the link is gone.
+    case engineGone
+
+    public var description: String {
+        switch self {
+        case let .stalled(bound):
+            return "the eDMA completed nothing for \(bound) with transfers in flight; the link is treated as down (raise stall= in the policy if the engine is just slow)"
+        case .engineGone:
+            return "the eDMA registers read all ones: the endpoint or the link is gone; check the endpoint and the cable"
+        }
+    }
+}
+
+/// What one ``EDMAChannelSender/poll(now:_:)`` found.
+public struct EDMASendPoll: Sendable, Equatable {
+    /// Sends reported to the handler.
+    public var completed = 0
+    /// Queue pairs whose peer must be notified (bit q = queue pair q): their tail moved.
+    public var notify: UInt64 = 0
+    /// Set when the channel is no longer usable: a link fault.
+    public var fault: EDMALinkFault?
+    public init() {}
+}
+
+/// The sending side of every queue pair mapped to one eDMA data channel (QP → channel = qp % data
+/// channels, kernel-facts §4.3): endpoint = a local WRITE channel, host = a remote READ channel.
+///
+/// Messages from any of its queue pairs are chained into one submission (one doorbell); completion
+/// is in order. An abort completes the elements before the failing one, fails exactly the failing one
+/// back to the client (``EDMASendStatus/aborted``) and queues the later ones again on the same posted
+/// buffers (the channel recovers with a full start, DWEDMA), so the queue pair goes on. A channel that completes nothing for `stallBound` while busy
+/// is reported as stalled (a link fault: the eDMA or the link is gone).
+///
+/// Not thread-safe: one thread drives a channel sender. The data path allocates nothing (all arrays are
+/// sized at set-up).
+public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Core: EDMACore, LL: RegisterSpace>: ~Copyable {
+    @usableFromInline var channel: EDMAChannel<Core, LL>
+    /// The register-level core, to tell an abort from a vanished device (all-ones reads).
+    @usableFromInline let core: Core
+    /// One ring sender per queue pair served, and their queue pair numbers.
+    @usableFromInline var rings: [EDMARingSender<Local, Remote>]
+    public let queuePairs: [Int]
+    @usableFromInline var watch: EDMAProgressWatch
+
+    // Chain being built, and the chain in flight: transfers plus (ring, cookie) per element.
+    @usableFromInline var pending: [EDMATransfer]
+    @usableFromInline var pendingOwners: [(ring: Int, cookie: UInt64)]
+    @usableFromInline var flight: [EDMATransfer]
+    @usableFromInline var flightOwners: [(ring: Int, cookie: UInt64)]
+    @usableFromInline var flightSubmission: UInt64 = 0
+
+    /// - Parameters:
+    ///   - channel: the claimed eDMA channel (its LL capacity bounds a chain).
+    ///   - core: the controller's core (``DWEDMAController/core``), read to check that the engine is there.
+    ///   - rings: the transmit ring halves of `queuePairs`, in the same order.
+    ///   - stallBound: no completion for this long while busy = stalled.
+    public init(channel: consuming EDMAChannel<Core, LL>, core: Core, queuePairs: [Int], rings: [EDMARingSender<Local, Remote>],
+                stallBound: Duration) {
+        precondition(queuePairs.count == rings.count && !rings.isEmpty)
+        let capacity = min(channel.capacity, Int(EDMARing.capacity) * rings.count)
+        self.channel = channel
+        self.core = core
+        self.rings = rings
+        self.queuePairs = queuePairs
+        watch = EDMAProgressWatch(bound: stallBound)
+        pending = []; pending.reserveCapacity(capacity)
+        flight = []; flight.reserveCapacity(capacity)
+        pendingOwners = []; pendingOwners.reserveCapacity(capacity)
+        flightOwners = []; flightOwners.reserveCapacity(capacity)
+    }
+
+    /// Elements one chain may hold.
+    public var chainCapacity: Int { pending.capacity }
+    /// Messages queued or in flight.
+    public var outstanding: Int { pending.count + flight.count }
+    /// The channel's counters (submissions, elements, bytes, aborts).
+    public var counters: EDMAChannelCounters { channel.counters }
+
+    /// Queues `length` bytes at bus address `source` for queue pair `rings[ring]`: reserves the
+    /// peer's next posted buffer and writes the length into the peer's descriptor. Call ``flush()``
+    /// to start queued messages.
+    public mutating func enqueue(ring: Int, source: UInt64, length: UInt32, cookie: UInt64) -> EDMAEnqueueResult {
+        precondition(length > 0, "empty message")
+        guard pending.count < chainCapacity else { return .busy }
+        switch rings[ring].reserve() {
+        case let .failure(corruption):
+            return .corrupt(corruption)
+        case .success(nil):
+            return .busy
+        case let .success(buffer?):
+            guard length <= buffer.capacity else {
+                rings[ring].unreserve(1)
+                return .tooLarge(capacity: Int(buffer.capacity))
+            }
+            rings[ring].setLength(length, of: buffer)
+            pending.append(EDMATransfer(source: source, destination: buffer.busAddress, length: length))
+            pendingOwners.append((ring, cookie))
+            return .queued
+        }
+    }
+
+    /// Starts the queued messages as one chain if the channel is idle; otherwise they start after the
+    /// chain in flight completes (``poll(now:_:)`` flushes).
+    /// - Returns: whether a chain was started.
+    @discardableResult
+    public mutating func flush() -> Bool {
+        guard !pending.isEmpty, !channel.isBusy else { return false }
+        let submission: UInt64
+        do throws(EDMAError) {
+            submission = try unsafe pending.withUnsafeBufferPointer { (b) throws(EDMAError) -> UInt64 in
+                try unsafe channel.submit(b)
+            }
+        } catch {
+            // Busy, empty, too long and zero length are excluded above and by enqueue.
+            preconditionFailure("eDMA submit refused a checked chain: \(error)")
+        }
+        flightSubmission = submission
+        swap(&pending, &flight)
+        swap(&pendingOwners, &flightOwners)
+        return true
+    }
+
+    /// Checks the channel: reports finished sends to `handle`, writes DONE and the tail into each
+    /// peer ring, starts the next chain, and reports which queue pairs' peers to notify.
+    public mutating func poll(now: ContinuousClock.Instant, _ handle: (EDMASendCompletion) -> Void) -> EDMASendPoll {
+        var result = EDMASendPoll()
+        let completion = channel.poll()
+        switch completion {
+        case nil:
+            break
+        case .done?:
+            for i in 0..<flight.count {
+                let owner = flightOwners[i]
+                rings[owner.ring].complete()
+                result.notify |= 1 << UInt64(queuePairs[owner.ring])
+                handle(EDMASendCompletion(queuePair: queuePairs[owner.ring], cookie: owner.cookie,
+                                          length: Int(flight[i].length), status: .ok))
+            }
+            result.completed = flight.count
+            clearFlight()
+        case .aborted? where core.registers.load32(at: EDMARegisters.ctrl) == 0xFFFF_FFFF:
+            // All-ones reads (the status said "abort" on every channel): the device is gone, not the
+            // transfer. Nothing is retried; the caller takes the queue pairs down.
+            result.fault = .engineGone
+            return result
+        case let .aborted(abort)?:
+            // The engine walks the chain in order: elements before the failing one landed, the failing
+            // one did not, the ones after never ran. Complete the first, fail exactly the second, and
+            // queue the rest again (ahead of anything pending). Unknown position: fail the whole chain.
+            let good = min(abort.element ?? 0, flight.count)
+            let failedEnd = abort.element == nil ? flight.count : min(good + 1, flight.count)
+            for i in 0..<good {
+                let owner = flightOwners[i]
+                rings[owner.ring].complete()
+                result.notify |= 1 << UInt64(queuePairs[owner.ring])
+                handle(EDMASendCompletion(queuePair: queuePairs[owner.ring], cookie: owner.cookie,
+                                          length: Int(flight[i].length), status: .ok))
+            }
+            for i in good..<failedEnd {
+                let owner = flightOwners[i]
+                handle(EDMASendCompletion(queuePair: queuePairs[owner.ring], cookie: owner.cookie, length: 0, status: .aborted))
+            }
+            result.completed = failedEnd
+            requeueAfterAbort(from: good, retryFrom: failedEnd, handle)
+        }
+        if watch.observe(pending: channel.isBusy, progressed: completion != nil, now: now) {
+            result.fault = .stalled(bound: watch.bound)
+        }
+        if completion != nil { flush() }
+        return result
+    }
+
+    /// After an abort: gives back every reservation from flight element `from` on (and of everything
+    /// pending), then reserves again, in order, for flight elements `retryFrom...` and the pending
+    /// ones, which become the new pending chain. A message that no longer fits the buffer it moves to
+    /// (the peer posted buffers of different sizes) is failed as aborted too.
+    @usableFromInline
+    mutating func requeueAfterAbort(from: Int, retryFrom: Int, _ handle: (EDMASendCompletion) -> Void) {
+        var given = [UInt32](repeating: 0, count: rings.count)
+        for i in from..<flight.count { given[flightOwners[i].ring] += 1 }
+        for owner in pendingOwners { given[owner.ring] += 1 }
+        for r in 0..<rings.count where given[r] > 0 { rings[r].unreserve(given[r]) }
+        // The retried elements go first: rebuild `pending` from flight[retryFrom...] + pending, using
+        // `flight` as scratch once it is emptied.
+        var retry = flight.count - retryFrom
+        for i in 0..<retry { flight[i] = flight[retryFrom + i]; flightOwners[i] = flightOwners[retryFrom + i] }
+        flight.removeLast(flight.count - retry)
+        flightOwners.removeLast(flightOwners.count - retry)
+        flight.append(contentsOf: pending)
+        flightOwners.append(contentsOf: pendingOwners)
+        retry = flight.count
+        pending.removeAll(keepingCapacity: true)
+        pendingOwners.removeAll(keepingCapacity: true)
+        for i in 0..<retry {
+            let owner = flightOwners[i]
+            var transfer = flight[i]
+            switch rings[owner.ring].reserve() {
+            case let .success(buffer?) where transfer.length <= buffer.capacity:
+                rings[owner.ring].setLength(transfer.length, of: buffer)
+                transfer.destination = buffer.busAddress
+                pending.append(transfer)
+                pendingOwners.append(owner)
+            case .success(_?):
+                rings[owner.ring].unreserve(1)
+                handle(EDMASendCompletion(queuePair: queuePairs[owner.ring], cookie: owner.cookie, length: 0, status: .aborted))
+            case .success(nil), .failure:
+                handle(EDMASendCompletion(queuePair: queuePairs[owner.ring], cookie: owner.cookie, length: 0, status: .aborted))
+            }
+        }
+        clearFlight()
+    }
+
+    @usableFromInline
+    mutating func clearFlight() {
+        flight.removeAll(keepingCapacity: true)
+        flightOwners.removeAll(keepingCapacity: true)
+    }
+
+    /// The queue pairs went down: every queued or in-flight message is returned as ``EDMASendStatus/linkDown``
+    /// (an in-flight chain keeps running into buffers the peer no longer watches) and the rings reset.
+    public mutating func failAll(_ handle: (EDMASendCompletion) -> Void) {
+        for i in 0..<flight.count {
+            let o = flightOwners[i]
+            handle(EDMASendCompletion(queuePair: queuePairs[o.ring], cookie: o.cookie, length: 0, status: .linkDown))
+        }
+        for i in 0..<pending.count {
+            let o = pendingOwners[i]
+            handle(EDMASendCompletion(queuePair: queuePairs[o.ring], cookie: o.cookie, length: 0, status: .linkDown))
+        }
+        clearFlight()
+        pending.removeAll(keepingCapacity: true)
+        pendingOwners.removeAll(keepingCapacity: true)
+        for r in 0..<rings.count { rings[r].reset() }
+    }
+}
+
+/// One received message, or the end of the queue pair.
+public struct EDMAReceiveCompletion: Sendable, Equatable {
+    public enum Status: UInt8, Sendable {
+        case ok
+        /// The peer took the queue pair down; the buffer holds nothing.
+        case linkDown
+    }
+    public var cookie: UInt64
+    public var length: Int
+    public var status: Status
+    public init(cookie: UInt64, length: Int, status: Status) {
+        self.cookie = cookie
+        self.length = length
+        self.status = status
+    }
+}
+
+/// The receiving side of one queue pair on the edma backend: posts the client's buffers by bus
+/// address into the peer's ring and reports filled ones in order. The payload is written by the
+/// peer's (or, on the host, the endpoint's) eDMA straight into the posted buffers: no CPU copy.
+public struct EDMAQueueReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
+    @usableFromInline var ring: EDMARingReceiver<Local, Remote>
+    @usableFromInline var cookies: [UInt64]
+
+    public init(ring: EDMARingReceiver<Local, Remote>) {
+        self.ring = ring
+        cookies = Array(repeating: 0, count: Int(EDMARing.entries))
+    }
+
+    /// Buffers that can still be posted.
+    public var postable: Int { Int(ring.postable) }
+    /// Buffers posted and not yet reported.
+    public var outstanding: Int { Int(ring.outstanding) }
+
+    /// Posts a DMA buffer (`busAddress` as the eDMA sees it; host: a PCIe address, endpoint: local).
+    /// Call ``publish()`` after one or more posts.
+    /// - Returns: false when 127 buffers are already posted.
+    public mutating func post(busAddress: UInt64, length: Int, cookie: UInt64) -> Bool {
+        precondition(length > 0 && length <= Int(UInt32.max))
+        guard ring.postable > 0 else { return false }
+        let index = ring.post(busAddress: busAddress, length: UInt32(length))
+        cookies[EDMARing.slot(index)] = cookie
+        return true
+    }
+
+    /// Makes the posts visible to the peer (barrier, then `head`).
+    public func publish() { ring.publish() }
+
+    /// Reports up to `limit` filled buffers (V3-26 polls 32 per pass).
+    /// - Returns: the number reported, or a corruption (the queue pair must go down).
+    public mutating func poll(limit: Int = 32, _ handle: (EDMAReceiveCompletion) -> Void) -> Result<Int, EDMARingCorruption> {
+        var n = 0
+        while n < limit {
+            switch ring.next() {
+            case .none:
+                return .success(n)
+            case let .received(index, length):
+                handle(EDMAReceiveCompletion(cookie: cookies[EDMARing.slot(index)], length: length, status: .ok))
+            case let .linkDown(index):
+                handle(EDMAReceiveCompletion(cookie: cookies[EDMARing.slot(index)], length: 0, status: .linkDown))
+            case let .corrupt(why):
+                return .failure(EDMARingCorruption(why))
+            }
+            n += 1
+        }
+        return .success(n)
+    }
+
+    /// Returns every posted buffer (link down) and resets the ring.
+    public mutating func failAll(_ handle: (EDMAReceiveCompletion) -> Void) {
+        var index = ring.consumed
+        while index != ring.produced {
+            handle(EDMAReceiveCompletion(cookie: cookies[EDMARing.slot(index)], length: 0, status: .linkDown))
+            index &+= 1
+        }
+        ring.reset()
+    }
+}
+
+/// Host → endpoint notification (kernel-facts §4.3): flag the queue pair in the notification page
+/// through the eDMA window, then DMA 4 bytes to `db_base` on the dedicated notify read channel; its
+/// completion interrupt makes the endpoint scan the page (``EDMANotifyPage/collect(_:queuePairs:)``).
+public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: RegisterSpace>: ~Copyable {
+    @usableFromInline let page: Page
+    @usableFromInline var channel: EDMAChannel<Core, LL>
+    @usableFromInline let transfer: EDMATransfer
+    /// Notify DMAs started (the rest rode on one in flight).
+    public private(set) var transfers: UInt64 = 0
+
+    /// - Parameters:
+    ///   - page: the notification page as the host sees it (eDMA window offset P).
+    ///   - channel: the notify read channel (the last published LL region).
+    ///   - source: bus address of 4 bytes of host memory (what is written to `target` does not matter).
+    ///   - target: `db_base` from the validated info.
+    public init(page: Page, channel: consuming EDMAChannel<Core, LL>, source: UInt64, target: UInt64) {
+        self.page = page
+        self.channel = channel
+        transfer = EDMATransfer(source: source, destination: target, length: 4)
+    }
+
+    /// Flags queue pairs `bits` and makes sure a notify DMA completes after the flags were written.
+    /// A DMA still running will complete after them, so a new one is started only when the channel
+    /// is idle (its previous completion is taken first).
+    public mutating func notify(_ bits: UInt64) {
+        var b = bits
+        while b != 0 {
+            let qp = b.trailingZeroBitCount
+            EDMANotifyPage.raise(page, queuePair: qp)
+            b &= b - 1
+        }
+        Barrier.write()
+        _ = channel.poll()
+        guard !channel.isBusy else { return }
+        do throws(EDMAError) {
+            _ = try channel.submit(transfer)
+            transfers &+= 1
+        } catch {
+            preconditionFailure("notify submit refused: \(error)")
+        }
+    }
+}
