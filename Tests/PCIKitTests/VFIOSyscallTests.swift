@@ -135,6 +135,7 @@ import Testing
             "ioctl 1004 VFIO_GROUP_GET_STATUS",
             "ioctl 1004 VFIO_GROUP_SET_CONTAINER",
             "ioctl 1003 VFIO_SET_IOMMU",
+            "ioctl 1003 VFIO_IOMMU_GET_INFO",
             "ioctl 1004 VFIO_GROUP_GET_DEVICE_FD",
             "ioctl 1005 VFIO_DEVICE_GET_INFO",
             "ioctl 1005 VFIO_DEVICE_GET_REGION_INFO",
