@@ -267,16 +267,16 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @inlinable
     public mutating func poll() -> EDMACompletion? {
         if inFlight == 0 { return nil }
-        let status = core.interruptStatus(direction)
+        let status = core.channelInterrupt(direction, channel: index)
         // All ones: a read from a device that is gone (surprise removal, link down, model stopped).
-        if status.rawValue == 0xFFFF_FFFF { _noResponse = true; return nil }
+        if status.noResponse { _noResponse = true; return nil }
         _noResponse = false
-        if status.isAborted(index) {
-            core.clearInterrupts(direction, InterruptBits.channel(index).rawValue)
+        if status.abort {
+            core.clearChannelInterrupt(direction, channel: index, done: true, abort: true)
             return finishAborted()
         }
-        if status.isDone(index) {
-            core.clearInterrupts(direction, InterruptBits.done(index))
+        if status.done {
+            core.clearChannelInterrupt(direction, channel: index, done: true, abort: false)
             let id = inFlight
             inFlight = 0
             _cycle.toggle()
