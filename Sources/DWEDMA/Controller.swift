@@ -16,7 +16,7 @@ public enum EDMAOwnership: Sendable, Equatable {
 @safe
 final class EDMAControllerState: @unchecked Sendable {
     let lock: UnsafeMutablePointer<pthread_mutex_t>
-    var claimed: [UInt32] = [0, 0]
+    var claimed: [UInt64] = [0, 0]
 
     init() {
         unsafe lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -33,7 +33,7 @@ final class EDMAControllerState: @unchecked Sendable {
     func claim(_ d: EDMADirection, _ ch: Int) -> Bool {
         unsafe pthread_mutex_lock(lock)
         defer { unsafe pthread_mutex_unlock(lock) }
-        let bit = UInt32(1) << UInt32(ch)
+        let bit = UInt64(1) << UInt64(ch)
         if claimed[d.rawValue] & bit != 0 { return false }
         claimed[d.rawValue] |= bit
         return true
@@ -41,7 +41,7 @@ final class EDMAControllerState: @unchecked Sendable {
 
     func release(_ d: EDMADirection, _ ch: Int) {
         unsafe pthread_mutex_lock(lock)
-        claimed[d.rawValue] &= ~(UInt32(1) << UInt32(ch))
+        claimed[d.rawValue] &= ~(UInt64(1) << UInt64(ch))
         unsafe pthread_mutex_unlock(lock)
     }
 }
