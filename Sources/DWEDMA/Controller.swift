@@ -16,7 +16,7 @@ public enum EDMAOwnership: Sendable, Equatable {
 @safe
 final class EDMAControllerState: @unchecked Sendable {
     let lock: UnsafeMutablePointer<pthread_mutex_t>
-    var claimed: [UInt32] = [0, 0]
+    var claimed: [UInt64] = [0, 0]
 
     init() {
         unsafe lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -33,7 +33,7 @@ final class EDMAControllerState: @unchecked Sendable {
     func claim(_ d: EDMADirection, _ ch: Int) -> Bool {
         unsafe pthread_mutex_lock(lock)
         defer { unsafe pthread_mutex_unlock(lock) }
-        let bit = UInt32(1) << UInt32(ch)
+        let bit = UInt64(1) << UInt64(ch)
         if claimed[d.rawValue] & bit != 0 { return false }
         claimed[d.rawValue] |= bit
         return true
@@ -41,7 +41,7 @@ final class EDMAControllerState: @unchecked Sendable {
 
     func release(_ d: EDMADirection, _ ch: Int) {
         unsafe pthread_mutex_lock(lock)
-        claimed[d.rawValue] &= ~(UInt32(1) << UInt32(ch))
+        claimed[d.rawValue] &= ~(UInt64(1) << UInt64(ch))
         unsafe pthread_mutex_unlock(lock)
     }
 }
@@ -267,16 +267,16 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @inlinable
     public mutating func poll() -> EDMACompletion? {
         if inFlight == 0 { return nil }
-        let status = core.interruptStatus(direction)
+        let status = core.channelInterrupt(direction, channel: index)
         // All ones: a read from a device that is gone (surprise removal, link down, model stopped).
-        if status.rawValue == 0xFFFF_FFFF { _noResponse = true; return nil }
+        if status.noResponse { _noResponse = true; return nil }
         _noResponse = false
-        if status.isAborted(index) {
-            core.clearInterrupts(direction, InterruptBits.channel(index).rawValue)
+        if status.abort {
+            core.clearChannelInterrupt(direction, channel: index, done: true, abort: true)
             return finishAborted()
         }
-        if status.isDone(index) {
-            core.clearInterrupts(direction, InterruptBits.done(index))
+        if status.done {
+            core.clearChannelInterrupt(direction, channel: index, done: true, abort: false)
             let id = inFlight
             inFlight = 0
             _cycle.toggle()

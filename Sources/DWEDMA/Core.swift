@@ -39,10 +39,11 @@ public protocol EDMACore {
     func channelCount(_ d: EDMADirection) -> Int
     /// The channel status field (`ch_status`).
     func channelStatus(_ d: EDMADirection, channel: Int) -> ChannelStatus
-    /// The interrupt status of a direction (`status_done_int`, `status_abort_int`).
-    func interruptStatus(_ d: EDMADirection) -> InterruptBits
-    /// Write-1-to-clear `bits` in the direction's status (`clear_done_int`, `clear_abort_int`).
-    func clearInterrupts(_ d: EDMADirection, _ bits: UInt32)
+    /// The DONE/ABORT state of one channel (`status_done_int`/`status_abort_int`, `status_int`).
+    func channelInterrupt(_ d: EDMADirection, channel: Int) -> ChannelInterrupt
+    /// Clears the channel's DONE and/or ABORT state, touching no other channel (`clear_done_int`,
+    /// `clear_abort_int`).
+    func clearChannelInterrupt(_ d: EDMADirection, channel: Int, done: Bool, abort: Bool)
     /// The channel's current LL pointer register.
     func linkedListPointer(_ d: EDMADirection, channel: Int) -> UInt64
     /// Writes the chain into LL memory and starts it (`write_chunk` + `start`).
@@ -53,6 +54,19 @@ public protocol EDMACore {
     func configureInterrupt(_ d: EDMADirection, channel: Int, address: UInt64, data: UInt16)
     /// Masks and clears every interrupt and disables both engines (`off`).
     func powerOff()
+}
+
+/// One channel's completion state as a core reads it.
+public struct ChannelInterrupt: Sendable, Equatable {
+    public var done: Bool
+    public var abort: Bool
+    /// The status register read all ones: the device no longer answers.
+    public var noResponse: Bool
+    @inlinable public init(done: Bool, abort: Bool, noResponse: Bool) {
+        self.done = done
+        self.abort = abort
+        self.noResponse = noResponse
+    }
 }
 
 /// The v0 register map core (`dw-edma-v0-core.c`), generic over the register space so the
@@ -119,6 +133,22 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
     @inlinable
     public func clearInterrupts(_ d: EDMADirection, _ bits: UInt32) {
         registers.store32(bits, at: EDMARegisters.intClear(d))
+    }
+
+    @inlinable
+    public func channelInterrupt(_ d: EDMADirection, channel: Int) -> ChannelInterrupt {
+        let s = interruptStatus(d)
+        if s.rawValue == 0xFFFF_FFFF { return ChannelInterrupt(done: false, abort: false, noResponse: true) }
+        return ChannelInterrupt(done: s.isDone(channel), abort: s.isAborted(channel), noResponse: false)
+    }
+
+    /// One write to `int_clear` with only this channel's bits.
+    @inlinable
+    public func clearChannelInterrupt(_ d: EDMADirection, channel: Int, done: Bool, abort: Bool) {
+        var bits: UInt32 = 0
+        if done { bits |= InterruptBits.done(channel) }
+        if abort { bits |= InterruptBits.abort(channel) }
+        clearInterrupts(d, bits)
     }
 
     @inlinable
