@@ -100,15 +100,21 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             }
             let device = try EPFHostDevice(
                 name: name, bars: bars, map: map, vectors: vectors, msix: false, extraEventSources: [link.monitorNotifier],
-                commandTimeout: options.commandTimeout, allocator: { (length, alignment) throws(NTBError) in try arena.allocate(length: length, alignment: alignment) })
+                commandTimeout: options.commandTimeout, retaining: [link], allocator: { (length, alignment) throws(NTBError) in try arena.allocate(length: length, alignment: alignment) })
             backend = .host(device)
             memorySegments = [arena.segment]
             let want = wantLink
             link.onPeerChange { [weak device] present in if !present { device?.peerReset() } }
+            let relinking = Flag()
             link.onTick { [weak device, weak link] in
-                // The endpoint came back: configure it again and link up (what a re-probe would do).
-                guard let device, let link, want.isSet, link.isPeerPresent, !device.isLinkUp else { return }
-                try? device.enableLink()
+                // The endpoint came back: configure it again and link up (what a re-probe would do). On its own
+                // thread: a command may take up to the endpoint's poll interval, and the monitor must keep beating.
+                guard let device, let link, want.isSet, link.isPeerPresent, !device.isLinkUp,
+                      !relinking.value.exchange(true, ordering: .acquiringAndReleasing) else { return }
+                spawnThread(detached: true) {
+                    try? device.enableLink()
+                    relinking.value.store(false, ordering: .releasing)
+                }
             }
         }
         link.markReady()
