@@ -73,6 +73,11 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             memorySegments = [controller.endpointRAM.segment, controller.hostRAM]
             embeddedDoorbell = nil
             link.onPeerChange { [weak device] present in if !present { device?.hostLost() } }
+            // A host that lived less than one beat was never seen arriving: a link up without a host is stale.
+            link.onTick { [weak device, weak link] in
+                guard let device, let link, !link.isPeerPresent, device.isLinkUp else { return }
+                device.hostLost()
+            }
         case .host:
             let map = c.profile.map
             let sizes = c.barSizes
