@@ -41,7 +41,7 @@ struct MockUpCommand: ParsableCommand {
     @Option(help: "MSI vectors of the endpoint function.") var msi: Int = 16
     @Option(name: .customLong("host-ram"), help: "Host RAM for inbound buffers.") var hostRAM: ByteCount = ByteCount(argument: "64M")!
     @Option(name: .customLong("ep-ram"), help: "Endpoint RAM.") var endpointRAM: ByteCount = ByteCount(argument: "64M")!
-    @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat period; a hung side is declared gone after 10 missed beats.") var heartbeat: Int = 50
+    @Option(name: .customLong("heartbeat-ms"), help: "Heartbeat period; a hung side is declared gone after 10 missed beats (at least 500 ms).") var heartbeat: Int = 50
     @Flag(name: .customLong("msi-doorbell"), help: "Host doorbell writes also interrupt the endpoint (vNTB msi_doorbell).") var msiDoorbell = false
 
     func validate() throws {

@@ -58,24 +58,42 @@ struct MockLatencyCommand: ParsableCommand {
         return true
     }
 
-    /// Endpoint: answer every doorbell until the host says it is done or goes away.
+    /// Endpoint: answer every doorbell until the host says it is done or goes away. In poll mode it also
+    /// echoes scratchpad 1 into the host's scratchpad 2: the shared-memory round trip, the baseline.
     private func respond(_ device: MockNTBDevice) {
         device.writeScratchpad(0, 0)
         print("endpoint: answering doorbells (\(mode) mode); stop with Ctrl-C")
         var answered = 0
         var seenUp = false
+        var echoed = device.readScratchpad(1)
         while true {
             if device.isLinkUp { seenUp = true } else if seenUp { break }
             if device.readScratchpad(0) == Self.doneMagic { break }
-            guard waitDoorbell(device, deadline: ContinuousClock.now + .milliseconds(200)) else { continue }
-            device.clearDoorbell(1)
-            device.ringPeerDoorbell(1)
-            answered += 1
+            switch mode {
+            case .poll:
+                let v = device.readScratchpad(1)
+                if v != echoed { device.writePeerScratchpad(2, v); echoed = v }
+                _ = device.pollEvents()
+            case .interrupt:
+                _ = device.waitForEvents(timeout: .milliseconds(100))
+            }
+            if device.readDoorbell() & 1 != 0 {
+                device.clearDoorbell(1)
+                device.ringPeerDoorbell(1)
+                answered += 1
+            }
         }
         print("endpoint: answered \(answered) doorbells")
     }
 
-    /// Host: ring, wait for the answer, record the round trip.
+    struct Failure: Error, CustomStringConvertible { let description: String }
+
+    private static func nanoseconds(_ d: Duration) -> UInt64 {
+        let (s, atto) = d.components
+        return UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000)
+    }
+
+    /// Host: ring, wait for the answer, record the round trip; in poll mode then the scratchpad baseline.
     private func measure(_ device: MockNTBDevice) throws {
         let deadline = ContinuousClock.now + .seconds(10)
         while !device.link.isPeerPresent && ContinuousClock.now < deadline { _ = device.waitForEvents(timeout: .milliseconds(50)) }
@@ -87,21 +105,42 @@ struct MockLatencyCommand: ParsableCommand {
             let start = clock.now
             device.ringPeerDoorbell(1)
             guard waitDoorbell(device, deadline: start + .seconds(2)) else {
-                throw ValidationError("no answer to doorbell \(i) within 2 s; is `mock latency --role endpoint` running on this link?")
+                throw Failure(description: "no answer to doorbell \(i) within 2 s; is `mock latency --role endpoint` running on this link?")
             }
             let elapsed = clock.now - start
             device.clearDoorbell(1)
-            if i >= warmup {
-                let (s, atto) = elapsed.components
-                histogram.record(UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000))
+            if i >= warmup { histogram.record(Self.nanoseconds(elapsed)) }
+        }
+        var baseline = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+        if mode == .poll {
+            // Baseline in the same run: a scratchpad write the endpoint echoes back, both sides spinning on
+            // shared memory. The doorbell path costs this plus slot/MSI handling.
+            var value = device.readPeerScratchpad(1)
+            for i in 0..<(warmup + count) {
+                value = value &+ 1 == 0 ? 1 : value &+ 1
+                let start = clock.now
+                device.writePeerScratchpad(1, value)
+                while device.readScratchpad(2) != value {
+                    if clock.now - start > .seconds(2) { throw Failure(description: "no scratchpad echo \(i) within 2 s") }
+                }
+                if i >= warmup { baseline.record(Self.nanoseconds(clock.now - start)) }
             }
         }
         device.writePeerScratchpad(0, Self.doneMagic)
         func us(_ ns: UInt64) -> String { String(format1: Double(ns) / 1000) }
+        func line(_ h: Histogram<UInt64>) -> String {
+            "  min \(us(h.min))  p50 \(us(h.valueAtPercentile(50)))  p90 \(us(h.valueAtPercentile(90)))  p99 \(us(h.valueAtPercentile(99)))  max \(us(h.max))  mean \(String(format1: h.mean / 1000))"
+        }
         let poll = port.mockOptions.pollInterval.components
         let pollUS = poll.seconds * 1_000_000 + poll.attoseconds / 1_000_000_000_000
         print("doorbell round trip, \(mode) mode, endpoint poll \(pollUS) µs\(device.link.configuration.msiDoorbell ? " + MSI doorbell" : ""), \(count) samples (µs):")
-        print("  min \(us(histogram.min))  p50 \(us(histogram.valueAtPercentile(50)))  p90 \(us(histogram.valueAtPercentile(90)))  p99 \(us(histogram.valueAtPercentile(99)))  max \(us(histogram.max))  mean \(String(format1: histogram.mean / 1000))")
+        print(line(histogram))
+        if mode == .poll {
+            print("baseline: scratchpad echo round trip (shared memory, both spinning) (µs):")
+            print(line(baseline))
+            let ratio = Double(histogram.valueAtPercentile(50)) / Double(max(1, baseline.valueAtPercentile(50)))
+            print("  doorbell p50 / baseline p50 = \(String(format1: ratio))")
+        }
     }
 }
 

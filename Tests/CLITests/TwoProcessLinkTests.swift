@@ -145,6 +145,23 @@ func withTwoProcessLink(_ body: (String) throws -> Void) throws {
         }
     }
 
+    @Test func aHungEndpoint_isLinkDown_andLinksUpAgainWhenItResumes() throws {
+        try withTwoProcessLink { dir in
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("link status") == "link: down")
+            let host = try ToolProcess(directory: dir, role: .host)
+            #expect(host.send("link up") == "link: up")
+            kill(ep.process.processIdentifier, SIGSTOP)
+            #expect(host.send("link wait down 3000") == "link: down", "a peer whose heartbeat stops is gone")
+            kill(ep.process.processIdentifier, SIGCONT)
+            #expect(host.send("link wait up 3000") == "link: up")
+            #expect(host.send("db ring 0x1") == "peer db: 0x1")
+            #expect(ep.send("db wait 3000") == "db: 0x1")
+            host.quit()
+            ep.quit()
+        }
+    }
+
     @Test func aSecondProcessOnTheSameSide_isRefusedWithTheHoldersPid() throws {
         try withTwoProcessLink { dir in
             let ep = try ToolProcess(directory: dir, role: .endpoint)
