@@ -15,6 +15,10 @@ public struct DMARegion: @unchecked Sendable, Equatable {
         self.length = length
     }
 
+    public static func == (a: DMARegion, b: DMARegion) -> Bool {
+        unsafe a.address == b.address && a.busAddress == b.busAddress && a.length == b.length
+    }
+
     /// The region as register/memory view for volatile access by the CPU.
     public var mmio: MMIORegion { unsafe MMIORegion(base: address, length: length) }
 
