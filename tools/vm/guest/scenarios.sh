@@ -8,11 +8,14 @@
 EDU_VFIO=0000:00:04.0
 EDU_UIO=0000:00:05.0
 
-# Runs a command, indenting its output; returns its status.
+# Runs a command with a time limit (a hung step fails its scenario, the others still run),
+# indenting its output; returns its status.
+STEP_TIMEOUT=120
 step() {
     echo "  \$ $*"
-    "$@" > /tmp/step.out 2>&1
+    timeout $STEP_TIMEOUT "$@" > /tmp/step.out 2>&1
     rc=$?
+    case $rc in 124|143) echo "timed out after $STEP_TIMEOUT s: $*" >> /tmp/step.out ;; esac
     sed 's/^/    /' /tmp/step.out
     [ $rc -eq 0 ] || echo "    (exit $rc)"
     return $rc
