@@ -28,6 +28,7 @@ const size_t NTB_VFIO_SIZEOF_DMA_MAP = sizeof(struct vfio_iommu_type1_dma_map);
 const size_t NTB_VFIO_SIZEOF_DMA_UNMAP = sizeof(struct vfio_iommu_type1_dma_unmap);
 const size_t NTB_VFIO_SIZEOF_SPARSE_MMAP_CAP = sizeof(struct vfio_region_info_cap_sparse_mmap);
 const size_t NTB_VFIO_SIZEOF_SPARSE_MMAP_AREA = sizeof(struct vfio_region_sparse_mmap_area);
+const size_t NTB_VFIO_SIZEOF_IOMMU_TYPE1_INFO = sizeof(struct vfio_iommu_type1_info);
 
 /* Our values equal the kernel's. */
 _Static_assert(NTB_VFIO_API_VERSION == VFIO_API_VERSION, "VFIO_API_VERSION");
@@ -131,6 +132,50 @@ SAME_FIELD(ntb_vfio_iommu_type1_dma_unmap, struct vfio_iommu_type1_dma_unmap, ar
 SAME_FIELD(ntb_vfio_iommu_type1_dma_unmap, struct vfio_iommu_type1_dma_unmap, flags);
 SAME_FIELD(ntb_vfio_iommu_type1_dma_unmap, struct vfio_iommu_type1_dma_unmap, iova);
 SAME_FIELD(ntb_vfio_iommu_type1_dma_unmap, struct vfio_iommu_type1_dma_unmap, size);
+
+SAME_SIZE(ntb_vfio_iommu_type1_info, struct vfio_iommu_type1_info);
+SAME_FIELD(ntb_vfio_iommu_type1_info, struct vfio_iommu_type1_info, argsz);
+SAME_FIELD(ntb_vfio_iommu_type1_info, struct vfio_iommu_type1_info, flags);
+SAME_FIELD(ntb_vfio_iommu_type1_info, struct vfio_iommu_type1_info, iova_pgsizes);
+SAME_FIELD(ntb_vfio_iommu_type1_info, struct vfio_iommu_type1_info, cap_offset);
+SAME_SIZE(ntb_vfio_iova_range, struct vfio_iova_range);
+SAME_FIELD(ntb_vfio_iova_range, struct vfio_iova_range, start);
+SAME_FIELD(ntb_vfio_iova_range, struct vfio_iova_range, end);
+_Static_assert(offsetof(struct vfio_iommu_type1_info_cap_iova_range, iova_ranges) == 16, "iova ranges after the header");
+_Static_assert(NTB_VFIO_IOMMU_INFO_PGSIZES == VFIO_IOMMU_INFO_PGSIZES, "INFO_PGSIZES");
+_Static_assert(NTB_VFIO_IOMMU_INFO_CAPS == VFIO_IOMMU_INFO_CAPS, "INFO_CAPS");
+_Static_assert(NTB_VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE == VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, "CAP_IOVA_RANGE");
+
+/* Walks a capability chain starting at `first` for capability `id`; returns its offset, 0 if absent, -1
+ * if malformed. `min` is the size of the info struct (no capability may start inside it). */
+static long find_cap(const unsigned char *base, size_t len, uint32_t first, size_t min, uint16_t id) {
+    uint32_t off = first;
+    for (size_t hops = 0; off != 0; hops++) {
+        ntb_vfio_info_cap_header h;
+        if (hops > len / sizeof h || off < min || (size_t)off + sizeof h > len) return -1;
+        memcpy(&h, base + off, sizeof h);
+        if (h.id == id) return (long)off;
+        off = h.next;
+    }
+    return 0;
+}
+
+int ntb_vfio_iommu_iova_ranges(const void *info, size_t len, ntb_vfio_iova_range *ranges, int max) {
+    const unsigned char *base = info;
+    ntb_vfio_iommu_type1_info ii;
+    if (len < sizeof ii) return -1;
+    memcpy(&ii, base, sizeof ii);
+    if (!(ii.flags & NTB_VFIO_IOMMU_INFO_CAPS) || ii.cap_offset == 0) return 0;
+    long off = find_cap(base, len, ii.cap_offset, sizeof ii, NTB_VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
+    if (off <= 0) return (int)off;
+    uint32_t nr;
+    if ((size_t)off + 16 > len) return -1;
+    memcpy(&nr, base + off + 8, sizeof nr);
+    if ((size_t)off + 16 + (size_t)nr * sizeof(ntb_vfio_iova_range) > len) return -1;
+    for (uint32_t i = 0; ranges && i < nr && (int)i < max; i++)
+        memcpy(&ranges[i], base + off + 16 + i * sizeof(ntb_vfio_iova_range), sizeof(ntb_vfio_iova_range));
+    return (int)nr;
+}
 
 int ntb_vfio_region_sparse_areas(const void *info, size_t len, ntb_vfio_region_sparse_mmap_area *areas, int max) {
     const unsigned char *base = info;

@@ -18,6 +18,13 @@ import Testing
         #expect(a == IOVAAllocator(range: 0x1000..<0x10_0000))
     }
 
+    @Test func restrictKeepsOnlyUsableRanges() {
+        var a = IOVAAllocator(range: 0x10_0000..<0x1_0000_0000)
+        a.restrict(to: [0...0xfedf_ffff, 0xfef0_0000...UInt64.max])
+        #expect(a.free.map { [$0.start, $0.end] } == [[0x10_0000, 0xfee0_0000], [0xfef0_0000, 0x1_0000_0000]])
+        #expect(a.allocate(length: 0x20_0000, alignment: 0x1000) == 0x10_0000)
+    }
+
     @Test func defaultWindowStaysBelowTheMSIRange() {
         var a = IOVAAllocator()
         let big = a.allocate(length: 0x4000_0000, alignment: 0x20_0000) ?? 0
@@ -71,6 +78,37 @@ import Testing
                           "VFIO_IOMMU_UNMAP_DMA", "munlock", "munmap",          // b and c go away ...
                           "VFIO_IOMMU_UNMAP_DMA", "munlock", "munmap",
                           "close container"])                                   // ... before the container closes
+    }
+
+    @Test func usableIOVARangesComeFromTheIOMMUInfoCapability() throws {
+        let fake = try FakeSysfs()
+        var infoCalls = 0
+        let mock = unsafe SyscallMock { call, arg in
+            switch call {
+            case .open(let p, _) where p.hasSuffix("/vfio/vfio"): return .success(2001)
+            case .close(2001): return .success(0)
+            case .ioctl(_, "VFIO_GET_API_VERSION"): return .success(0)
+            case .ioctl(_, "VFIO_IOMMU_GET_INFO"):
+                infoCalls += 1
+                let argsz = unsafe arg!.load(as: UInt32.self)
+                unsafe arg!.storeBytes(of: UInt32(24 + 16 + 32), as: UInt32.self)     // what the answer needs
+                unsafe arg!.storeBytes(of: NTB_VFIO_IOMMU_INFO_CAPS | NTB_VFIO_IOMMU_INFO_PGSIZES, toByteOffset: 4, as: UInt32.self)
+                guard argsz >= 72 else { return .success(0) }
+                unsafe arg!.storeBytes(of: UInt32(24), toByteOffset: 16, as: UInt32.self)   // cap_offset
+                unsafe arg!.storeBytes(of: UInt16(1), toByteOffset: 24, as: UInt16.self)    // IOVA_RANGE
+                unsafe arg!.storeBytes(of: UInt32(2), toByteOffset: 32, as: UInt32.self)    // nr_iovas
+                unsafe arg!.storeBytes(of: UInt64(0), toByteOffset: 40, as: UInt64.self)
+                unsafe arg!.storeBytes(of: UInt64(0xfedf_ffff), toByteOffset: 48, as: UInt64.self)
+                unsafe arg!.storeBytes(of: UInt64(0xfef0_0000), toByteOffset: 56, as: UInt64.self)
+                unsafe arg!.storeBytes(of: UInt64.max, toByteOffset: 64, as: UInt64.self)
+                return .success(0)
+            case .ioctl: return .success(1)
+            default: return .passthrough
+            }
+        }
+        let ranges = try mock.run { () throws(PCIKitError) in try VFIOContainer(paths: fake.paths).usableIOVARanges() }
+        #expect(ranges == [0...0xfedf_ffff, 0xfef0_0000...UInt64.max])
+        #expect(infoCalls == 2)   // asked again with room for the capability chain
     }
 
     @Test func aFailedIOMMUMapReleasesTheMemory() throws {

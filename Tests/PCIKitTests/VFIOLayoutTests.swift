@@ -28,6 +28,8 @@ import CNTBShim
         #expect(NTB_VFIO_SIZEOF_DMA_UNMAP == 24 && MemoryLayout<ntb_vfio_iommu_type1_dma_unmap>.size == 24)
         #expect(NTB_VFIO_SIZEOF_SPARSE_MMAP_CAP == 16 && MemoryLayout<ntb_vfio_region_info_cap_sparse_mmap>.size == 16)
         #expect(NTB_VFIO_SIZEOF_SPARSE_MMAP_AREA == 16)
+        #expect(NTB_VFIO_SIZEOF_IOMMU_TYPE1_INFO == 24 && MemoryLayout<ntb_vfio_iommu_type1_info>.size == 24)
+        #expect(MemoryLayout<ntb_vfio_iommu_type1_info>.offset(of: \.cap_offset) == 16)
         #expect(MemoryLayout<ntb_vfio_region_info>.offset(of: \.size) == 16)
         #expect(MemoryLayout<ntb_vfio_region_info>.offset(of: \.offset) == 24)
         #expect(MemoryLayout<ntb_vfio_iommu_type1_dma_map>.offset(of: \.vaddr) == 8)

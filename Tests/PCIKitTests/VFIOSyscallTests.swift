@@ -135,6 +135,7 @@ import Testing
             "ioctl 1004 VFIO_GROUP_GET_STATUS",
             "ioctl 1004 VFIO_GROUP_SET_CONTAINER",
             "ioctl 1003 VFIO_SET_IOMMU",
+            "ioctl 1003 VFIO_IOMMU_GET_INFO",
             "ioctl 1004 VFIO_GROUP_GET_DEVICE_FD",
             "ioctl 1005 VFIO_DEVICE_GET_INFO",
             "ioctl 1005 VFIO_DEVICE_GET_REGION_INFO",
@@ -255,5 +256,23 @@ import Testing
         let calls = Self.vfioCalls(mock, fake)
         #expect(calls.contains("pread 1005 2@\((7 as UInt64) << 40 + 4)"))
         #expect(calls.contains("pwrite 1005 2@\((7 as UInt64) << 40 + 4)"))
+    }
+
+    @Test func aSharedContainerAttachesEachGroupAndSetsTheIOMMUOnce() throws {
+        let fake = try Self.machine()
+        let kernel = FakeVFIOKernel(fake: fake)
+        let mock = unsafe SyscallMock(respond: kernel.respond)
+        try mock.run { () throws(PCIKitError) in
+            let container = try VFIOContainer(paths: fake.paths)
+            let a = try PCIAddress(parsing: "01:00.0")
+            let first = try VFIODevice.open(a, container: container, paths: fake.paths)
+            let second = try VFIODevice.open(a, container: container, paths: fake.paths)
+            #expect(first.group === second.group)
+            #expect(container.iommuType == NTB_VFIO_TYPE1v2_IOMMU)
+        }
+        let calls = Self.vfioCalls(mock, fake)
+        #expect(calls.filter { $0.hasSuffix("VFIO_SET_IOMMU") }.count == 1)
+        #expect(calls.filter { $0.hasSuffix("VFIO_GROUP_SET_CONTAINER") }.count == 1)
+        #expect(calls.filter { $0.hasSuffix("VFIO_GROUP_GET_DEVICE_FD") }.count == 2)
     }
 }

@@ -149,6 +149,23 @@ typedef struct ntb_vfio_iommu_type1_dma_unmap {
     uint64_t size;
 } ntb_vfio_iommu_type1_dma_unmap;
 
+typedef struct ntb_vfio_iommu_type1_info {
+    uint32_t argsz;
+    uint32_t flags;
+    uint64_t iova_pgsizes;
+    uint32_t cap_offset;
+    uint32_t pad;
+} ntb_vfio_iommu_type1_info;
+
+typedef struct ntb_vfio_iova_range {
+    uint64_t start;
+    uint64_t end;               /* inclusive */
+} ntb_vfio_iova_range;
+
+#define NTB_VFIO_IOMMU_INFO_PGSIZES        1u
+#define NTB_VFIO_IOMMU_INFO_CAPS           2u
+#define NTB_VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE 1
+
 /* Sizes of the kernel's structs, for tests (sizeof on the <linux/vfio.h> types). */
 extern const size_t NTB_VFIO_SIZEOF_GROUP_STATUS;
 extern const size_t NTB_VFIO_SIZEOF_DEVICE_INFO;
@@ -159,6 +176,7 @@ extern const size_t NTB_VFIO_SIZEOF_DMA_MAP;
 extern const size_t NTB_VFIO_SIZEOF_DMA_UNMAP;
 extern const size_t NTB_VFIO_SIZEOF_SPARSE_MMAP_CAP;
 extern const size_t NTB_VFIO_SIZEOF_SPARSE_MMAP_AREA;
+extern const size_t NTB_VFIO_SIZEOF_IOMMU_TYPE1_INFO;
 
 /*
  * Finds the sparse-mmap capability in a VFIO_DEVICE_GET_REGION_INFO answer of `len` bytes (the info
@@ -168,6 +186,13 @@ extern const size_t NTB_VFIO_SIZEOF_SPARSE_MMAP_AREA;
  */
 int ntb_vfio_region_sparse_areas(const void *_Nonnull info, size_t len,
                                  ntb_vfio_region_sparse_mmap_area *_Nullable areas, int max);
+
+/*
+ * Finds the IOVA-range capability in a VFIO_IOMMU_GET_INFO answer of `len` bytes: the ranges the IOMMU
+ * can map (reserved regions such as the MSI window excluded). Copies at most `max` ranges and returns
+ * how many the capability lists, 0 without it, -1 for a malformed chain.
+ */
+int ntb_vfio_iommu_iova_ranges(const void *_Nonnull info, size_t len, ntb_vfio_iova_range *_Nullable ranges, int max);
 
 /* Bytes needed for a VFIO_DEVICE_SET_IRQS argument carrying `count` eventfds. */
 size_t ntb_vfio_irq_set_eventfd_size(uint32_t count);

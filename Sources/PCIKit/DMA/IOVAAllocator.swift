@@ -20,6 +20,20 @@ public struct IOVAAllocator: Sendable, Equatable {
         a.free.count == b.free.count && zip(a.free, b.free).allSatisfy { $0.start == $1.start && $0.end == $1.end }
     }
 
+    /// Keeps only the parts of the free ranges that lie inside `valid` (inclusive ranges, e.g. the
+    /// IOMMU's usable IOVA ranges from `VFIO_IOMMU_GET_INFO`). Call it before allocating.
+    public mutating func restrict(to valid: [ClosedRange<UInt64>]) {
+        var out: [(start: UInt64, end: UInt64)] = []
+        for f in free {
+            for v in valid.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+                let start = max(f.start, v.lowerBound)
+                let end = v.upperBound == .max ? f.end : min(f.end, v.upperBound + 1)
+                if start < end { out.append((start, end)) }
+            }
+        }
+        free = out
+    }
+
     /// Reserves `length` bytes aligned to `alignment` (a power of two); nil when no range fits.
     public mutating func allocate(length: UInt64, alignment: UInt64) -> UInt64? {
         precondition(length > 0 && alignment > 0 && alignment & (alignment - 1) == 0, "bad IOVA request \(length)/\(alignment)")

@@ -30,6 +30,7 @@ struct IOCtl: Sendable, Equatable {
     static let deviceGetIRQInfo = IOCtl(number: NTB_VFIO_DEVICE_GET_IRQ_INFO, name: "VFIO_DEVICE_GET_IRQ_INFO")
     static let deviceSetIRQs = IOCtl(number: NTB_VFIO_DEVICE_SET_IRQS, name: "VFIO_DEVICE_SET_IRQS")
     static let deviceReset = IOCtl(number: NTB_VFIO_DEVICE_RESET, name: "VFIO_DEVICE_RESET")
+    static let iommuGetInfo = IOCtl(number: NTB_VFIO_IOMMU_GET_INFO, name: "VFIO_IOMMU_GET_INFO")
     static let iommuMapDMA = IOCtl(number: NTB_VFIO_IOMMU_MAP_DMA, name: "VFIO_IOMMU_MAP_DMA")
     static let iommuUnmapDMA = IOCtl(number: NTB_VFIO_IOMMU_UNMAP_DMA, name: "VFIO_IOMMU_UNMAP_DMA")
 }

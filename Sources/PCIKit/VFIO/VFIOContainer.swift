@@ -15,10 +15,12 @@ public final class VFIOContainer: @unchecked Sendable {
     let descriptor: OwnedDescriptor
     public let paths: SystemPaths
     /// The IOMMU model set on the container (VFIO_TYPE1v2_IOMMU or VFIO_TYPE1_IOMMU), once a group joined.
-    public private(set) var iommuType: Int32?
+    public var iommuType: Int32? { state.withLock { $0.iommuType } }
     private let preferredType: Int32
     private let iova: Mutex<IOVAAllocator>
-    private let state = Mutex<[Int: Weak<VFIOGroup>]>([:])
+    /// The IOMMU model once set, and the open groups; one lock so concurrent opens attach a group and set
+    /// the IOMMU exactly once.
+    private let state = Mutex<(iommuType: Int32?, groups: [Int: Weak<VFIOGroup>])>((nil, [:]))
 
     /// The container's file descriptor.
     public var fd: Int32 { descriptor.fd }
@@ -61,17 +63,56 @@ public final class VFIOContainer: @unchecked Sendable {
 
     /// The group `number`, opened and attached to this container (once; later calls return the same group).
     func group(_ number: Int, for address: PCIAddress) throws(PCIKitError) -> VFIOGroup {
-        if let g = state.withLock({ $0[number]?.value }) { return g }
-        let g = try VFIOGroup(number: number, container: self, for: address)
-        if iommuType == nil {
-            // VFIO_SET_IOMMU only after the first group joined (vfio.rst).
-            do { _ = try Syscalls.ioctl(fd, .setIOMMU, value: UInt(preferredType)) } catch {
-                throw .ioctl(name: "VFIO_SET_IOMMU", errno: error.rawValue, remedy: "check dmesg for the IOMMU driver's reason")
+        let result: Result<VFIOGroup, PCIKitError> = state.withLock { state in
+            if let g = state.groups[number]?.value { return .success(g) }
+            do throws(PCIKitError) {
+                let g = try VFIOGroup(number: number, container: self, for: address)
+                if state.iommuType == nil {
+                    // VFIO_SET_IOMMU only after the first group joined (vfio.rst).
+                    do throws(Errno) { _ = try Syscalls.ioctl(fd, .setIOMMU, value: UInt(preferredType)) } catch {
+                        throw .ioctl(name: "VFIO_SET_IOMMU", errno: error.rawValue, remedy: "check dmesg for the IOMMU driver's reason")
+                    }
+                    state.iommuType = preferredType
+                    restrictToUsableIOVARanges()
+                }
+                state.groups[number] = Weak(g)
+                return .success(g)
+            } catch {
+                return .failure(error)
             }
-            iommuType = preferredType
         }
-        state.withLock { $0[number] = Weak(g) }
-        return g
+        return try result.get()
+    }
+
+    /// The IOVA ranges the IOMMU can map (`VFIO_IOMMU_GET_INFO`, IOVA-range capability, Linux 5.4+),
+    /// or nil when the kernel does not report them.
+    public func usableIOVARanges() -> [ClosedRange<UInt64>]? {
+        var size = MemoryLayout<ntb_vfio_iommu_type1_info>.size
+        for _ in 0..<2 {
+            var buffer = [UInt8](repeating: 0, count: size)
+            unsafe buffer.withUnsafeMutableBytes { unsafe $0.storeBytes(of: UInt32(size), toByteOffset: 0, as: UInt32.self) }
+            do { _ = try unsafe withMutableBytes(&buffer) { b throws(Errno) in try unsafe Syscalls.ioctl(fd, .iommuGetInfo, b.baseAddress) } } catch {
+                return nil
+            }
+            let argsz = unsafe buffer.withUnsafeBytes { unsafe $0.load(fromByteOffset: 0, as: UInt32.self) }
+            if Int(argsz) > size { size = Int(argsz); continue }
+            let n = unsafe buffer.withUnsafeBytes { unsafe ntb_vfio_iommu_iova_ranges($0.baseAddress!, $0.count, nil, 0) }
+            guard n > 0 else { return nil }
+            var ranges = [ntb_vfio_iova_range](repeating: .init(), count: Int(n))
+            _ = unsafe buffer.withUnsafeBytes { b in unsafe ranges.withUnsafeMutableBufferPointer { r in
+                unsafe ntb_vfio_iommu_iova_ranges(b.baseAddress!, b.count, r.baseAddress, n)
+            } }
+            return ranges.filter { $0.start <= $0.end }.map { $0.start...$0.end }
+        }
+        return nil
+    }
+
+    /// Narrows the IOVA allocator to what the IOMMU can map (reserved regions such as the MSI window or
+    /// RMRRs excluded), so VFIO_IOMMU_MAP_DMA never gets an address it must refuse. Older kernels
+    /// without the capability keep the default window.
+    private func restrictToUsableIOVARanges() {
+        guard let ranges = usableIOVARanges() else { return }
+        iova.withLock { $0.restrict(to: ranges) }
     }
 
     /// Maps `length` bytes at `address` for device DMA at `iova`. The corresponding ioctl is
