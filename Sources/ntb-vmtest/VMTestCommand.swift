@@ -9,7 +9,7 @@ struct VMTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ntb-vmtest",
         abstract: "The QEMU rig's scenarios: PCIKit's VFIO and UIO paths against QEMU's edu device.",
-        subcommands: [VFIODMA.self, IOMMUIsolation.self, UIOInterrupt.self]
+        subcommands: [VFIODMA.self, IOMMUIsolation.self, UIOInterrupt.self, IvshmemShareCommand.self]
     )
 
     struct VFIODMA: ParsableCommand {
@@ -36,6 +36,17 @@ struct VMTestCommand: ParsableCommand {
             abstract: "BAR0 and INTx through uio_pci_generic.")
         @Argument(help: "The edu function bound to uio_pci_generic.") var address: String
         func run() throws { try runUIOInterrupt(try pciAddress(address)) }
+    }
+}
+
+extension VMTestCommand {
+    struct IvshmemShareCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ivshmem-share",
+            abstract: "Two guests exchange data through one ivshmem-plain window (BAR2 through VFIO).")
+        @Argument(help: "The ivshmem-plain function bound to vfio-pci.") var address: String
+        @Option(help: "a (writes first) or b (answers).") var role: String
+        func run() throws { try runIvshmemShare(try pciAddress(address), role: role) }
     }
 }
 

@@ -6,7 +6,8 @@
 #                                        the rig must fail (proves it catches a broken ioctl)
 # Environment:
 #   RIG_BIN_DIR      take ntb-transport and ntb-vmtest from here instead of building them
-#   RIG_SCENARIOS    space-separated subset, in order, of: boot vfio-dma uio-irq iommu-isolation broken-ioctl
+#   RIG_SCENARIOS    space-separated subset, in order, of: boot vfio-dma uio-irq iommu-isolation
+#                    broken-ioctl ivshmem-share (this one boots a second guest sharing the window)
 #   RIG_TIMEOUT      seconds the guest may run (default 300)
 #   RIG_KERNEL_PKG   pin the kernel package (default: what linux-image-cloud-amd64 depends on)
 #   RIG_ACCEL        QEMU accelerator (default tcg; CI machines have no usable KVM)
@@ -17,7 +18,7 @@ repo="$(cd "$here/../.." && pwd)"
 work="$here/work"
 mkdir -p "$work"
 
-scenarios="${RIG_SCENARIOS:-boot vfio-dma uio-irq iommu-isolation broken-ioctl}"
+scenarios="${RIG_SCENARIOS:-boot ivshmem-share vfio-dma uio-irq iommu-isolation broken-ioctl}"
 timeout_s="${RIG_TIMEOUT:-300}"
 accel="${RIG_ACCEL:-tcg}"
 t0=$(date +%s)
@@ -50,44 +51,82 @@ initrd="$work/initramfs.cpio.gz"
 bash "$here/mkinitramfs.sh" "$kroot" "$initrd" "$bindir/ntb-transport" "$bindir/ntb-vmtest"
 say "initramfs $(du -h "$initrd" | cut -f1)"
 
-append="console=ttyS0 intel_iommu=on quiet panic=-1 rig.scenarios=$(echo $scenarios | tr ' ' ,)"
-[ -z "${RIG_BREAK:-}" ] || append="$append rig.break=$RIG_BREAK"
+common="console=ttyS0 intel_iommu=on quiet panic=-1"
+[ -z "${RIG_BREAK:-}" ] || common="$common rig.break=$RIG_BREAK"
+append="$common rig.guest=a rig.scenarios=$(echo $scenarios | tr ' ' ,)"
 log="$work/guest.log"
-rm -f "$log"
-say "booting ($accel): $append"
-# q35 with the emulated Intel IOMMU (DMA and interrupt remapping; caching-mode so that VFIO's map
-# requests reach QEMU), split irqchip as interrupt remapping needs. edu's DMA mask is widened from
-# its default 28 bits to 64 so it, like real hardware, reaches any IOVA the IOMMU hands out.
-set +e
-timeout -k 10 "$timeout_s" qemu-system-x86_64 \
-    -accel "$accel" -cpu max -smp 1 -m 512M \
-    -machine q35,kernel-irqchip=split \
-    -device intel-iommu,intremap=on,caching-mode=on \
-    -device edu,addr=04.0,dma_mask=0xffffffffffffffff \
-    -device edu,addr=05.0,dma_mask=0xffffffffffffffff \
-    -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" -append "$append" \
-    -display none -monitor none -serial "file:$log" -nic none -no-reboot
-qemu_rc=$?
-set -e
-say "guest exited (qemu status $qemu_rc)"
+log_b="$work/guest-b.log"
+rm -f "$log" "$log_b"
+# The window two guests share (ivshmem-share): a file, zeroed for every run.
+shm="$work/ivshmem.bin"
+rm -f "$shm" && truncate -s 1M "$shm"
+# ivshmem-share runs right after boot in guest a, so both guests reach it at about the same time
+# however slow the machine is (guest b waits for guest a's flag at most 100 s).
+two_guests=0
+case " $scenarios " in *" ivshmem-share "*) two_guests=1 ;; esac
 
-tr -d '\r' < "$log" > "$log.txt"
+# q35 with the emulated Intel IOMMU (DMA and interrupt remapping; caching-mode so that VFIO's map
+# requests reach QEMU), split irqchip as interrupt remapping needs. Every guest has an ivshmem-plain
+# device at 06.0 whose BAR2 is the shared file.
+guest() {   # guest LOG APPEND [extra QEMU arguments]
+    local out="$1" cmdline="$2"; shift 2
+    timeout -k 10 "$timeout_s" qemu-system-x86_64 \
+        -accel "$accel" -cpu max -smp 1 -m 512M \
+        -machine q35,kernel-irqchip=split \
+        -device intel-iommu,intremap=on,caching-mode=on \
+        -object memory-backend-file,id=shm,share=on,mem-path="$shm",size=1M \
+        -device ivshmem-plain,memdev=shm,addr=06.0 \
+        "$@" \
+        -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" -append "$cmdline" \
+        -display none -monitor none -serial "file:$out" -nic none -no-reboot
+}
+
+set +e
+if [ $two_guests = 1 ]; then
+    # The second guest only answers through the shared window; it boots alongside the first.
+    say "booting guest b ($accel)"
+    guest "$log_b" "$common rig.guest=b rig.scenarios=ivshmem-share" &
+    pid_b=$!
+fi
+say "booting guest a ($accel): $append"
+# edu's DMA mask is widened from its default 28 bits to 64 so it, like real hardware, reaches any
+# IOVA the IOMMU hands out.
+guest "$log" "$append" \
+    -device edu,addr=04.0,dma_mask=0xffffffffffffffff \
+    -device edu,addr=05.0,dma_mask=0xffffffffffffffff
+qemu_rc=$?
+qemu_rc_b=0
+[ $two_guests = 0 ] || { wait $pid_b; qemu_rc_b=$?; }
+set -e
+say "guests exited (qemu status a: $qemu_rc, b: $qemu_rc_b)"
+
 failed=0
 finished=1
-echo "---- guest console ----"
-grep -v '^RIG' "$log.txt" || true
-echo "-----------------------"
-for s in $scenarios; do
-    line="$(grep -m1 "^RIG: $s: " "$log.txt" || true)"
-    if [ -z "$line" ]; then
-        if [ $qemu_rc -eq 124 ]; then line="RIG: $s: FAIL (guest timed out after ${timeout_s}s)"
-        else line="RIG: $s: FAIL (no result from the guest)"; fi
-    fi
-    echo "$line"
-    case "$line" in *": PASS") ;; *) failed=$((failed + 1)) ;; esac
+total=0
+# result GUEST-LOG QEMU-STATUS LABEL SCENARIO...: prints one RIG line per scenario.
+result() {
+    local out="$1" rc="$2" label="$3"; shift 3
+    tr -d '\r' < "$out" > "$out.txt" 2>/dev/null || : > "$out.txt"
+    for s in "$@"; do
+        line="$(grep -m1 "^RIG: $s: " "$out.txt" || true)"
+        if [ -z "$line" ]; then
+            if [ "$rc" -eq 124 ]; then line="RIG: $s: FAIL (guest timed out after ${timeout_s}s)"
+            else line="RIG: $s: FAIL (no result from the guest)"; fi
+        fi
+        [ -z "$label" ] || line="${line/RIG: $s:/RIG: $s ($label):}"
+        echo "$line"
+        total=$((total + 1))
+        case "$line" in *": PASS") ;; *) failed=$((failed + 1)) ;; esac
+    done
+    grep -q '^RIG-END' "$out.txt" || { echo "rig: guest ${label:-a} did not finish (see $out)"; finished=0; }
+}
+for out in "$log" $([ $two_guests = 0 ] || echo "$log_b"); do
+    echo "---- console of $(basename "$out") ----"
+    tr -d '\r' < "$out" | grep -v '^RIG' || true
 done
-grep -q '^RIG-END' "$log.txt" || { echo "rig: the guest did not finish (see $log)"; finished=0; }
-total=$(echo $scenarios | wc -w)
+echo "-----------------------"
+result "$log" "$qemu_rc" "" $scenarios
+[ $two_guests = 0 ] || result "$log_b" "$qemu_rc_b" "guest b" ivshmem-share
 say "wall time $(( $(date +%s) - t0 ))s"
 # The plain closing line test harnesses read.
 echo "rig: $((total - failed)) passed, $failed failed"

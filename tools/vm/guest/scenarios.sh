@@ -7,12 +7,16 @@
 # scenarios and one for the UIO scenario, behind the emulated Intel IOMMU.
 EDU_VFIO=0000:00:04.0
 EDU_UIO=0000:00:05.0
+IVSHMEM=0000:00:06.0
 
-# Runs a command, indenting its output; returns its status.
+# Runs a command with a time limit (a hung step fails its scenario, the others still run),
+# indenting its output; returns its status.
+STEP_TIMEOUT=120
 step() {
     echo "  \$ $*"
-    "$@" > /tmp/step.out 2>&1
+    timeout $STEP_TIMEOUT "$@" > /tmp/step.out 2>&1
     rc=$?
+    case $rc in 124|143) echo "timed out after $STEP_TIMEOUT s: $*" >> /tmp/step.out ;; esac
     sed 's/^/    /' /tmp/step.out
     [ $rc -eq 0 ] || echo "    (exit $rc)"
     return $rc
@@ -96,6 +100,15 @@ scenario_broken_ioctl() {
     pass $n
 }
 
+# Two guests (rig.guest=a and b) map BAR2 of their ivshmem-plain devices, backed by one host file,
+# through VFIO and exchange data through it: a writes first, b answers.
+scenario_ivshmem_share() {
+    n=ivshmem-share
+    step ntb-transport bind $IVSHMEM --driver vfio-pci || { fail $n "ntb-transport bind failed"; return; }
+    step ntb-vmtest ivshmem-share $IVSHMEM --role "${RIG_GUEST:-a}" || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+    pass $n
+}
+
 run_scenarios() {
     dmesg > /tmp/dmesg.boot
     for s in $RIG_SCENARIOS; do
@@ -105,6 +118,7 @@ run_scenarios() {
             iommu-isolation) scenario_iommu_isolation ;;
             uio-irq) scenario_uio_irq ;;
             broken-ioctl) scenario_broken_ioctl ;;
+            ivshmem-share) scenario_ivshmem_share ;;
             *) fail "$s" "unknown scenario" ;;
         esac
     done
