@@ -8,7 +8,8 @@ struct ToolError: Error, CustomStringConvertible {
 }
 
 /// A queue pair with a pool of receive buffers, as the tools use it: receive the next message, send
-/// with back-pressure. No allocation per message.
+/// with back-pressure. No allocation per message. One port per queue pair at a time: a port going away
+/// takes back every posted buffer of its queue pair.
 final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     let qp: QueuePair<Device, Backend>
     let bufferSize: Int

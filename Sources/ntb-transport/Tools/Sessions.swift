@@ -309,6 +309,7 @@ struct Responder: TransportJob {
             if ports.contains(where: \.linkLost) {
                 // The peer left (its queue pairs sent LINK_DOWN, or the link dropped): wait for the next one.
                 log("peer gone; waiting for it to come back")
+                ports = []   // the old ports take their buffers back before new ones post theirs
                 try transport.waitForLink(timeout: .seconds(24 * 3600))
                 ports = try transport.queuePairs.map { try MessagePort($0) }
             }
