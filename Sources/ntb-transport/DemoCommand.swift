@@ -60,7 +60,8 @@ struct DemoCommand: ParsableCommand {
             let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
             guard made != nil else { throw ToolError("cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
             let dir = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
-            defer { try? MockLink.remove(at: dir, force: true); rmdir(dir) }
+            // The directory is ours alone: remove the link, then everything else in it (logs, files, stats).
+            defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
             var config = MockLinkConfiguration()
             config.memoryWindowCount = 1
             try MockLink.create(at: dir, configuration: config)

@@ -71,7 +71,7 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
         c.hostRAMSize = 8 << 20
         c.endpointRAMSize = 8 << 20
         try MockLink.create(at: dir, configuration: c)
-        defer { try? MockLink.remove(at: dir, force: true) }
+        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
         let out = "\(dir)/out"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         // 300 KiB of varied bytes, and a 64-byte tail (sent as two pieces, never as a control message).
