@@ -52,6 +52,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// stores, while stored `var`s of a class would pay a dynamic exclusivity check on every access.
     @usableFromInline
     @safe struct State {
+        @usableFromInline var hasChannel = false
         @usableFromInline var adopted: UInt64 = 0
         @usableFromInline var isUp = false
         // Sends in flight (written, not yet consumed by the peer): FIFO of cookies and lengths.
@@ -74,12 +75,18 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
     }
     @usableFromInline let state: UnsafeMutablePointer<State>
-    @usableFromInline let channelSlot: UnsafeMutablePointer<Channel?>
+    /// The channel once a link set one up (`hasChannel`); uninitialised before.
+    @usableFromInline let channelSlot: UnsafeMutablePointer<Channel>
 
-    /// The channel, addressed in place (no copy of the struct per access).
-    @inlinable var channel: Channel? {
+    /// The channel, addressed in place (no copy of the struct, no optional tag per access).
+    /// - Precondition: `hasChannel`.
+    @inlinable var channel: Channel {
         unsafeAddress { unsafe UnsafePointer(channelSlot) }
         unsafeMutableAddress { unsafe channelSlot }
+    }
+    @inlinable var hasChannel: Bool {
+        get { unsafe state.pointee.hasChannel }
+        set { unsafe state.pointee.hasChannel = newValue }
     }
     @inlinable var adopted: UInt64 {
         get { unsafe state.pointee.adopted }
@@ -150,7 +157,6 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe rxCapacities = .allocate(capacity: rxDepth)
         unsafe rxCookies = .allocate(capacity: rxDepth)
         unsafe channelSlot = .allocate(capacity: 1)
-        unsafe channelSlot.initialize(to: nil)
         unsafe state = .allocate(capacity: 1)
         unsafe state.initialize(to: State(txCookies: .allocate(capacity: 1), txLengths: .allocate(capacity: 1)))
     }
@@ -163,7 +169,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe txLengths.deallocate()
         unsafe state.deinitialize(count: 1)
         unsafe state.deallocate()
-        unsafe channelSlot.deinitialize(count: 1)
+        if hasChannel { unsafe channelSlot.deinitialize(count: 1) }
         unsafe channelSlot.deallocate()
     }
 
@@ -172,13 +178,13 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// Whether the queue pair link is up (`ntb_transport_link_query`), as of the last poll.
     @inlinable public var isLinkUp: Bool { isUp }
     /// The largest message a send accepts (`ntb_transport_max_size`); 0 while no link was set up.
-    @inlinable public var maxPayload: Int { channel?.maxPayload ?? 0 }
+    @inlinable public var maxPayload: Int { hasChannel ? channel.maxPayload : 0 }
     /// Free transmit frames (`ntb_transport_tx_free_entry`), limited by unreported completions.
     @inlinable public var transmitFree: Int { isUp ? free : 0 }
 
     /// Frames we may write: the ring's free frames, but never more sends outstanding (in flight or
     /// consumed but not yet reported by `poll`) than the completion FIFO holds (2·N).
-    @inlinable var free: Int { min(channel!.transmitFree, txCapacity &- txPending) }
+    @inlinable var free: Int { min(channel.transmitFree, txCapacity &- txPending) }
     /// Posted receive buffers not yet filled.
     @inlinable public var postedReceives: Int { rxCount }
     /// Sends written but not yet consumed by the peer.
@@ -242,13 +248,13 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             if free == 0 { counters.add(.txRingFull); break }
             let m = unsafe message(sent)
             do throws(TransportError) { try unsafe admit(m.bytes) } catch {
-                if sent > 0 { channel!.publishStaged(); ring() }
+                if sent > 0 { channel.publishStaged(); ring() }
                 throw error
             }
             unsafe write(m.bytes, cookie: m.cookie, staged: true)
             sent &+= 1
         }
-        if sent > 0 { channel!.publishStaged(); ring() }
+        if sent > 0 { channel.publishStaged(); ring() }
         return sent
     }
 
@@ -256,14 +262,14 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     func admit(_ bytes: UnsafeRawBufferPointer) throws(TransportError) {
         guard isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
         guard bytes.count > 0 else { throw .emptyMessage }
-        guard bytes.count <= channel!.maxPayload else {
-            throw .messageTooLarge(length: bytes.count, maxPayload: channel!.maxPayload)
+        guard bytes.count <= channel.maxPayload else {
+            throw .messageTooLarge(length: bytes.count, maxPayload: channel.maxPayload)
         }
     }
 
     @inlinable @inline(__always)
     func write(_ bytes: UnsafeRawBufferPointer, cookie: UInt64, staged: Bool = false) {
-        if staged { unsafe channel!.stageTransmit(bytes) } else { unsafe channel!.transmit(bytes, flags: 0) }
+        if staged { unsafe channel.stageTransmit(bytes) } else { unsafe channel.transmit(bytes, flags: 0) }
         var slot = txOldest &+ txPending
         if slot >= txCapacity { slot &-= txCapacity }
         unsafe txCookies[slot] = cookie
@@ -277,14 +283,14 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable @inline(__always)
     func ring() {
         // Payload, barrier, flags (in transmit), read-back (flushTransmit), doorbell.
-        channel!.flushTransmit()
+        channel.flushTransmit()
         device.ringPeerDoorbell(doorbellBit)
         counters.add(.doorbells)
     }
 
     @inlinable @inline(__always)
     func reap() {
-        let consumed = channel!.reapTransmitted()
+        let consumed = channel.reapTransmitted()
         if consumed < 0 { counters.add(.txErrIndex) } else { txReaped &+= consumed }
     }
 
@@ -319,7 +325,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         // Frames the peer wrote (ntb_process_rxc).
         var received = 0
         loop: while received < limit {
-            switch channel!.peekReceive() {
+            switch channel.peekReceive() {
             case .empty:
                 counters.add(.rxRingEmpty)
                 break loop
@@ -330,7 +336,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                     counters.add(.rxErrOverflow)
                     handle(Completion(kind: .receive, status: .overflow, cookie: cookie, length: 0))
                 } else {
-                    let bytes = unsafe channel!.receivedBytes(length: length)
+                    let bytes = unsafe channel.receivedBytes(length: length)
                     if let base = unsafe base, length > 0 { unsafe base.copyMemory(from: bytes.baseAddress!, byteCount: length) }
                     counters.add(.rxPackets)
                     counters.add(.rxBytes, UInt64(length))
@@ -339,14 +345,14 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                 }
                 // Unlike Linux (which leaves rx_pkts behind on overflow and then refuses every later
                 // frame as a version error), the packet number advances for every consumed frame.
-                channel!.consumeReceived()
+                channel.consumeReceived()
                 received &+= 1
             case .linkDown:
-                channel!.clearLinkDownFrame()
-                channel!.publishReceiveTail()
+                channel.clearLinkDownFrame()
+                channel.publishReceiveTail()
                 return reported &+ received &+ peerTookDown(handle)
             case let .badVersion(found, expected):
-                let key = UInt64(channel!.receiveIndex) << 32 | UInt64(found)
+                let key = UInt64(channel.receiveIndex) << 32 | UInt64(found)
                 if key != lastBadVersion {
                     lastBadVersion = key
                     counters.add(.rxErrVersion)
@@ -358,11 +364,11 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                 counters.add(.rxErrLength)
                 let (_, _, cookie) = unsafe popReceive()
                 handle(Completion(kind: .receive, status: .invalidFrame, cookie: cookie, length: 0))
-                channel!.consumeReceived()
+                channel.consumeReceived()
                 received &+= 1
             }
         }
-        if received > 0 { channel!.publishReceiveTail() }
+        if received > 0 { channel.publishReceiveTail() }
         return reported &+ received
     }
 
@@ -421,9 +427,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                 unsafe txCookies = .allocate(capacity: txCapacity)
                 unsafe txLengths = .allocate(capacity: txCapacity)
             }
-            channel = next
-        } else if target == 0 {
-            channel = nil
+            if hasChannel { channel = next } else { unsafe channelSlot.initialize(to: next); hasChannel = true }
         }
         txOldest = 0; txPending = 0; txReaped = 0
         adopted = target
@@ -443,17 +447,17 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// Refreshes the gauge counters (ring positions) for `stats`; not called per message.
     @inlinable
     public func updateGauges() {
-        guard let c = channel else {
+        guard hasChannel else {
             counters[.linkIsUp] = 0
             return
         }
-        counters[.rxIndex] = UInt64(c.receiveIndex)
-        counters[.rxMaxEntry] = UInt64(c.receiveEntries)
-        counters[.txIndex] = UInt64(c.transmitIndex)
-        counters[.remoteRxEntry] = UInt64(c.transmitTail)
-        counters[.txMaxEntry] = UInt64(c.transmitEntries)
-        counters[.txFree] = UInt64(c.transmitFree)
-        counters[.maxPayload] = UInt64(c.maxPayload)
+        counters[.rxIndex] = UInt64(channel.receiveIndex)
+        counters[.rxMaxEntry] = UInt64(channel.receiveEntries)
+        counters[.txIndex] = UInt64(channel.transmitIndex)
+        counters[.remoteRxEntry] = UInt64(channel.transmitTail)
+        counters[.txMaxEntry] = UInt64(channel.transmitEntries)
+        counters[.txFree] = UInt64(channel.transmitFree)
+        counters[.maxPayload] = UInt64(channel.maxPayload)
         counters[.linkIsUp] = isUp ? 1 : 0
     }
 
@@ -464,7 +468,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     public func hasWork() -> Bool {
         if link.target.load(ordering: .relaxed) != adopted { return true }
         if !isUp { return adopted != 0 && link.up.load(ordering: .relaxed) == adopted }
-        if txReaped > 0 || channel!.receivePending() { return true }
+        if txReaped > 0 || channel.receivePending() { return true }
         if txPending > 0 { reap(); return txReaped > 0 }
         return false
     }
@@ -537,8 +541,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         device.writePeerScratchpad(spad, val & ~UInt32(truncatingIfNeeded: doorbellBit))
         if isUp {
             reap()
-            if channel!.transmitFree > 0 {
-                unsafe channel!.transmit(UnsafeRawBufferPointer(start: nil, count: 0), flags: HostWire.linkDownFlag)
+            if channel.transmitFree > 0 {
+                unsafe channel.transmit(UnsafeRawBufferPointer(start: nil, count: 0), flags: HostWire.linkDownFlag)
                 ring()
             }
         }
