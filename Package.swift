@@ -92,6 +92,8 @@ let package = Package(
         ),
         // Driver CPU cost per LL element and steady-state allocations (not a test; see its header).
         .executableTarget(name: "edma-bench", dependencies: ["DWEDMA", "PCIKit"], path: "Benchmarks/EDMABench"),
+        // Sender CPU per GB of the edma data path against the host backend's copy, same run (see its header).
+        .executableTarget(name: "edma-transport-bench", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "PCIKit", "CNTBShim"], path: "Benchmarks/EDMATransportBench"),
         .testTarget(name: "PCIKitTests", dependencies: ["PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "DWEDMATests", dependencies: ["DWEDMA", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
