@@ -11,6 +11,13 @@ struct NTBTransportCommand: AsyncParsableCommand {
         abstract: "Userspace NTB transport: queue pairs over a PCIe Non-Transparent Bridge, moved by CPU copy or the endpoint's DW eDMA.",
         version: "0.1.0",
         subcommands: [
+            PerfCommand.self,
+            PingpongCommand.self,
+            SendCommand.self,
+            RecvCommand.self,
+            ServeCommand.self,
+            StatsCommand.self,
+            DemoCommand.self,
             EDMACommand.self,
             PolicyCommand.self,
         ]

@@ -1,0 +1,80 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The system calls of NTBHardware (style-anchors convention 14): waiting on several interrupt
+/// descriptors at once, and short sleeps in command and doorbell polling loops.
+
+/// A fixed set of file descriptors waited on with one `poll(2)`; the `pollfd` array is allocated once,
+/// so waiting allocates nothing.
+@safe
+final class DescriptorPoller: @unchecked Sendable {
+    private let fds: UnsafeMutablePointer<pollfd>
+    let count: Int
+
+    init(_ descriptors: [Int32]) {
+        count = descriptors.count
+        unsafe fds = .allocate(capacity: max(1, descriptors.count))
+        for (i, fd) in descriptors.enumerated() {
+            unsafe (fds + i).initialize(to: pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+        }
+    }
+
+    deinit { unsafe fds.deallocate() }
+
+    /// Waits until one descriptor is readable or `milliseconds` pass (0: just look). Returns how many are ready.
+    func wait(milliseconds: Int32) -> Int {
+        guard count > 0 else {
+            if milliseconds > 0 { sleep(for: .milliseconds(Int(milliseconds))) }
+            return 0
+        }
+        while true {
+            let r = unsafe poll(fds, nfds_t(count), milliseconds)
+            if r < 0 && errno == EINTR { continue }
+            return Int(max(0, r))
+        }
+    }
+
+    /// Whether descriptor `i` was readable at the last ``wait(milliseconds:)``.
+    func isReady(_ i: Int) -> Bool {
+        precondition(i >= 0 && i < count)
+        return unsafe fds[i].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0
+    }
+}
+
+/// Sleeps the calling thread (nanosleep, retried on EINTR).
+func sleep(for duration: Duration) {
+    let (s, atto) = duration.components
+    guard s > 0 || atto > 0 else { return }
+    var request = timespec(tv_sec: Int(s), tv_nsec: Int(atto / 1_000_000_000))
+    var remaining = timespec()
+    while unsafe nanosleep(&request, &remaining) != 0 && errno == EINTR {
+        request = remaining
+    }
+}
+
+/// Milliseconds for `poll(2)`, rounding a non-zero sub-millisecond wait up to 1.
+func pollMilliseconds(_ duration: Duration) -> Int32 {
+    let (s, atto) = duration.components
+    if s < 0 { return 0 }
+    let ms = s * 1000 + atto / 1_000_000_000_000_000
+    if ms == 0 && atto > 0 { return 1 }
+    return Int32(clamping: ms)
+}
+
+/// Monotonic clock reading for deadlines.
+func now() -> ContinuousClock.Instant { ContinuousClock.now }
+
+/// Starts a joinable thread running `body` (service threads of device models and endpoint functions).
+public func spawnThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
+    let raw = unsafe Unmanaged.passRetained(Box(body)).toOpaque()
+    var tid = pthread_t()
+    let rc = unsafe pthread_create(&tid, nil, { arg in
+        let box = unsafe Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+        box.body()
+        return nil
+    }, raw)
+    precondition(rc == 0, "pthread_create failed with \(rc)")
+    return tid
+}

@@ -1,0 +1,341 @@
+public import PCIKit
+import Synchronization
+import CNTBShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The endpoint side of a virtual NTB, behaving like Linux `pci-epf-vntb.c`: it publishes the control
+/// region, serves the host's commands and polls the host's doorbells from a service thread every
+/// ``pollInterval`` (5 ms like `epf_ntb_cmd_handler`; shorter in fast mode), and rings the host with MSIs.
+///
+/// Doorbell numbering (kernel-facts.md §3.2): the host writes slot `b + 2` for its bit `b`; this side
+/// reports it as bit `b` (vNTB reports `slot - 1`, an off-by-one between the two Linux sides that Linux
+/// hides by kicking every queue). Ringing bit `b` raises MSI `b + 3` (1-based), host vector `b + 2`.
+public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice, @unchecked Sendable {
+    public let name: String
+    public let controller: Controller
+    /// How often the service thread looks at commands and doorbells.
+    public let pollInterval: Duration
+    public let scratchpadCount: Int
+    /// Doorbell slots served (configfs `db_count`).
+    public let doorbellSlots: Int
+
+    @usableFromInline let ctrl: MMIORegion
+    @usableFromInline let ownSpads: MMIORegion
+    @usableFromInline let peerSpads: MMIORegion
+    private let dbSpace: MMIORegion
+    private let windowSizes: [Int]
+
+    private let pending = Atomic<UInt64>(0)
+    private let mask = Atomic<UInt64>(0)
+    private let linkEventPending = Atomic<Bool>(false)
+    private let linkSeen = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
+    private let running = Atomic<Bool>(false)
+    private let serviceLock = Mutex<Void>(())
+    /// Signalled when a doorbell or link event arrives, for ``waitForEvents(timeout:)``.
+    public let eventNotifier: EventNotifier
+    /// Optional interrupt for host doorbell writes (vNTB `msi_doorbell`, `pci_epf_alloc_doorbell`): when it
+    /// fires the doorbell array is scanned at once instead of at the next poll.
+    private let doorbellInterrupt: EventNotifier?
+    private let poller: DescriptorPoller
+    private var thread: pthread_t?
+    /// Commands served, for tests and statistics.
+    public var commandsServed: Int { served.load(ordering: .relaxed) }
+    private let served = Atomic<Int>(0)
+
+    /// Publishes the control region (`epf_ntb_config_spad_bar_alloc`, `epf_ntb_db_bar_init`) and starts the
+    /// service thread.
+    public init(
+        name: String, controller: Controller, scratchpadCount: Int = 64, doorbellSlots: Int = 16,
+        pollInterval: Duration = .milliseconds(5), doorbellInterrupt: EventNotifier? = nil
+    ) throws(NTBError) {
+        precondition(scratchpadCount >= 0 && scratchpadCount <= EPFControl.maximumScratchpads)
+        precondition(doorbellSlots >= EPFControl.minimumVectors && doorbellSlots <= EPFControl.slots)
+        let sizes = controller.memoryWindowSizes
+        precondition(!sizes.isEmpty && sizes.count <= EPFControl.maxMemoryWindows)
+        self.name = name
+        self.controller = controller
+        self.pollInterval = pollInterval
+        self.scratchpadCount = scratchpadCount
+        self.doorbellSlots = doorbellSlots
+        self.windowSizes = sizes
+        let config = controller.configSpace
+        let version1 = controller.memoryWindowOffsets != nil
+        // ctrl_size = ALIGN(sizeof(struct epf_ntb_ctrl), 4); spads follow it.
+        let ctrlSize = version1 ? EPFControl.sizeVersion1 : EPFControl.sizeVersion0
+        guard config.length >= ctrlSize + 2 * 4 * scratchpadCount else {
+            throw .unsupported("\(name): the config BAR (\(config.length) bytes) cannot hold the control region and \(scratchpadCount) scratchpads per side")
+        }
+        guard controller.doorbellSpace.length >= 4 * doorbellSlots else {
+            throw .unsupported("\(name): the doorbell BAR (\(controller.doorbellSpace.length) bytes) cannot hold \(doorbellSlots) slots")
+        }
+        self.ctrl = config
+        self.peerSpads = config.subregion(offset: ctrlSize, length: 4 * scratchpadCount)
+        self.ownSpads = config.subregion(offset: ctrlSize + 4 * scratchpadCount, length: 4 * scratchpadCount)
+        self.dbSpace = controller.doorbellSpace
+        do { self.eventNotifier = try EventNotifier() } catch { throw .pci(PCIKitErrorDescription(error)) }
+        self.doorbellInterrupt = doorbellInterrupt
+        self.poller = DescriptorPoller(doorbellInterrupt.map { [$0.fd] } ?? [])
+
+        // Fresh function: everything zero, then the fields vNTB publishes.
+        for off in stride(from: 0, to: ctrlSize + 8 * scratchpadCount, by: 4) { config.store32(0, at: off) }
+        for off in stride(from: 0, to: dbSpace.length - dbSpace.length % 4, by: 4) { dbSpace.store32(0, at: off) }
+        config.store32(version1 ? 1 : 0, at: EPFControl.topology)
+        config.store32(UInt32(sizes.count), at: EPFControl.memoryWindowCount)
+        config.store32(UInt32(ctrlSize), at: EPFControl.spadOffset)
+        config.store32(UInt32(scratchpadCount), at: EPFControl.spadCount)
+        config.store32(4, at: EPFControl.doorbellEntrySize)
+        for n in 0..<EPFControl.slots {
+            config.store32(UInt32(n + 1), at: EPFControl.doorbellData(n))   // db_data[i] = 1 + i
+            config.store32(0, at: EPFControl.doorbellOffset(n))
+        }
+        if let offsets = controller.memoryWindowOffsets {
+            for n in 0..<sizes.count {
+                config.store32(UInt32(offsets[n]), at: EPFControl.mwOffset(n))
+                config.store32(UInt32(truncatingIfNeeded: sizes[n]), at: EPFControl.mwSize(n))
+            }
+        }
+        Barrier.full()
+        startService()
+    }
+
+    deinit { stop() }
+
+    // MARK: Service thread (epf_ntb_cmd_handler)
+
+    private func startService() {
+        running.store(true, ordering: .relaxed)
+        let box = ServiceBox(self)
+        thread = spawnThread { box.run() }
+    }
+
+    /// Stops the service thread (the function is unbound). Idempotent.
+    public func stop() {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+        stopping.store(true, ordering: .releasing)
+        if let thread {
+            // The last reference may be dropped on the service thread itself: then it just ends.
+            if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
+        }
+        thread = nil
+    }
+
+    private final class ServiceBox: @unchecked Sendable {
+        weak var device: VNTBEndpointDevice?
+        let interval: Duration
+        init(_ device: VNTBEndpointDevice) { self.device = device; self.interval = device.pollInterval }
+        func run() {
+            while let device, !device.stopping.load(ordering: .acquiring) {
+                device.serviceOnce()
+                if device.doorbellInterrupt != nil {
+                    // msi_doorbell: doorbells interrupt us; commands are still polled (vNTB: every 500 ms,
+                    // here at the configured interval so tests stay fast).
+                    if device.poller.wait(milliseconds: pollMilliseconds(interval)) > 0 { device.doorbellInterrupt!.consume() }
+                } else if interval > .zero {
+                    sleep(for: interval)
+                } else {
+                    sched_yield()
+                }
+            }
+        }
+    }
+
+    /// One pass of `epf_ntb_cmd_handler`: scan doorbells, then take and serve one command.
+    public func serviceOnce() {
+        serviceLock.withLock { _ in
+            scanDoorbells()
+            let command = ctrl.load32(at: EPFControl.command)
+            guard command != 0 else { return }
+            Barrier.read()
+            let argument = ctrl.load32(at: EPFControl.argument)
+            ctrl.store32(0, at: EPFControl.command)
+            ctrl.store32(0, at: EPFControl.argument)
+            let ok = serve(command, argument)
+            Barrier.write()
+            ctrl.store16(ok ? EPFControl.statusOK : EPFControl.statusError, at: EPFControl.commandStatus)
+            served.add(1, ordering: .relaxed)
+        }
+    }
+
+    private func serve(_ raw: UInt32, _ argument: UInt32) -> Bool {
+        guard let command = EPFCommand(rawValue: raw) else { return false }
+        switch command {
+        case .configureDoorbell:
+            // vNTB answers OK; the vector count tells the controller which MSIs the host listens to.
+            let vectors = Int(argument & 0xFFFF)
+            guard vectors >= 1 && vectors <= EPFControl.maximumVectors else { return false }
+            controller.enableMSI(vectors: vectors, msix: argument & EPFControl.msixEnable != 0)
+            return true
+        case .teardownDoorbell:
+            controller.enableMSI(vectors: 0, msix: false)
+            return true
+        case .configureMemoryWindow:
+            // epf_ntb_configure_mw: map the outbound window onto host address `addr`, `size` bytes.
+            let window = Int(argument)
+            guard window < windowSizes.count else { return false }
+            let addr = ctrl.load64(at: EPFControl.lowerAddress)
+            let size = ctrl.load64(at: EPFControl.lowerSize)
+            guard size > 0 && size <= UInt64(windowSizes[window]) else { return false }
+            do { try controller.mapOutbound(window: window, hostAddress: addr, size: Int(size)) } catch { return false }
+            return true
+        case .teardownMemoryWindow:
+            let window = Int(argument)
+            guard window < windowSizes.count else { return false }
+            controller.unmapOutbound(window: window)
+            return true
+        case .linkUp:
+            setLink(true)
+            return true
+        case .linkDown:
+            setLink(false)
+            return true
+        }
+    }
+
+    /// epf_ntb_link_up: set or clear LINK_STATUS_UP and raise a link event locally.
+    private func setLink(_ up: Bool) {
+        let status = ctrl.load16(at: EPFControl.linkStatus)
+        ctrl.store16(up ? status | EPFControl.linkUpBit : status & ~EPFControl.linkUpBit, at: EPFControl.linkStatus)
+        linkEventPending.store(true, ordering: .releasing)
+        eventNotifier.signal()
+    }
+
+    /// The host went away (reset, crash, cable): link down, outbound windows and MSIs torn down, as a
+    /// LINK_DOWN plus TEARDOWN_* would do.
+    public func hostLost() {
+        serviceLock.withLock { _ in
+            for w in 0..<windowSizes.count { controller.unmapOutbound(window: w) }
+            controller.enableMSI(vectors: 0, msix: false)
+            ctrl.store32(0, at: EPFControl.command)
+            ctrl.store16(0, at: EPFControl.commandStatus)
+            setLink(false)
+        }
+    }
+
+    /// Takes every rung slot (atomically, so a ring between look and clear is not lost) into pending bits.
+    @discardableResult
+    private func scanDoorbells() -> Bool {
+        var found: UInt64 = 0
+        for slot in 2..<doorbellSlots {
+            let p = unsafe UnsafeMutableRawPointer(dbSpace.baseAddress + slot * 4).assumingMemoryBound(to: UInt32.self)
+            // Relaxed exchange on memory the host writes through the BAR (plain memory on the EP side).
+            if unsafe ntb_xchg32(p, 0) != 0 { found |= UInt64(1) << UInt64(slot - 2) }
+        }
+        guard found != 0 else { return false }
+        let (before, _) = pending.bitwiseOr(found, ordering: .acquiringAndReleasing)
+        if (before | found) & ~mask.load(ordering: .relaxed) != 0 { eventNotifier.signal() }
+        return true
+    }
+
+    // MARK: Link
+
+    public var isLinkUp: Bool { ctrl.load16(at: EPFControl.linkStatus) & EPFControl.linkUpBit != 0 }
+    /// vntb_epf_link_enable/disable do nothing: the host drives the link.
+    public func enableLink() throws(NTBError) {}
+    public func disableLink() throws(NTBError) {}
+
+    // MARK: Inbound windows (MW BARs into our memory)
+
+    public var memoryWindowCount: Int { windowSizes.count }
+
+    public func memoryWindowAlignment(_ window: Int) throws(NTBError) -> MemoryWindowAlignment {
+        precondition(window >= 0 && window < windowSizes.count, "memory window \(window) out of range")
+        // vntb_epf_mw_get_align: SZ_4K, 1, mws_size[idx].
+        return MemoryWindowAlignment(addressAlignment: EPFControl.translationAlignment, sizeAlignment: 1, maxSize: UInt64(windowSizes[window]))
+    }
+
+    public func allocateInboundBuffer(length: Int, alignment: Int) throws(NTBError) -> DMABuffer {
+        try controller.allocate(length: length, alignment: max(alignment, Int(EPFControl.translationAlignment)))
+    }
+
+    public func setMemoryWindowTranslation(_ window: Int, busAddress: UInt64, size: Int) throws(NTBError) {
+        precondition(window >= 0 && window < windowSizes.count, "memory window \(window) out of range")
+        guard size > 0 && size <= windowSizes[window] else {
+            throw .unsupported("\(name): MW\(window) translation of \(size) bytes; the window takes 1...\(windowSizes[window]) bytes")
+        }
+        guard busAddress % EPFControl.translationAlignment == 0 else {
+            throw .unsupported("\(name): MW\(window) translation address 0x\(String(busAddress, radix: 16)) is not 4 KiB aligned")
+        }
+        try controller.setInboundTranslation(window: window, busAddress: busAddress, size: size)
+    }
+
+    public func clearMemoryWindowTranslation(_ window: Int) throws(NTBError) {
+        precondition(window >= 0 && window < windowSizes.count, "memory window \(window) out of range")
+        controller.clearInboundTranslation(window: window)
+    }
+
+    // MARK: Outbound windows (mapped by the host's CONFIGURE_MW)
+
+    public var peerMemoryWindowCount: Int { windowSizes.count }
+
+    public func peerMemoryWindow(_ window: Int) throws(NTBError) -> MMIORegion {
+        precondition(window >= 0 && window < windowSizes.count, "peer memory window \(window) out of range")
+        return controller.outboundWindow(window)
+    }
+
+    // MARK: Scratchpads: own = second half, peer = first half (kernel-facts §3.3)
+
+    @inlinable public func readScratchpad(_ index: Int) -> UInt32 { ownSpads.load32(at: index * 4) }
+    @inlinable public func writeScratchpad(_ index: Int, _ value: UInt32) { ownSpads.store32(value, at: index * 4) }
+    @inlinable public func readPeerScratchpad(_ index: Int) -> UInt32 { peerSpads.load32(at: index * 4) }
+    @inlinable public func writePeerScratchpad(_ index: Int, _ value: UInt32) { peerSpads.store32(value, at: index * 4) }
+
+    // MARK: Doorbells
+
+    public var doorbellValidMask: UInt64 {
+        // Bits whose slot we serve (slot = bit + 2 < db_count) and whose MSI the function has (bit + 3).
+        let bySlots = doorbellSlots - 2
+        let byMSI = controller.msiVectorCount - 2
+        return (UInt64(1) << UInt64(max(0, min(bySlots, byMSI)))) - 1
+    }
+
+    public func doorbellVectorMask(_ vector: Int) -> UInt64 {
+        // ntb_db_event(ntb, i) is called with the slot number: slot i carries bit i - 2.
+        vector >= 2 && vector < doorbellSlots ? UInt64(1) << UInt64(vector - 2) : 0
+    }
+
+    public func readDoorbell() -> UInt64 { pending.load(ordering: .acquiring) }
+    public func clearDoorbell(_ bits: UInt64) { pending.bitwiseAnd(~bits, ordering: .acquiringAndReleasing) }
+    /// vntb_epf_db_set_mask is a no-op; the mask is kept in software.
+    public func setDoorbellMask(_ bits: UInt64) { mask.bitwiseOr(bits, ordering: .relaxed) }
+    public func clearDoorbellMask(_ bits: UInt64) { mask.bitwiseAnd(~bits, ordering: .relaxed) }
+    public var doorbellMask: UInt64 { mask.load(ordering: .relaxed) }
+
+    /// Raises MSI `b + 3` for every set bit `b` (vntb_epf_peer_db_set: `ffs(db_bits) + 1`, plus one because
+    /// MSI numbers are 1-based).
+    public func ringPeerDoorbell(_ bits: UInt64) {
+        precondition(bits & ~doorbellValidMask == 0, "doorbell bits 0x\(String(bits, radix: 16)) outside the valid mask 0x\(String(doorbellValidMask, radix: 16))")
+        var rest = bits
+        while rest != 0 {
+            let bit = rest.trailingZeroBitCount
+            rest &= rest - 1
+            controller.raiseMSI(bit + 3)
+        }
+    }
+
+    // MARK: Events
+
+    public func pollEvents() -> NTBEvents {
+        eventNotifier.consume()
+        scanDoorbells()
+        var events: NTBEvents = []
+        if pending.load(ordering: .acquiring) & ~mask.load(ordering: .relaxed) != 0 { events.insert(.doorbell) }
+        let up = isLinkUp
+        if linkSeen.exchange(up, ordering: .relaxed) != up { events.insert(.link) }
+        if linkEventPending.exchange(false, ordering: .acquiring) { events.insert(.link) }
+        return events
+    }
+
+    public func waitForEvents(timeout: Duration) -> NTBEvents {
+        let deadline = now() + timeout
+        while true {
+            let events = pollEvents()
+            if !events.isEmpty { return events }
+            let left = deadline - now()
+            if left <= .zero { return [] }
+            _ = eventNotifier.wait(timeout: min(left, max(pollInterval, .milliseconds(1))))
+        }
+    }
+}

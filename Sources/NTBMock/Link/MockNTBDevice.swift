@@ -1,0 +1,229 @@
+public import NTBHardware
+public import PCIKit
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One side of a mock NTB link as an ``NTBDevice``.
+///
+/// - Host role: the real ``EPFHostDevice`` (the `ntb_hw_epf` protocol code) over the mock BAR files, with
+///   the MSI FIFOs as vectors. The link is up when the endpoint published LINK_UP *and* is alive; after the
+///   endpoint restarts, the host configures it again and links up by itself if ``enableLink()`` was called.
+/// - Endpoint role: a ``VNTBEndpointDevice`` over ``MockEndpointController``; the host's death is seen as
+///   link down (`hostLost`).
+public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
+    public let link: MockLink
+    public let role: MockRole
+    public let name: String
+
+    @usableFromInline enum Backend {
+        case host(EPFHostDevice)
+        case endpoint(VNTBEndpointDevice<MockEndpointController>)
+    }
+    @usableFromInline let backend: Backend
+    /// Memory of this process on the link (host: host RAM; endpoint: endpoint RAM and host RAM), e.g. for
+    /// the DW eDMA engine model's address map.
+    public let memorySegments: [MockMemorySegment]
+    private let wantLink = Flag()
+    private let embeddedDoorbell: EventNotifier?
+
+    /// Options for opening a side.
+    public struct Options: Sendable {
+        /// Endpoint: how often vNTB looks at commands and doorbells (5 ms like Linux; shorter = fast mode).
+        public var pollInterval: Duration = .milliseconds(5)
+        /// Host: how long a command may take.
+        public var commandTimeout: Duration = .seconds(1)
+        /// Host: how long to wait for an endpoint that has never initialised the control region.
+        public var endpointWait: Duration = .seconds(5)
+        public init() {}
+        /// Fast mode for tests and benchmarks: 100 µs endpoint polling.
+        public static var fast: Options { var o = Options(); o.pollInterval = .microseconds(100); return o }
+    }
+
+    /// The endpoint's view, for tests and tools.
+    public var endpoint: VNTBEndpointDevice<MockEndpointController>? {
+        if case let .endpoint(d) = backend { return d }
+        return nil
+    }
+    /// The host's EPF adapter, for tests and tools.
+    public var host: EPFHostDevice? {
+        if case let .host(d) = backend { return d }
+        return nil
+    }
+
+    public init(directory: String = MockLink.defaultDirectory, role: MockRole, options: Options = Options()) throws(NTBError) {
+        let link = try MockLink(at: directory, role: role)
+        self.link = link
+        self.role = role
+        self.name = "mock:\(directory)[\(role)]"
+        let c = link.configuration
+        switch role {
+        case .endpoint:
+            let controller = try MockEndpointController(link: link)
+            let interrupt = c.msiDoorbell ? try MockLink.fifo(link.path(MockLink.endpointDoorbellFile)) : nil
+            interrupt?.consume()
+            let device = try VNTBEndpointDevice(
+                name: name, controller: controller, scratchpadCount: c.scratchpadCount, doorbellSlots: c.doorbellSlots,
+                pollInterval: options.pollInterval, doorbellInterrupt: interrupt)
+            backend = .endpoint(device)
+            memorySegments = [controller.endpointRAM.segment, controller.hostRAM]
+            embeddedDoorbell = nil
+            link.onPeerChange { [weak device] present in if !present { device?.hostLost() } }
+        case .host:
+            let map = c.profile.map
+            let sizes = c.barSizes
+            var bars = [MMIORegion?](repeating: nil, count: 6)
+            bars[map.config] = try link.mapFile(MockLink.configFile, length: sizes[map.config]).region
+            bars[map.doorbell] = try link.mapFile(MockLink.doorbellFile, length: sizes[map.doorbell]).region
+            // MW BARs: each window file at its place in its BAR (RFC offsets, or one BAR per window).
+            for n in 0..<c.memoryWindowCount {
+                let bar = map.memoryWindows[n]!
+                if bars[bar] == nil { bars[bar] = unsafe MMIORegion(base: try link.reserve(sizes[bar]), length: sizes[bar]) }
+                let offset = c.profile.usesWindowOffsets ? n * c.memoryWindowSize : 0
+                let fd = try link.openFD(MockLink.windowFile(n))
+                _ = try unsafe MockSys.map(fd, offset: 0, length: c.memoryWindowSize, at: bars[bar]!.baseAddress + offset, what: "mw\(n).bar")
+            }
+            let ram = try link.mapFile(MockLink.hostRAMFile)
+            let arena = RAMArena(segment: unsafe MockMemorySegment(name: "host RAM", busAddress: MockLinkConfiguration.hostRAMBus, length: ram.region.length, pointer: ram.region.baseAddress))
+            let vectors = try (0..<c.msiVectors).map { n throws(NTBError) in try MockLink.fifo(link.path(MockLink.msiFile(n))) }
+            embeddedDoorbell = c.msiDoorbell ? try MockLink.fifo(link.path(MockLink.endpointDoorbellFile)) : nil
+            // A control region never written means no endpoint ever ran here: wait for one.
+            let ctrl = bars[map.config]!
+            let deadline = ContinuousClock.now + options.endpointWait
+            while ctrl.load32(at: EPFControl.memoryWindowCount) == 0 || link.page.load32(at: Page.side(MockRole.endpoint.index) + Page.sideReady) != 1 {
+                if ContinuousClock.now >= deadline {
+                    if ctrl.load32(at: EPFControl.memoryWindowCount) != 0 { break }   // a previous endpoint's region: usable, link down
+                    throw .unsupported("mock:\(directory): no endpoint has initialised the link; start `ntb-transport ... --port mock:\(directory) --role endpoint` first")
+                }
+                usleep(2000)
+            }
+            let device = try EPFHostDevice(
+                name: name, bars: bars, map: map, vectors: vectors, msix: false, extraEventSources: [link.monitorNotifier],
+                commandTimeout: options.commandTimeout, allocator: { (length, alignment) throws(NTBError) in try arena.allocate(length: length, alignment: alignment) })
+            backend = .host(device)
+            memorySegments = [arena.segment]
+            let want = wantLink
+            link.onPeerChange { [weak device] present in if !present { device?.peerReset() } }
+            link.onTick { [weak device, weak link] in
+                // The endpoint came back: configure it again and link up (what a re-probe would do).
+                guard let device, let link, want.isSet, link.isPeerPresent, !device.isLinkUp else { return }
+                try? device.enableLink()
+            }
+        }
+        link.markReady()
+    }
+
+    /// "The user wants the link up", shared with the monitor thread without retaining the device.
+    private final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+        var isSet: Bool { value.load(ordering: .acquiring) }
+    }
+
+    /// Stops the side's threads; the side is released when the device is freed.
+    public func close() {
+        link.close()
+        endpoint?.stop()
+    }
+
+    // MARK: NTBDevice
+
+    public var isLinkUp: Bool {
+        switch backend {
+        case let .host(d): link.isPeerPresent && d.isLinkUp
+        case let .endpoint(d): d.isLinkUp
+        }
+    }
+
+    public func enableLink() throws(NTBError) {
+        switch backend {
+        case let .host(d):
+            wantLink.value.store(true, ordering: .releasing)
+            guard link.isPeerPresent else { throw .linkDown }
+            try d.enableLink()
+        case let .endpoint(d): try d.enableLink()
+        }
+    }
+
+    public func disableLink() throws(NTBError) {
+        switch backend {
+        case let .host(d):
+            wantLink.value.store(false, ordering: .releasing)
+            try d.disableLink()
+        case let .endpoint(d): try d.disableLink()
+        }
+    }
+
+    public var memoryWindowCount: Int {
+        switch backend { case let .host(d): d.memoryWindowCount; case let .endpoint(d): d.memoryWindowCount }
+    }
+    public func memoryWindowAlignment(_ window: Int) throws(NTBError) -> MemoryWindowAlignment {
+        switch backend { case let .host(d): try d.memoryWindowAlignment(window); case let .endpoint(d): try d.memoryWindowAlignment(window) }
+    }
+    public func allocateInboundBuffer(length: Int, alignment: Int) throws(NTBError) -> DMABuffer {
+        switch backend { case let .host(d): try d.allocateInboundBuffer(length: length, alignment: alignment); case let .endpoint(d): try d.allocateInboundBuffer(length: length, alignment: alignment) }
+    }
+    public func setMemoryWindowTranslation(_ window: Int, busAddress: UInt64, size: Int) throws(NTBError) {
+        switch backend { case let .host(d): try d.setMemoryWindowTranslation(window, busAddress: busAddress, size: size); case let .endpoint(d): try d.setMemoryWindowTranslation(window, busAddress: busAddress, size: size) }
+    }
+    public func clearMemoryWindowTranslation(_ window: Int) throws(NTBError) {
+        switch backend { case let .host(d): try d.clearMemoryWindowTranslation(window); case let .endpoint(d): try d.clearMemoryWindowTranslation(window) }
+    }
+    public var peerMemoryWindowCount: Int {
+        switch backend { case let .host(d): d.peerMemoryWindowCount; case let .endpoint(d): d.peerMemoryWindowCount }
+    }
+    public func peerMemoryWindow(_ window: Int) throws(NTBError) -> MMIORegion {
+        switch backend { case let .host(d): try d.peerMemoryWindow(window); case let .endpoint(d): try d.peerMemoryWindow(window) }
+    }
+    public var scratchpadCount: Int {
+        switch backend { case let .host(d): d.scratchpadCount; case let .endpoint(d): d.scratchpadCount }
+    }
+    @inlinable public func readScratchpad(_ index: Int) -> UInt32 {
+        switch backend { case let .host(d): d.readScratchpad(index); case let .endpoint(d): d.readScratchpad(index) }
+    }
+    @inlinable public func writeScratchpad(_ index: Int, _ value: UInt32) {
+        switch backend { case let .host(d): d.writeScratchpad(index, value); case let .endpoint(d): d.writeScratchpad(index, value) }
+    }
+    @inlinable public func readPeerScratchpad(_ index: Int) -> UInt32 {
+        switch backend { case let .host(d): d.readPeerScratchpad(index); case let .endpoint(d): d.readPeerScratchpad(index) }
+    }
+    @inlinable public func writePeerScratchpad(_ index: Int, _ value: UInt32) {
+        switch backend { case let .host(d): d.writePeerScratchpad(index, value); case let .endpoint(d): d.writePeerScratchpad(index, value) }
+    }
+    public var doorbellValidMask: UInt64 {
+        switch backend { case let .host(d): d.doorbellValidMask; case let .endpoint(d): d.doorbellValidMask }
+    }
+    public func doorbellVectorMask(_ vector: Int) -> UInt64 {
+        switch backend { case let .host(d): d.doorbellVectorMask(vector); case let .endpoint(d): d.doorbellVectorMask(vector) }
+    }
+    public func readDoorbell() -> UInt64 {
+        switch backend { case let .host(d): d.readDoorbell(); case let .endpoint(d): d.readDoorbell() }
+    }
+    public func clearDoorbell(_ bits: UInt64) {
+        switch backend { case let .host(d): d.clearDoorbell(bits); case let .endpoint(d): d.clearDoorbell(bits) }
+    }
+    public func setDoorbellMask(_ bits: UInt64) {
+        switch backend { case let .host(d): d.setDoorbellMask(bits); case let .endpoint(d): d.setDoorbellMask(bits) }
+    }
+    public func clearDoorbellMask(_ bits: UInt64) {
+        switch backend { case let .host(d): d.clearDoorbellMask(bits); case let .endpoint(d): d.clearDoorbellMask(bits) }
+    }
+    /// Masked doorbell bits (kept in software on both sides).
+    public var doorbellMask: UInt64 {
+        switch backend { case let .host(d): d.doorbellMask; case let .endpoint(d): d.doorbellMask }
+    }
+    public func ringPeerDoorbell(_ bits: UInt64) {
+        switch backend {
+        case let .host(d):
+            d.ringPeerDoorbell(bits)
+            embeddedDoorbell?.signal()   // msi_doorbell: the write to the doorbell BAR is an MSI at the endpoint
+        case let .endpoint(d): d.ringPeerDoorbell(bits)
+        }
+    }
+    public func pollEvents() -> NTBEvents {
+        switch backend { case let .host(d): d.pollEvents(); case let .endpoint(d): d.pollEvents() }
+    }
+    public func waitForEvents(timeout: Duration) -> NTBEvents {
+        switch backend { case let .host(d): d.waitForEvents(timeout: timeout); case let .endpoint(d): d.waitForEvents(timeout: timeout) }
+    }
+}

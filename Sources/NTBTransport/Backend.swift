@@ -1,0 +1,167 @@
+public import PCIKit
+public import NTBHardware
+import Synchronization
+
+/// The memory of one queue pair once the link handshake has set up the windows
+/// (`ntb_transport_init_queue` for the transmit side, `ntb_transport_setup_qp_mw` for the receive side).
+public struct QueuePairMemory: Sendable {
+    /// Queue pair number (its doorbell bit).
+    public let queuePair: Int
+    /// How many queue pairs the transport runs.
+    public let queuePairCount: Int
+    /// Our area in the PEER's memory, through our outbound window (`qp->tx_mw`, `tx_mw_size`).
+    public let transmitArea: MMIORegion
+    /// The outbound window index.
+    public let transmitWindow: Int
+    /// Our area in OUR inbound buffer, which the peer writes (`qp->rx_buff`).
+    public let receiveArea: MMIORegion
+    /// The bus address of `receiveArea` (for DMA engines).
+    public let receiveBusAddress: UInt64
+    /// `transport_mtu`.
+    public let mtu: Int
+
+    public init(queuePair: Int, queuePairCount: Int, transmitArea: MMIORegion, transmitWindow: Int,
+                receiveArea: MMIORegion, receiveBusAddress: UInt64, mtu: Int) {
+        self.queuePair = queuePair
+        self.queuePairCount = queuePairCount
+        self.transmitArea = transmitArea
+        self.transmitWindow = transmitWindow
+        self.receiveArea = receiveArea
+        self.receiveBusAddress = receiveBusAddress
+        self.mtu = mtu
+    }
+}
+
+/// What the receive side found at its ring position.
+public enum ReceivePeek: Equatable, Sendable {
+    /// No frame (DONE clear): `rx_ring_empty`.
+    case empty
+    /// A valid frame of `length` bytes.
+    case frame(length: Int)
+    /// The peer's LINK_DOWN frame: the peer took this queue pair down.
+    case linkDown
+    /// DONE set but `ver` is not the expected packet number: `rx_err_ver`; the frame is not consumed.
+    case badVersion(found: UInt32, expected: UInt32)
+    /// DONE set, version right, but `len` exceeds the frame's payload: never trusted.
+    case badLength(UInt32)
+}
+
+/// The per-queue-pair data mover of a backend: the ring protocol on the wire.
+///
+/// Implementations are structs whose members are `@inlinable`, so `QueuePair` specialises to direct
+/// code (no existentials, no allocation per message). One thread drives a channel's data path;
+/// ``prepareSharedMemory()`` runs on the control plane while the data path is idle.
+public protocol TransportChannel: Sendable {
+    /// Largest message one frame carries (`ntb_transport_max_size`).
+    var maxPayload: Int { get }
+    /// Frames in the transmit ring (`tx_max_entry`).
+    var transmitEntries: Int { get }
+    /// Frames the sender may write now (`ntb_transport_tx_free_entry`), from the last ``reapTransmitted()``.
+    var transmitFree: Int { get }
+
+    /// Resets the shared memory this side owns before the queue pair link comes up: headers of the
+    /// receive ring zeroed, the transmit tail (`remote_rx_info->entry`) set to N − 1.
+    func prepareSharedMemory()
+    /// Resets the ring positions and packet numbers (`ntb_qp_link_context_reset`).
+    mutating func resetIndices()
+
+    /// Reads the tail the peer published; returns how many frames it consumed since the last call,
+    /// or −1 if the published value is impossible (out of range, or ahead of what we sent).
+    mutating func reapTransmitted() -> Int
+    /// Writes one frame at the head (payload, barrier, flags|DONE) and advances.
+    /// - Precondition: `transmitFree > 0` and `payload.count <= maxPayload`.
+    mutating func transmit(_ payload: UnsafeRawBufferPointer, flags: UInt32)
+    /// Writes one frame's length, packet number and payload, without its flags, and advances.
+    /// - Precondition: `transmitFree > 0` and `payload.count <= maxPayload`.
+    mutating func stageTransmit(_ payload: UnsafeRawBufferPointer)
+    /// One barrier, then DONE on every staged frame.
+    mutating func publishStaged()
+    /// Makes every written frame visible to the peer before its doorbell (read-back of the last flags,
+    /// for write-combining windows).
+    func flushTransmit()
+
+    /// Looks at the frame at the receive position without consuming it.
+    mutating func peekReceive() -> ReceivePeek
+    /// The payload of the frame at the receive position (valid until ``consumeReceived()``).
+    func receivedBytes(length: Int) -> UnsafeRawBufferPointer
+    /// Releases the frame at the receive position (clears its flags) and advances.
+    mutating func consumeReceived()
+    /// Clears a LINK_DOWN frame at the receive position without counting a packet (`hdr->flags = 0`).
+    mutating func clearLinkDownFrame()
+    /// Publishes the receive position to the peer (`rx_info->entry` = last consumed index).
+    mutating func publishReceiveTail()
+    /// Whether a frame is waiting (DONE set at the receive position); cheap, for adaptive waiting.
+    func receivePending() -> Bool
+
+    /// Ring positions for statistics: transmit head, transmit tail (as the peer published it), receive position.
+    var transmitIndex: UInt32 { get }
+    var transmitTail: UInt32 { get }
+    var receiveIndex: UInt32 { get }
+    /// Frames in the receive ring (`rx_max_entry`).
+    var receiveEntries: Int { get }
+}
+
+/// A backend: how queue pairs move bytes. Chosen once by name at set-up (``TransportBackends``); the
+/// data path is generic over it.
+public protocol TransportBackend: Sendable {
+    associatedtype Channel: TransportChannel
+    /// The registry name (`host`, `edma`).
+    static var name: String { get }
+    /// One line for `--help` and the demo table.
+    static var summary: String { get }
+    /// Makes the backend for `device` at set-up.
+    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError)
+    /// Builds queue pair `memory.queuePair`'s channel once the link is up.
+    func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> Channel
+}
+
+/// The backends by name. `host` is built in; other modules add theirs with ``register(_:)`` before set-up.
+public enum TransportBackends {
+    private static let registry = Mutex<[(name: String, type: any TransportBackend.Type)]>([
+        (HostBackend.name, HostBackend.self),
+    ])
+
+    /// Adds (or replaces) a backend.
+    public static func register(_ type: any TransportBackend.Type) {
+        registry.withLock { list in
+            list.removeAll { $0.name == type.name }
+            list.append((type.name, type))
+        }
+    }
+
+    /// Registered names, in registration order.
+    public static var names: [String] { registry.withLock { $0.map(\.name) } }
+
+    /// The backend called `name`. Pass the result to a generic function to open it once:
+    /// `func run<B: TransportBackend>(_: B.Type)`; everything below is statically dispatched.
+    public static func lookup(_ name: String) throws(TransportError) -> any TransportBackend.Type {
+        guard let type = registry.withLock({ $0.first { $0.name == name }?.type }) else {
+            throw .unknownBackend(name, available: names)
+        }
+        return type
+    }
+}
+
+/// Something to run with the backend chosen by name. The built-in backends are visited with their
+/// concrete type, so everything the visitor calls is specialised (static dispatch in the data path);
+/// backends registered at run time are opened from the existential.
+public protocol TransportBackendVisitor {
+    associatedtype Result
+    func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> Result
+}
+
+extension TransportBackends {
+    /// Calls `visitor.visit(B.self)` for the backend named `name`.
+    @inlinable
+    public static func visit<V: TransportBackendVisitor>(_ name: String, _ visitor: V) throws -> V.Result {
+        switch name {
+        case HostBackend.name: return try visitor.visit(HostBackend.self)
+        default: return try openAndVisit(try lookup(name), visitor)
+        }
+    }
+
+    @inlinable
+    static func openAndVisit<B: TransportBackend, V: TransportBackendVisitor>(_ backend: B.Type, _ visitor: V) throws -> V.Result {
+        try visitor.visit(backend)
+    }
+}

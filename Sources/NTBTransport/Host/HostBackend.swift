@@ -1,0 +1,252 @@
+public import PCIKit
+public import NTBHardware
+
+/// The `host` backend: the CPU copies each message into a frame in the peer's memory, exactly as
+/// Linux `ntb_transport` version 4 does without DMA (`kernel-facts.md` §2.3), so either side may be
+/// the stock kernel transport.
+public struct HostBackend: TransportBackend {
+    public typealias Channel = HostChannel
+    public static let name = "host"
+    public static let summary = "CPU copy into the peer's memory window, Linux ntb_transport v4 wire format"
+
+    public init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError) {}
+
+    public func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> HostChannel {
+        guard let tx = HostQueueLayout(areaSize: memory.transmitArea.length, mtu: memory.mtu),
+              let rx = HostQueueLayout(areaSize: memory.receiveArea.length, mtu: memory.mtu)
+        else {
+            throw .invalidConfiguration("queue pair \(memory.queuePair) gets \(min(memory.transmitArea.length, memory.receiveArea.length)) bytes of window, too small for two frames; use fewer queue pairs or larger memory windows")
+        }
+        return HostChannel(transmit: memory.transmitArea, transmitLayout: tx, receive: memory.receiveArea, receiveLayout: rx)
+    }
+}
+
+/// One queue pair's v4 rings: frames written into the peer's memory (`tx`), frames read from our
+/// inbound buffer (`rx`).
+///
+/// Ownership of each word (`ntb_transport.c`):
+/// - tx frames + headers: written by us (through the outbound window), read by the peer.
+/// - tx tail `remote_rx_info->entry`: in OUR memory at the end of the rx area, written by the peer.
+/// - rx frames + headers: in our memory, written by the peer; we clear `flags` after consuming.
+/// - rx tail `rx_info->entry`: in the PEER's memory at the end of the tx area, written by us.
+///
+/// Everything read from peer-written words (flags, ver, len, tail) is validated before use.
+@safe
+public struct HostChannel: TransportChannel, @unchecked Sendable {
+    @usableFromInline let tx: MMIORegion
+    @usableFromInline let rx: MMIORegion
+    public let transmitLayout: HostQueueLayout
+    public let receiveLayout: HostQueueLayout
+    // Cached layout numbers (plain stored Ints, so the data path does no arithmetic on layouts).
+    @usableFromInline let txFrame: Int
+    @usableFromInline let txEntries: UInt32
+    @usableFromInline let rxFrame: Int
+    @usableFromInline let rxEntries: UInt32
+    @usableFromInline let rxMaxPayload: Int
+    @usableFromInline let txTailOffset: Int     // remote_rx_info->entry, in rx (own memory)
+    @usableFromInline let rxTailOffset: Int     // rx_info->entry, in tx (peer memory)
+    @usableFromInline let verOffset: Int
+    @usableFromInline let lenOffset: Int
+    @usableFromInline let flagsOffset: Int
+    @usableFromInline let headerFromFrameEnd: Int
+
+    // Ring state (ntb_transport_qp: tx_index, tx_pkts, rx_index, rx_pkts).
+    @usableFromInline var txIndex: UInt32 = 0
+    @usableFromInline var txPackets: UInt32 = 0
+    @usableFromInline var txTail: UInt32
+    @usableFromInline var txFreeCount: Int
+    @usableFromInline var rxIndex: UInt32 = 0
+    @usableFromInline var rxPackets: UInt32 = 0
+    @usableFromInline var rxLastConsumed: UInt32 = 0
+    @usableFromInline var rxUnpublished: Bool = false
+    @usableFromInline var staged: Int = 0
+    @usableFromInline var stagedFirst: UInt32 = 0
+
+    public init(transmit: MMIORegion, transmitLayout: HostQueueLayout, receive: MMIORegion, receiveLayout: HostQueueLayout) {
+        precondition(transmit.length >= transmitLayout.areaSize && receive.length >= receiveLayout.areaSize)
+        tx = transmit
+        rx = receive
+        self.transmitLayout = transmitLayout
+        self.receiveLayout = receiveLayout
+        txFrame = transmitLayout.frameSize
+        txEntries = UInt32(transmitLayout.entryCount)
+        rxFrame = receiveLayout.frameSize
+        rxEntries = UInt32(receiveLayout.entryCount)
+        rxMaxPayload = receiveLayout.maxPayload
+        txTailOffset = receiveLayout.rxInfoOffset
+        rxTailOffset = transmitLayout.rxInfoOffset
+        verOffset = HostWire.headerVersionOffset
+        lenOffset = HostWire.headerLengthOffset
+        flagsOffset = HostWire.headerFlagsOffset
+        headerFromFrameEnd = HostWire.headerSize
+        txTail = UInt32(transmitLayout.entryCount) - 1
+        txFreeCount = transmitLayout.entryCount - 1
+    }
+
+    @inlinable public var maxPayload: Int { txFrame - headerFromFrameEnd }
+    @inlinable public var transmitEntries: Int { Int(txEntries) }
+    @inlinable public var transmitFree: Int { txFreeCount }
+
+    /// `ntb_transport_setup_qp_mw`: `remote_rx_info->entry = rx_max_entry − 1` and every rx header
+    /// zeroed. (Linux initialises the tail with the RECEIVE entry count; both sides compute the same
+    /// N from the same window size.)
+    public func prepareSharedMemory() {
+        rx.store32(rxEntries - 1, at: txTailOffset)
+        for i in 0..<Int(rxEntries) {
+            let h = receiveLayout.headerOffset(i)
+            rx.store32(0, at: h + verOffset)
+            rx.store32(0, at: h + lenOffset)
+            rx.store32(0, at: h + flagsOffset)
+        }
+        Barrier.full()
+    }
+
+    public mutating func resetIndices() {
+        txIndex = 0
+        txPackets = 0
+        txTail = txEntries - 1
+        txFreeCount = Int(txEntries) - 1
+        rxIndex = 0
+        rxPackets = 0
+        rxLastConsumed = 0
+        rxUnpublished = false
+        staged = 0
+    }
+
+    // MARK: Transmit (ntb_process_tx / ntb_async_tx / ntb_memcpy_tx / ntb_tx_copy_callback)
+
+    @inlinable
+    public mutating func reapTransmitted() -> Int {
+        let tail = rx.load32(at: txTailOffset)
+        if tail == txTail { return 0 }
+        // Validate: the tail is a frame index the peer consumed, within what we have in flight.
+        guard tail < txEntries else { return -1 }
+        let inFlight = (txEntries &- 1) &- UInt32(txFreeCount)
+        let consumed = tail >= txTail ? tail &- txTail : txEntries &- txTail &+ tail
+        guard consumed <= inFlight else { return -1 }
+        txTail = tail
+        // ntb_transport_tx_free_entry: tail >= head ? tail - head : N + tail - head
+        txFreeCount = Int(tail >= txIndex ? tail &- txIndex : txEntries &+ tail &- txIndex)
+        return Int(consumed)
+    }
+
+    @inlinable
+    public mutating func transmit(_ payload: UnsafeRawBufferPointer, flags: UInt32) {
+        precondition(txFreeCount > 0 && payload.count <= maxPayload)
+        let frame = Int(txIndex) &* txFrame
+        let header = frame &+ txFrame &- headerFromFrameEnd
+        // ntb_async_tx: len and ver first, then the payload (memcpy_toio), then wmb, then flags|DONE.
+        tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
+        tx.store32(txPackets, at: header &+ verOffset)
+        if payload.count > 0 { unsafe tx.copy(from: payload, toOffset: frame) }
+        // "Ensure that the data is fully copied out before setting the flags" (ntb_memcpy_tx).
+        Barrier.write()
+        tx.store32(flags | HostWire.doneFlag, at: header &+ flagsOffset)
+        txIndex = txIndex &+ 1 == txEntries ? 0 : txIndex &+ 1
+        txPackets &+= 1
+        txFreeCount &-= 1
+    }
+
+    /// Writes a frame's length, packet number and payload but not yet its flags; ``publishStaged()``
+    /// sets DONE on every staged frame after one barrier (a batch pays one barrier, not one per frame).
+    @inlinable
+    public mutating func stageTransmit(_ payload: UnsafeRawBufferPointer) {
+        precondition(txFreeCount > 0 && payload.count <= maxPayload)
+        let frame = Int(txIndex) &* txFrame
+        let header = frame &+ txFrame &- headerFromFrameEnd
+        tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
+        tx.store32(txPackets, at: header &+ verOffset)
+        if payload.count > 0 { unsafe tx.copy(from: payload, toOffset: frame) }
+        if staged == 0 { stagedFirst = txIndex }
+        staged &+= 1
+        txIndex = txIndex &+ 1 == txEntries ? 0 : txIndex &+ 1
+        txPackets &+= 1
+        txFreeCount &-= 1
+    }
+
+    @inlinable
+    public mutating func publishStaged() {
+        guard staged > 0 else { return }
+        // Every staged payload before any of their flags (ntb_memcpy_tx's wmb, once per batch).
+        Barrier.write()
+        var i = stagedFirst
+        for _ in 0..<staged {
+            tx.store32(HostWire.doneFlag, at: (Int(i) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset)
+            i = i &+ 1 == txEntries ? 0 : i &+ 1
+        }
+        staged = 0
+    }
+
+    @inlinable
+    public func flushTransmit() {
+        // Read back the last flags written: a read completion pushes the posted (write-combined)
+        // stores out before the doorbell, the 2026 fix for WC windows.
+        let last = txIndex == 0 ? txEntries &- 1 : txIndex &- 1
+        _ = tx.load32(at: (Int(last) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset)
+    }
+
+    // MARK: Receive (ntb_process_rxc / ntb_memcpy_rx / ntb_complete_rxc)
+
+    @inlinable
+    public func receivePending() -> Bool {
+        let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
+        return rx.load32(at: header &+ flagsOffset) & HostWire.doneFlag != 0
+    }
+
+    @inlinable
+    public mutating func peekReceive() -> ReceivePeek {
+        let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
+        let flags = rx.load32(at: header &+ flagsOffset)
+        if flags & HostWire.doneFlag == 0 { return .empty }
+        // Flags before the rest of the frame (the peer wrote them last).
+        Barrier.dmaRead()
+        if flags & HostWire.linkDownFlag != 0 { return .linkDown }
+        let ver = rx.load32(at: header &+ verOffset)
+        if ver != rxPackets { return .badVersion(found: ver, expected: rxPackets) }
+        let len = rx.load32(at: header &+ lenOffset)
+        if Int(len) > rxMaxPayload { return .badLength(len) }
+        return .frame(length: Int(len))
+    }
+
+    @inlinable
+    public func receivedBytes(length: Int) -> UnsafeRawBufferPointer {
+        precondition(length >= 0 && length <= rxMaxPayload)
+        return unsafe UnsafeRawBufferPointer(start: rx.baseAddress + Int(rxIndex) &* rxFrame, count: length)
+    }
+
+    @inlinable
+    public mutating func consumeReceived() {
+        let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
+        // Our copy-out is ordered before the peer may reuse the frame by the barrier in
+        // publishReceiveTail (the peer reuses it only after seeing the tail).
+        rx.store32(0, at: header &+ flagsOffset)
+        rxLastConsumed = rxIndex
+        rxUnpublished = true
+        rxIndex = rxIndex &+ 1 == rxEntries ? 0 : rxIndex &+ 1
+        rxPackets &+= 1
+    }
+
+    /// Skips a LINK_DOWN frame: clears its flags without counting a packet (`hdr->flags = 0`).
+    @inlinable
+    public mutating func clearLinkDownFrame() {
+        let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
+        rx.store32(0, at: header &+ flagsOffset)
+    }
+
+    @inlinable
+    public mutating func publishReceiveTail() {
+        guard rxUnpublished else { return }
+        // ntb_memcpy_rx: "Ensure that the data is fully copied out before clearing the flag": every
+        // read of the consumed frames and their cleared flags before the tail the peer acts on.
+        Barrier.full()
+        // ntb_complete_rxc: iowrite32(entry->rx_index, &qp->rx_info->entry), once per batch.
+        tx.store32(rxLastConsumed, at: rxTailOffset)
+        rxUnpublished = false
+    }
+
+    // Diagnostics for counters.
+    @inlinable public var transmitIndex: UInt32 { txIndex }
+    @inlinable public var transmitTail: UInt32 { txTail }
+    @inlinable public var receiveIndex: UInt32 { rxIndex }
+    @inlinable public var receiveEntries: Int { Int(rxEntries) }
+}

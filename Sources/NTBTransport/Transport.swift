@@ -1,0 +1,401 @@
+public import NTBHardware
+import PCIKit
+import Synchronization
+
+/// Where the transport link stands (for `waitForLink`, `stats`, messages).
+public enum TransportLinkState: Equatable, Sendable {
+    /// The NTB link is down.
+    case down
+    /// The NTB link is up; the scratchpad handshake has not completed (peer not there yet, or a mismatch).
+    case negotiating
+    /// Memory windows are set up; queue pairs negotiate their own links (QP_LINKS).
+    case up
+}
+
+/// The transport on one NTB device: link management (the v4 scratchpad handshake, memory windows,
+/// QP_LINKS, link down and recovery) and the queue pairs (Linux `struct ntb_transport_ctx`).
+///
+/// The control plane runs on a link monitor thread (or in ``poll()`` when
+/// `linkMonitorInterval` is nil); queue pairs are driven by the client's threads.
+public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unchecked Sendable {
+    public let device: Device
+    public let backend: Backend
+    public let configuration: TransportConfiguration
+    /// Memory windows in use: min(outbound windows, (scratchpads − 4) / 2).
+    public let memoryWindowCount: Int
+    /// Queue pairs (`qp_count`).
+    public let queuePairCount: Int
+    /// The queue pairs, index = queue pair number.
+    public let queuePairs: [QueuePair<Device, Backend>]
+    /// The counters of every queue pair.
+    public let statistics: StatisticsStorage
+
+    private let links: [QueuePairLink<Backend.Channel>]
+    private let control: Mutex<ControlState>
+    private let stopMonitor = Atomic<Bool>(false)
+    private var monitor: TransportThread?
+    private let publishedState = Atomic<UInt8>(0)
+    private let problem = Mutex<TransportError?>(nil)
+
+    private struct InboundWindow {
+        var buffer: DMABuffer?
+        var translatedSize = 0
+    }
+
+    private enum QueuePairControl {
+        case idle
+        case awaitingAck(UInt64)
+        case negotiating(UInt64, next: ContinuousClock.Instant)
+        case up(UInt64)
+    }
+
+    private struct ControlState {
+        var transportUp = false
+        var nextAttempt = ContinuousClock.now
+        var generation: UInt64 = 0
+        var windows: [InboundWindow]
+        var retired: [DMABuffer] = []
+        var queuePairs: [QueuePairControl]
+        var channels: [Backend.Channel?]
+        var closed = false
+    }
+
+    /// Sets up the transport on `device` (`ntb_transport_probe` + `ntb_transport_create_queue` for
+    /// every queue pair), enables the link and starts the link monitor.
+    public init(device: Device, configuration: TransportConfiguration = .init()) throws(TransportError) {
+        self.device = device
+        self.configuration = configuration
+        guard configuration.mtu > HostWire.headerSize else {
+            throw .invalidConfiguration("an MTU of \(configuration.mtu) bytes cannot hold a frame header; use at least \(HostWire.headerSize + 1) (default 65536)")
+        }
+        let spads = device.scratchpadCount
+        guard spads >= HostWire.minimumScratchpads else {
+            throw .invalidConfiguration("\(device.name) has \(spads) scratchpads; ntb_transport needs at least \(HostWire.minimumScratchpads)")
+        }
+        let windows = min(device.peerMemoryWindowCount, (spads - HostWire.Scratchpad.sizeHigh(0)) / 2, device.memoryWindowCount)
+        guard windows > 0 else { throw .invalidConfiguration("\(device.name) has no memory windows; the transport needs at least one") }
+        memoryWindowCount = windows
+        // qp_count = ilog2(db_valid_mask), then max_num_clients if smaller, else at most mw_count.
+        let mask = device.doorbellValidMask
+        guard mask != 0 else { throw .invalidConfiguration("\(device.name) has no doorbells; the transport needs one per queue pair") }
+        var qps = 63 - mask.leadingZeroBitCount
+        if let wanted = configuration.queuePairs, wanted > 0, wanted < qps { qps = wanted }
+        else if windows < qps { qps = windows }
+        if let wanted = configuration.queuePairs, wanted > qps {
+            throw .invalidConfiguration("\(device.name) supports \(qps) queue pairs (ilog2 of its doorbell mask \(String(mask, radix: 16))), not \(wanted); ask for fewer")
+        }
+        guard qps > 0 else { throw .invalidConfiguration("\(device.name)'s doorbell mask \(String(mask, radix: 16)) leaves no queue pair (Linux uses ilog2(mask)); it needs at least two doorbell bits") }
+        queuePairCount = qps
+        backend = try Backend(device: device, configuration: configuration)
+        if let path = configuration.statisticsPath {
+            statistics = try StatisticsStorage(queuePairs: qps, publishingTo: path)
+        } else {
+            statistics = StatisticsStorage(queuePairs: qps)
+        }
+        let links = (0..<qps).map { _ in QueuePairLink<Backend.Channel>() }
+        self.links = links
+        queuePairs = (0..<qps).map { [statistics] i in
+            QueuePair<Device, Backend>(index: i, device: device, link: links[i], counters: statistics.counters(i), configuration: configuration)
+        }
+        control = Mutex(ControlState(windows: Array(repeating: InboundWindow(), count: windows),
+                                     queuePairs: Array(repeating: .idle, count: qps),
+                                     channels: Array(repeating: nil, count: qps)))
+        for i in 0..<qps {
+            // ntb_transport_create_queue: ntb_db_clear + ntb_db_clear_mask for the queue pair's bit.
+            device.clearDoorbell(1 << UInt64(i))
+            device.clearDoorbellMask(1 << UInt64(i))
+        }
+        do throws(NTBError) { try device.enableLink() } catch { throw .device(error) }
+        if let interval = configuration.linkMonitorInterval {
+            // Weak: the transport closes (and joins this thread) when its last user lets go.
+            let step = UncheckedSendable({ [weak self] () -> Bool in
+                guard let self, !self.stopMonitor.load(ordering: .relaxed) else { return false }
+                self.poll()
+                return true
+            })
+            monitor = try TransportThread(name: "ntb-link-mon") {
+                while step.value() { TransportThread.sleep(interval) }
+            }
+        }
+    }
+
+    deinit { close() }
+
+    /// The transport link state as of the last control-plane step.
+    public var linkState: TransportLinkState {
+        switch publishedState.load(ordering: .relaxed) {
+        case 2: .up
+        case 1: .negotiating
+        default: .down
+        }
+    }
+
+    /// The last handshake problem (a mismatch the peer published), if any; cleared on success.
+    public var handshakeProblem: TransportError? { problem.withLock { $0 } }
+
+    // MARK: Control plane
+
+    /// One step of link management: link events, the scratchpad handshake, QP_LINKS, relinks.
+    /// Runs on the monitor thread; call it yourself when `linkMonitorInterval` is nil.
+    public func poll() {
+        control.withLock { state in
+            guard !state.closed else { return }
+            let now = ContinuousClock.now
+            // ntb_transport_event_callback: link down → ntb_transport_link_cleanup.
+            guard device.isLinkUp else {
+                if state.transportUp { linkCleanup(&state) }
+                publishedState.store(0, ordering: .relaxed)
+                return
+            }
+            if !state.transportUp {
+                publishedState.store(1, ordering: .relaxed)
+                if now >= state.nextAttempt {
+                    linkWork(&state)
+                    if !state.transportUp { state.nextAttempt = now.advanced(by: HostWire.linkRetry) }
+                }
+                guard state.transportUp else { return }
+            }
+            publishedState.store(2, ordering: .relaxed)
+            for q in 0..<queuePairCount { stepQueuePair(q, &state, now: now) }
+        }
+    }
+
+    /// `ntb_transport_link_work`: publish our sizes and counts in the PEER's scratchpads (in the
+    /// reverse of the order we read them: MW sizes, NUM_MWS, NUM_QPS, VERSION last), then check what
+    /// the peer published in OURS, set up the inbound windows, and give every queue pair its memory.
+    private func linkWork(_ state: inout ControlState) {
+        typealias Spad = HostWire.Scratchpad
+        var outboundSizes: [Int] = []
+        for i in 0..<memoryWindowCount {
+            var size: Int
+            do throws(NTBError) { size = try device.peerMemoryWindow(i).length } catch {
+                record(.device(error)); return
+            }
+            if let cap = configuration.maxMemoryWindowSize, size > cap { size = cap }
+            outboundSizes.append(size)
+            device.writePeerScratchpad(Spad.sizeHigh(i), UInt32(truncatingIfNeeded: UInt64(size) >> 32))
+            device.writePeerScratchpad(Spad.sizeLow(i), UInt32(truncatingIfNeeded: UInt64(size)))
+        }
+        device.writePeerScratchpad(Spad.memoryWindowCount, UInt32(memoryWindowCount))
+        device.writePeerScratchpad(Spad.queuePairCount, UInt32(queuePairCount))
+        device.writePeerScratchpad(Spad.version, HostWire.version)
+
+        let version = device.readScratchpad(Spad.version)
+        guard version != 0 else { return }   // the peer has not written yet
+        guard version == HostWire.version else {
+            record(.handshakeMismatch(field: "VERSION", ours: UInt64(HostWire.version), peers: UInt64(version))); return
+        }
+        let qps = device.readScratchpad(Spad.queuePairCount)
+        guard qps == UInt32(queuePairCount) else {
+            record(.handshakeMismatch(field: "NUM_QPS", ours: UInt64(queuePairCount), peers: UInt64(qps))); return
+        }
+        let mws = device.readScratchpad(Spad.memoryWindowCount)
+        guard mws == UInt32(memoryWindowCount) else {
+            record(.handshakeMismatch(field: "NUM_MWS", ours: UInt64(memoryWindowCount), peers: UInt64(mws))); return
+        }
+        for i in 0..<memoryWindowCount {
+            let size = UInt64(device.readScratchpad(Spad.sizeHigh(i))) << 32 | UInt64(device.readScratchpad(Spad.sizeLow(i)))
+            do throws(TransportError) { try setWindow(i, size: size, &state) } catch {
+                record(error)
+                for w in 0..<memoryWindowCount { freeWindow(w, &state) }
+                return
+            }
+        }
+        // Give every queue pair its memory (ntb_transport_setup_qp_mw).
+        var channels: [Backend.Channel] = []
+        for q in 0..<queuePairCount {
+            let txPlace = QueuePairPlacement(queuePair: q, queuePairCount: queuePairCount, windowCount: memoryWindowCount, windowSize: outboundSizes[q % memoryWindowCount])
+            let window = state.windows[txPlace.window]
+            let rxPlace = QueuePairPlacement(queuePair: q, queuePairCount: queuePairCount, windowCount: memoryWindowCount, windowSize: window.translatedSize)
+            do throws(TransportError) {
+                let outbound: MMIORegion
+                do throws(NTBError) { outbound = try device.peerMemoryWindow(txPlace.window) } catch { throw .device(error) }
+                let inbound = window.buffer!.region
+                guard txPlace.offset + txPlace.size <= outbound.length, rxPlace.offset + rxPlace.size <= inbound.length else {
+                    throw .invalidConfiguration("queue pair \(q) does not fit memory window \(txPlace.window)")
+                }
+                let memory = QueuePairMemory(
+                    queuePair: q, queuePairCount: queuePairCount,
+                    transmitArea: outbound.subregion(offset: txPlace.offset, length: txPlace.size),
+                    transmitWindow: txPlace.window,
+                    receiveArea: inbound.mmio.subregion(offset: rxPlace.offset, length: rxPlace.size),
+                    receiveBusAddress: inbound.busAddress + UInt64(rxPlace.offset),
+                    mtu: configuration.mtu)
+                channels.append(try backend.makeChannel(memory))
+            } catch {
+                record(error)
+                for w in 0..<memoryWindowCount { freeWindow(w, &state) }
+                return
+            }
+        }
+        problem.withLock { $0 = nil }
+        state.transportUp = true
+        for q in 0..<queuePairCount {
+            state.channels[q] = channels[q]
+            if links[q].clientDown.load(ordering: .relaxed) { continue }
+            assign(q, channel: channels[q], &state)
+        }
+    }
+
+    /// Hands queue pair `q` a fresh generation with `channel`; its data path acknowledges it.
+    private func assign(_ q: Int, channel: Backend.Channel, _ state: inout ControlState) {
+        state.generation &+= 1
+        let g = state.generation
+        links[q].slot.withLock { $0 = channel }
+        links[q].up.store(0, ordering: .releasing)
+        links[q].target.store(g, ordering: .releasing)
+        state.queuePairs[q] = .awaitingAck(g)
+    }
+
+    private func stepQueuePair(_ q: Int, _ state: inout ControlState, now: ContinuousClock.Instant) {
+        let link = links[q]
+        if link.clientDown.load(ordering: .relaxed) {
+            if case .idle = state.queuePairs[q] {} else { state.queuePairs[q] = .idle }
+            return
+        }
+        // The peer sent LINK_DOWN: ntb_qp_link_cleanup_work, then relink while the transport is up.
+        if link.downRequest.load(ordering: .acquiring), let channel = state.channels[q] {
+            link.downRequest.store(false, ordering: .relaxed)
+            assign(q, channel: channel, &state)
+        }
+        switch state.queuePairs[q] {
+        case .idle, .up:
+            return
+        case let .awaitingAck(g):
+            guard link.acknowledged.load(ordering: .acquiring) == g else { return }
+            // The data path left the old generation: reset the shared memory it owned.
+            state.channels[q]!.prepareSharedMemory()
+            state.queuePairs[q] = .negotiating(g, next: now)
+            qpLinkWork(q, g, &state, now: now)
+        case let .negotiating(g, next):
+            if now >= next { qpLinkWork(q, g, &state, now: now) }
+        }
+    }
+
+    /// `ntb_qp_link_work`: write (own QP_LINKS | our bit) to the peer; up when the peer's bit is in ours.
+    private func qpLinkWork(_ q: Int, _ g: UInt64, _ state: inout ControlState, now: ContinuousClock.Instant) {
+        let spad = HostWire.Scratchpad.queuePairLinks
+        let bit = UInt32(1) << UInt32(q)
+        let val = device.readScratchpad(spad)
+        device.writePeerScratchpad(spad, val | bit)
+        if val & bit != 0 {
+            state.queuePairs[q] = .up(g)
+            links[q].up.store(g, ordering: .releasing)
+        } else {
+            state.queuePairs[q] = .negotiating(g, next: now.advanced(by: HostWire.linkRetry))
+        }
+    }
+
+    /// `ntb_set_mw`: allocate an inbound buffer for the size the peer advertised and translate the window.
+    private func setWindow(_ i: Int, size: UInt64, _ state: inout ControlState) throws(TransportError) {
+        let align: MemoryWindowAlignment
+        do throws(NTBError) { align = try device.memoryWindowAlignment(i) } catch { throw .device(error) }
+        // Never trust the peer's number: non-zero, within the window's limit and a sane bound.
+        let limit = align.maxSize > 0 ? align.maxSize : UInt64(1) << 40
+        guard size > 0, size <= limit else {
+            throw .device(.invalidPeerValue(field: "MW\(i)_SZ", value: size, expected: "1...\(limit)"))
+        }
+        let sizeAlign = max(align.sizeAlignment, 1)
+        let xlat = Int((size + sizeAlign - 1) / sizeAlign * sizeAlign)
+        let addrAlign = Int(max(align.addressAlignment, 1))
+        if state.windows[i].buffer == nil || state.windows[i].translatedSize != xlat {
+            if let old = state.windows[i].buffer { state.retired.append(old) }   // a data path may still read it
+            do throws(NTBError) {
+                state.windows[i].buffer = try device.allocateInboundBuffer(length: xlat, alignment: addrAlign)
+            } catch { throw .device(error) }
+            state.windows[i].translatedSize = xlat
+        }
+        let region = state.windows[i].buffer!.region
+        do throws(NTBError) { try device.setMemoryWindowTranslation(i, busAddress: region.busAddress, size: xlat) } catch {
+            throw .device(error)
+        }
+    }
+
+    /// `ntb_free_mw`, except that the buffer is kept (and reused at the next link-up with the same
+    /// size) because a queue pair's data path may still be reading it.
+    private func freeWindow(_ i: Int, _ state: inout ControlState) {
+        guard state.windows[i].buffer != nil else { return }
+        try? device.clearMemoryWindowTranslation(i)
+    }
+
+    /// `ntb_transport_link_cleanup`: every queue pair down, windows untranslated, local spads zeroed.
+    private func linkCleanup(_ state: inout ControlState) {
+        for q in 0..<queuePairCount {
+            links[q].up.store(0, ordering: .releasing)
+            links[q].target.store(0, ordering: .releasing)
+            links[q].downRequest.store(false, ordering: .relaxed)
+            state.queuePairs[q] = .idle
+            state.channels[q] = nil
+        }
+        state.transportUp = false
+        state.nextAttempt = ContinuousClock.now
+        for i in 0..<memoryWindowCount { freeWindow(i, &state) }
+        // "The scratchpad registers keep the values if the remote side goes down, blast them now".
+        for i in 0..<device.scratchpadCount { device.writeScratchpad(i, 0) }
+    }
+
+    private func record(_ error: TransportError) {
+        problem.withLock { $0 = error }
+    }
+
+    // MARK: Waiting and teardown
+
+    /// Drives every queue pair (from this thread) until all are up, or throws the handshake problem
+    /// or a timeout. Use it before handing queue pairs to other threads; completions reported while
+    /// waiting (only link events are possible) are dropped.
+    public func waitForLink(timeout: Duration) throws(TransportError) {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            if configuration.linkMonitorInterval == nil { poll() }
+            var allUp = true
+            for qp in queuePairs {
+                qp.poll { _ in }
+                if !qp.isLinkUp { allUp = false }
+            }
+            if allUp { return }
+            if let p = handshakeProblem, case .handshakeMismatch = p { throw p }
+            if clock.now >= deadline {
+                if let p = handshakeProblem { throw p }
+                switch linkState {
+                case .down: throw .timeout("the NTB link of \(device.name) did not come up within \(timeout); start the peer (ntb-transport with the other --role) and check the port")
+                case .negotiating: throw .timeout("the peer on \(device.name) did not complete the ntb_transport handshake within \(timeout); check that it runs ntb_transport version 4 with the same queue pair count")
+                case .up: throw .timeout("the queue pairs of \(device.name) did not link within \(timeout); check that the peer opened them")
+                }
+            }
+            TransportThread.sleep(.microseconds(200))
+        }
+    }
+
+    /// Tears down (`ntb_transport_free`): each queue pair sends LINK_DOWN to the peer and returns its
+    /// buffers, the link monitor stops, windows are untranslated, local spads zeroed, the link disabled.
+    /// - Precondition: no other thread is driving a queue pair.
+    public func close() {
+        let wasOpen = control.withLock { state -> Bool in
+            defer { state.closed = true }
+            return !state.closed
+        }
+        guard wasOpen else { return }
+        stopMonitor.store(true, ordering: .relaxed)
+        monitor?.join()
+        for qp in queuePairs where !links[qp.index].clientDown.load(ordering: .relaxed) { qp.shutdown() }
+        control.withLock { state in
+            if state.transportUp { linkCleanup(&state) }
+            for i in 0..<memoryWindowCount {
+                state.windows[i].buffer?.close()
+                state.windows[i].buffer = nil
+            }
+            for b in state.retired { b.close() }
+            state.retired.removeAll()
+        }
+        for i in 0..<queuePairCount { device.setDoorbellMask(1 << UInt64(i)) }
+        try? device.disableLink()
+        publishedState.store(0, ordering: .relaxed)
+    }
+}
+
+/// Hands a value to another thread when the type's own guarantees (documented at the use) make it safe.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

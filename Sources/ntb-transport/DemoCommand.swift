@@ -1,0 +1,192 @@
+import ArgumentParser
+import Foundation
+import NTBHardware
+import NTBMock
+import NTBTransport
+
+/// `ntb-transport demo`: the whole product on the built-in mock link, in two processes.
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run perf, pingpong and a file transfer over every backend on a mock link with the peer in a second process, and compare.",
+        discussion: """
+            Creates a mock NTB link in a temporary directory, starts the endpoint side as a second process \
+            (`ntb-transport serve --role endpoint`), runs the tools from the host side, prints one table \
+            (throughput, latency percentiles, CPU per GB, ratio to a single-thread memcpy measured in the \
+            same run) and removes the link.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Bytes per throughput run (K, M, G suffixes).", valueName: "n"))
+    var bytes: String = "1G"
+
+    @Option(name: .customLong("small-messages"), help: ArgumentHelp("64-byte messages per small-message run.", valueName: "n"))
+    var smallMessages: Int = 10_000_000
+
+    @Option(name: .customLong("round-trips"), help: ArgumentHelp("Pingpong round trips.", valueName: "n"))
+    var roundTrips: Int = 50_000
+
+    @Option(name: .customLong("file-size"), help: ArgumentHelp("Size of the transferred file (K, M, G suffixes).", valueName: "n"))
+    var fileSize: String = "64M"
+
+    @Option(name: .long, help: ArgumentHelp("Backends to run (default: every registered one).", valueName: "name"))
+    var backend: [String] = []
+
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard parseByteCount(bytes) != nil else { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
+        guard parseByteCount(fileSize) != nil else { throw ValidationError("--file-size \(fileSize): expected a number with an optional K, M or G suffix") }
+        guard smallMessages > 0, roundTrips > 0 else { throw ValidationError("--small-messages and --round-trips must be positive") }
+        for b in backend where !TransportBackends.names.contains(b) {
+            throw ValidationError("--backend \(b): not one of \(TransportBackends.names.joined(separator: ", "))")
+        }
+    }
+
+    struct Row: Codable {
+        var backend: String
+        var error: String?
+        var large: PerfResult?
+        var small: PerfResult?
+        var latency: LatencyResult?
+        var file: FileSender.Result?
+        var memcpyGBps: Double
+    }
+
+    func run() throws {
+        try runTool {
+            var template = "/dev/shm/ntb-demo-XXXXXX".utf8CString
+            let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+            guard made != nil else { throw ToolError("cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
+            let dir = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+            defer { try? MockLink.remove(at: dir, force: true); rmdir(dir) }
+            var config = MockLinkConfiguration()
+            config.memoryWindowCount = 1
+            try MockLink.create(at: dir, configuration: config)
+            let largeSize = 0x10000 - 12
+            if !json { writeStderr("measuring the memcpy baseline...\n") }
+            let baseline = memcpyBaseline(size: largeSize, window: config.memoryWindowSize)
+            let sourceFile = "\(dir)/demo-file.bin"
+            try makeFile(sourceFile, size: Int(parseByteCount(fileSize)!))
+            var rows: [Row] = []
+            for name in backend.isEmpty ? TransportBackends.names : backend {
+                if !json { writeStderr("backend \(name): starting the endpoint process...\n") }
+                var row = Row(backend: name, memcpyGBps: baseline)
+                do {
+                    try runBackend(name, dir: dir, sourceFile: sourceFile, largeSize: largeSize, row: &row)
+                } catch {
+                    row.error = "\(error)"
+                }
+                rows.append(row)
+            }
+            if json { printJSON(rows) } else { printDemoTable(rows, baseline: baseline) }
+            if rows.allSatisfy({ $0.error != nil }) { throw ToolError("no backend completed the demo") }
+        }
+    }
+
+    private func runBackend(_ name: String, dir: String, sourceFile: String, largeSize: Int, row: inout Row) throws {
+        let received = "\(dir)/received-\(name)"
+        mkdir(received, 0o755)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: selfExecutable())
+        child.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--backend", name, "--fast",
+                           "--wait", "polling", "--dir", received]
+        let log = "\(dir)/endpoint-\(name).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        child.standardError = FileHandle(forWritingAtPath: log)
+        child.standardOutput = FileHandle.nullDevice
+        try child.run()
+        defer {
+            if child.isRunning { child.terminate() }
+            child.waitUntilExit()
+        }
+        var options = try TransportOptions.parse(["--backend", name, "--wait", "polling", "--link-timeout", "30"])
+        options.qps = 1
+        do {
+            let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
+            defer { device.close() }
+            row = try TransportBackends.visit(name, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job:
+                                      DemoJob(row: row, largeSize: largeSize, bytes: parseByteCount(bytes)!, smallMessages: smallMessages,
+                                              roundTrips: roundTrips, file: sourceFile, quiet: json)))
+        } catch {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))
+        }
+        child.waitUntilExit()
+        if child.terminationStatus != 0 {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw ToolError("the endpoint process exited with status \(child.terminationStatus): \(text.split(separator: "\n").suffix(3).joined(separator: " | "))")
+        }
+    }
+
+    struct DemoJob: TransportJob {
+        var row: Row
+        var largeSize: Int
+        var bytes: UInt64
+        var smallMessages: Int
+        var roundTrips: Int
+        var file: String
+        var quiet: Bool
+
+        func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Row {
+            var row = self.row
+            func say(_ s: String) { if !quiet { writeStderr("  \(s)\n") } }
+            say("perf: \(largeSize)-byte messages, \(bytes >> 20) MiB")
+            row.large = try PerfInitiator(messageSize: largeSize, totalBytes: bytes, duration: nil, queuePairs: 1, batch: 8, showProgress: !quiet).run(transport)
+            say("perf: 64-byte messages, batches of 64, \(smallMessages) messages")
+            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(transport)
+            say("pingpong: 64 bytes, polling, \(roundTrips) round trips")
+            row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(transport)
+            say("send: \(file)")
+            row.file = try FileSender(path: file).run(transport)
+            try ByeJob().run(transport)
+            return row
+        }
+    }
+
+    private func makeFile(_ path: String, size: Int) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ToolError("cannot create \(path)") }
+        defer { close(fd) }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var left = size
+        while left > 0 {
+            let n = min(left, chunk.count)
+            for i in stride(from: 0, to: n, by: 8) {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                withUnsafeBytes(of: state) { s in for j in 0..<min(8, n - i) { chunk[i + j] = s[j] } }
+            }
+            let w = chunk.withUnsafeBytes { write(fd, $0.baseAddress, n) }
+            guard w == n else { throw ToolError("cannot write \(path)") }
+            left -= n
+        }
+    }
+}
+
+/// The path of this executable (to start the endpoint as a second process).
+func selfExecutable() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    return CommandLine.arguments[0]
+}
+
+func printDemoTable(_ rows: [DemoCommand.Row], baseline: Double) {
+    print("")
+    print("ntb-transport demo: two processes over a mock NTB link (shared memory), this machine")
+    print(String(format: "memcpy baseline (single thread, 65524-byte copies into a window): %.2f GB/s", baseline))
+    print("")
+    print(pad("backend", 8), pad("64K GB/s", 9), pad("x memcpy", 9), pad("64B Mmsg/s", 11), pad("p50 us", 8), pad("p99 us", 8), pad("p99.9 us", 9), pad("max us", 9),
+          pad("tx CPU s/GB", 12), pad("rx CPU s/GB", 12), pad("file GB/s", 10), "file check")
+    for r in rows {
+        if let e = r.error { print(pad(r.backend, 8), "unavailable: \(e)"); continue }
+        guard let l = r.large, let s = r.small, let p = r.latency, let f = r.file else { continue }
+        func us(_ ns: UInt64) -> String { String(format: "%.2f", Double(ns) / 1000) }
+        print(pad(r.backend, 8), pad(String(format: "%.2f", l.gigabytesPerSecond), 9), pad(String(format: "%.2f", l.gigabytesPerSecond / baseline), 9),
+              pad(String(format: "%.2f", s.messagesPerSecond / 1e6), 11), pad(us(p.p50), 8), pad(us(p.p99), 8), pad(us(p.p999), 9), pad(us(p.max), 9),
+              pad(String(format: "%.3f", l.senderCPUSecondsPerGB), 12), pad(String(format: "%.3f", l.receiverCPUSecondsPerGB), 12),
+              pad(String(format: "%.2f", Double(f.bytes) / max(f.seconds, 1e-9) / 1e9), 10), "CRC-32C \(String(f.crc32c, radix: 16)) ok")
+    }
+}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import NTBTransport
+
+/// `ntb-transport perf`: throughput like Linux ntb_perf, against `ntb-transport serve` on the peer.
+struct PerfCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "perf",
+        abstract: "Measure throughput over queue pairs (run `ntb-transport serve` on the peer first).",
+        discussion: """
+            Sends messages of each --size over --threads queue pairs (one thread each) for --bytes or --duration, \
+            then prints throughput, message rate and CPU seconds per GB on both sides.
+            Example: ntb-transport serve --port mock:/dev/shm/ntb0 --role endpoint &
+                     ntb-transport perf --port mock:/dev/shm/ntb0 --role host --size 64 --size 65536
+            """
+    )
+
+    @OptionGroup var port: PortOptions
+    @OptionGroup var transport: TransportOptions
+
+    @Option(name: .long, help: ArgumentHelp("Message size in bytes; repeat for several sizes.", valueName: "bytes"))
+    var size: [Int] = [65536 - 12]
+
+    @Option(name: .long, help: ArgumentHelp("Bytes to send per size, e.g. 1G, 512M (default 1G unless --duration).", valueName: "n"))
+    var bytes: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to send per size (instead of --bytes).", valueName: "s"))
+    var duration: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Queue pairs to send on, one thread each.", valueName: "n"))
+    var threads: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Messages per doorbell.", valueName: "n"))
+    var batch: Int = 32
+
+    @Flag(name: .long, help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard !size.isEmpty, size.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--size must be at least 1") }
+        guard threads >= 1 && threads <= 63 else { throw ValidationError("--threads must be 1...63") }
+        guard batch >= 1 && batch <= 4096 else { throw ValidationError("--batch must be 1...4096") }
+        if bytes != nil && duration != nil { throw ValidationError("give --bytes or --duration, not both") }
+        if let bytes, parseByteCount(bytes) == nil { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() throws {
+        var options = transport
+        if options.qps == nil && threads > 1 { options.qps = threads }
+        var results: [PerfResult] = []
+        for s in size {
+            let job = PerfInitiator(messageSize: s, totalBytes: duration == nil ? parseByteCount(bytes ?? "1G") : nil,
+                                    duration: duration.map { .milliseconds(Int64($0 * 1000)) },
+                                    queuePairs: threads, batch: batch, showProgress: !json)
+            results.append(try runTool { try port.withTransport(options, job) })
+        }
+        if json { printJSON(results) } else { printPerfTable(results) }
+    }
+}
+
+/// Parses 123, 4K, 512M, 1G (powers of 1024).
+func parseByteCount(_ text: String) -> UInt64? {
+    let t = text.uppercased()
+    let units: [(String, UInt64)] = [("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)]
+    for (suffix, mult) in units where t.hasSuffix(suffix) || t.hasSuffix(suffix + "B") || t.hasSuffix(suffix + "IB") {
+        let digits = t.prefix { $0.isNumber }
+        guard let v = UInt64(digits), v > 0 else { return nil }
+        return v * mult
+    }
+    guard let v = UInt64(t), v > 0 else { return nil }
+    return v
+}
+
+func printPerfTable(_ results: [PerfResult]) {
+    print(pad("backend", 8), pad("size", 8), pad("qps", 4), pad("batch", 6), pad("messages", 12), pad("GB/s", 8), pad("Mmsg/s", 8), pad("tx CPU s/GB", 12), pad("rx CPU s/GB", 12))
+    for r in results {
+        print(pad(r.backend, 8), pad("\(r.messageSize)", 8), pad("\(r.queuePairs)", 4), pad("\(r.batch)", 6), pad("\(r.messages)", 12),
+              pad(String(format: "%.2f", r.gigabytesPerSecond), 8), pad(String(format: "%.2f", r.messagesPerSecond / 1e6), 8),
+              pad(String(format: "%.3f", r.senderCPUSecondsPerGB), 12), pad(String(format: "%.3f", r.receiverCPUSecondsPerGB), 12))
+    }
+}
+
+func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+
+func printJSON<T: Encodable>(_ value: T) {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys]
+    if let data = try? e.encode(value), let s = String(data: data, encoding: .utf8) { print(s) }
+}
+
+/// Runs a tool body: runtime failures print their description on one line and exit 1.
+func runTool<R>(_ body: () throws -> R) throws -> R {
+    do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}

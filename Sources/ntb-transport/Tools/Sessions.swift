@@ -1,0 +1,469 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Histogram
+import NTBHardware
+import PCIKit
+import NTBTransport
+
+/// Figures of one perf run, as the tools print them.
+struct PerfResult: Codable {
+    var backend: String
+    var messageSize: Int
+    var queuePairs: Int
+    var batch: Int
+    var messages: UInt64
+    var bytes: UInt64
+    var seconds: Double
+    var senderCPUSeconds: Double
+    var receiverCPUSeconds: Double
+    var gigabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
+    var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
+    var senderCPUSecondsPerGB: Double { bytes > 0 ? senderCPUSeconds / (Double(bytes) / 1e9) : 0 }
+    var receiverCPUSecondsPerGB: Double { bytes > 0 ? receiverCPUSeconds / (Double(bytes) / 1e9) : 0 }
+
+    enum CodingKeys: String, CodingKey {
+        case backend, messageSize, queuePairs, batch, messages, bytes, seconds, senderCPUSeconds, receiverCPUSeconds
+        case gigabytesPerSecond, messagesPerSecond, senderCPUSecondsPerGB, receiverCPUSecondsPerGB
+    }
+    func encode(to e: any Encoder) throws {
+        var c = e.container(keyedBy: CodingKeys.self)
+        try c.encode(backend, forKey: .backend); try c.encode(messageSize, forKey: .messageSize)
+        try c.encode(queuePairs, forKey: .queuePairs); try c.encode(batch, forKey: .batch)
+        try c.encode(messages, forKey: .messages); try c.encode(bytes, forKey: .bytes)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(senderCPUSeconds, forKey: .senderCPUSeconds); try c.encode(receiverCPUSeconds, forKey: .receiverCPUSeconds)
+        try c.encode(gigabytesPerSecond, forKey: .gigabytesPerSecond); try c.encode(messagesPerSecond, forKey: .messagesPerSecond)
+        try c.encode(senderCPUSecondsPerGB, forKey: .senderCPUSecondsPerGB); try c.encode(receiverCPUSecondsPerGB, forKey: .receiverCPUSecondsPerGB)
+    }
+    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double) {
+        self.backend = backend; self.messageSize = messageSize; self.queuePairs = queuePairs; self.batch = batch
+        self.messages = messages; self.bytes = bytes; self.seconds = seconds
+        self.senderCPUSeconds = senderCPUSeconds; self.receiverCPUSeconds = receiverCPUSeconds
+    }
+    init(from d: any Decoder) throws {
+        let c = try d.container(keyedBy: CodingKeys.self)
+        self.init(backend: try c.decode(String.self, forKey: .backend), messageSize: try c.decode(Int.self, forKey: .messageSize),
+                  queuePairs: try c.decode(Int.self, forKey: .queuePairs), batch: try c.decode(Int.self, forKey: .batch),
+                  messages: try c.decode(UInt64.self, forKey: .messages), bytes: try c.decode(UInt64.self, forKey: .bytes),
+                  seconds: try c.decode(Double.self, forKey: .seconds), senderCPUSeconds: try c.decode(Double.self, forKey: .senderCPUSeconds),
+                  receiverCPUSeconds: try c.decode(Double.self, forKey: .receiverCPUSeconds))
+    }
+}
+
+/// Round-trip latency figures in nanoseconds.
+struct LatencyResult: Codable {
+    var backend: String
+    var messageSize: Int
+    var roundTrips: Int
+    var waitMode: String
+    var p50: UInt64
+    var p99: UInt64
+    var p999: UInt64
+    var max: UInt64
+    var mean: Double
+}
+
+/// A terminal progress line on stderr (only when stderr is a terminal).
+struct Progress {
+    let enabled = isatty(2) != 0
+    var last = ContinuousClock.now
+    mutating func update(_ text: @autoclosure () -> String) {
+        guard enabled else { return }
+        let now = ContinuousClock.now
+        guard now - last >= .milliseconds(200) else { return }
+        last = now
+        writeStderr("\r\u{1B}[K" + text())
+    }
+    func finish() { if enabled { writeStderr("\r\u{1B}[K") } }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var nanoseconds: UInt64 { UInt64(max(0, components.seconds)) * 1_000_000_000 + UInt64(max(0, components.attoseconds) / 1_000_000_000) }
+}
+
+// MARK: - Initiator side
+
+/// Runs perf as the sender: START on queue pair 0, data on every queue pair (one thread each), END on
+/// each, then the responder's RESULT.
+struct PerfInitiator: TransportJob {
+    var messageSize: Int
+    var totalBytes: UInt64?          // per run, split over queue pairs
+    var duration: Duration?
+    var queuePairs: Int
+    var batch: Int
+    var showProgress = true
+
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> PerfResult {
+        let qps = min(queuePairs, transport.queuePairCount)
+        let ports = try transport.queuePairs.prefix(qps).map { try MessagePort($0) }
+        let maxPayload = ports[0].bufferSize
+        guard messageSize >= 1 && messageSize <= maxPayload else {
+            throw ToolError("--size \(messageSize) does not fit a frame (1...\(maxPayload) bytes with this MTU and window)")
+        }
+        let perQP: UInt64 = totalBytes.map { max(1, $0 / UInt64(messageSize) / UInt64(qps)) } ?? 0
+        try ports[0].send(ControlMessage(.startPerf, UInt64(messageSize), perQP, UInt64(qps), UInt64(batch)))
+        let cpu0 = TransportThread.processCPUSeconds()
+        let start = ContinuousClock.now
+        let deadline = duration.map { start.advanced(by: $0) }
+        var workers: [TransportThread] = []
+        let sentCounts = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: qps)
+        sentCounts.initialize(repeating: 0)
+        defer { sentCounts.deallocate() }
+        let errors = Handoff(UnsafeMutableBufferPointer<ToolError?>.allocate(capacity: qps))
+        errors.value.initialize(repeating: nil)
+        defer { errors.value.deallocate() }
+        let counts = Handoff(sentCounts)
+        for q in 1..<max(qps, 1) {
+            let port = Handoff(ports[q])
+            let body = Handoff({
+                do { counts.value[q] = try Self.sendLoop(port.value, size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: false) }
+                catch let e as ToolError { errors.value[q] = e } catch { errors.value[q] = ToolError("\(error)") }
+            })
+            workers.append(try TransportThread(name: "perf-tx\(q)") { body.value() })
+        }
+        sentCounts[0] = try Self.sendLoop(ports[0], size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: showProgress)
+        for w in workers { w.join() }
+        if let e = errors.value.compactMap({ $0 }).first { throw e }
+        let result = try ports[0].receiveControl(timeout: .seconds(60))
+        let elapsed = ContinuousClock.now - start
+        let cpu = TransportThread.processCPUSeconds() - cpu0
+        guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status))") }
+        let sent = sentCounts.reduce(0, +)
+        guard result.a.1 == sent else {
+            throw ToolError("sent \(sent) messages but the peer received \(result.a.1); see `ntb-transport stats` on both sides")
+        }
+        return PerfResult(backend: Backend.name, messageSize: messageSize, queuePairs: qps, batch: batch,
+                          messages: sent, bytes: result.a.0, seconds: elapsed.seconds,
+                          senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9)
+    }
+
+    /// Sends `count` messages (or until `deadline`) in batches, then END; returns how many were sent.
+    static func sendLoop<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>, size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool) throws -> UInt64 {
+        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        defer { message.deallocate() }
+        for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
+        let bytes = UnsafeRawBufferPointer(message)
+        let qp = port.qp
+        var sent: UInt64 = 0
+        var progress = Progress()
+        let start = ContinuousClock.now
+        var rounds = 0
+        while true {
+            var want = batch
+            if count > 0 {
+                if sent >= count { break }
+                want = Int(min(UInt64(batch), count - sent))
+            } else if rounds & 63 == 0, let deadline, ContinuousClock.now >= deadline {
+                break
+            }
+            rounds &+= 1
+            let n: Int
+            do throws(TransportError) {
+                n = try qp.sendBatch(count: want) { _ in (bytes, 0) }
+            } catch {
+                throw ToolError(error.description)
+            }
+            sent &+= UInt64(n)
+            if n < want {
+                if port.pump() == 0 {
+                    if port.linkLost { throw ToolError("the peer went away during perf") }
+                    _ = qp.wait(timeout: .milliseconds(1))
+                }
+            }
+            if showProgress && rounds & 1023 == 0 {
+                let s = (ContinuousClock.now - start).seconds
+                progress.update(String(format: "  %.2f GB/s  %.2f Mmsg/s  %llu messages", Double(sent) * Double(size) / s / 1e9, Double(sent) / s / 1e6, sent))
+            }
+        }
+        progress.finish()
+        try port.send(ControlMessage(.endPerf))
+        try port.drain()
+        return sent
+    }
+}
+
+/// Runs pingpong as the initiator: START, then `count` round trips of `size` bytes, END.
+struct PingpongInitiator: TransportJob {
+    var messageSize: Int
+    var roundTrips: Int
+    var warmup: Int = 1000
+    var waitMode: String
+
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> LatencyResult {
+        let port = try MessagePort(transport.queuePairs[0])
+        guard messageSize >= 1 && messageSize <= port.bufferSize else {
+            throw ToolError("--size must be 1...\(port.bufferSize) with this MTU and window")
+        }
+        try port.send(ControlMessage(.startPingpong, UInt64(messageSize), UInt64(roundTrips + warmup)))
+        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: messageSize, alignment: 64)
+        defer { message.deallocate() }
+        for i in 0..<messageSize { message[i] = UInt8(truncatingIfNeeded: i) }
+        var histogram = Histogram<UInt64>(highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: .three)
+        let clock = ContinuousClock()
+        var progress = Progress()
+        for i in 0..<(roundTrips + warmup) {
+            let t0 = clock.now
+            try port.send(UnsafeRawBufferPointer(message))
+            let (slot, length) = try port.receive()
+            let rtt = clock.now - t0
+            port.release(slot)
+            guard length == messageSize else { throw ToolError("the echo was \(length) bytes, expected \(messageSize)") }
+            if i >= warmup { _ = histogram.record(rtt.nanoseconds) }
+            if i & 4095 == 0 { progress.update("  \(i) round trips, p50 \(histogram.valueAtPercentile(50)) ns") }
+        }
+        progress.finish()
+        try port.send(ControlMessage(.endPingpong))
+        try port.drain()
+        return LatencyResult(backend: Backend.name, messageSize: messageSize, roundTrips: roundTrips, waitMode: waitMode,
+                             p50: histogram.valueAtPercentile(50), p99: histogram.valueAtPercentile(99),
+                             p999: histogram.valueAtPercentile(99.9), max: histogram.max, mean: histogram.mean)
+    }
+}
+
+/// Sends one file: START_FILE, the name, the content, END_FILE with its CRC-32C; the responder checks it.
+struct FileSender: TransportJob {
+    var path: String
+
+    struct Result: Codable { var name: String; var bytes: UInt64; var seconds: Double; var crc32c: UInt32 }
+
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Result {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ToolError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw ToolError("\(path) is not a regular file") }
+        let name = String(path.split(separator: "/").last ?? "")
+        let port = try MessagePort(transport.queuePairs[0])
+        let nameBytes = Array(name.utf8)
+        guard !nameBytes.isEmpty, nameBytes.count <= port.bufferSize, nameBytes.count != ControlMessage.size else {
+            throw ToolError("the file name must be 1...\(port.bufferSize) bytes and not exactly 64")
+        }
+        let start = ContinuousClock.now
+        try port.send(ControlMessage(.startFile, UInt64(st.st_size), UInt64(nameBytes.count)))
+        let nameBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: nameBytes.count, alignment: 8)
+        defer { nameBuffer.deallocate() }
+        nameBuffer.copyBytes(from: nameBytes)
+        try port.send(UnsafeRawBufferPointer(nameBuffer))
+        // Chunks never exactly 64 bytes (control size): use maxPayload, or 63 for a 64-byte tail.
+        let chunk = port.bufferSize == ControlMessage.size ? ControlMessage.size - 1 : port.bufferSize
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        var crc = CRC32C()
+        var total: UInt64 = 0
+        var progress = Progress()
+        while true {
+            var filled = 0
+            while filled < chunk {
+                let n = read(fd, buffer.baseAddress! + filled, chunk - filled)
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw ToolError("reading \(path): \(String(cString: strerror(errno)))") }
+                if n == 0 { break }
+                filled += n
+            }
+            if filled == 0 { break }
+            var pieces = [(0, filled)]
+            if filled == ControlMessage.size { pieces = [(0, 32), (32, 32)] }
+            for (off, len) in pieces {
+                let piece = UnsafeRawBufferPointer(rebasing: buffer[off..<(off + len)])
+                crc.update(piece)
+                try port.send(piece)
+            }
+            total += UInt64(filled)
+            progress.update("  \(total >> 20) MiB of \(UInt64(st.st_size) >> 20) MiB")
+            if filled < chunk { break }
+        }
+        progress.finish()
+        try port.send(ControlMessage(.endFile, UInt64(crc.checksum), total))
+        let reply = try port.receiveControl(timeout: .seconds(60))
+        guard reply.kind == .result else { throw ToolError("unexpected reply \(reply.kind) to the file transfer") }
+        guard reply.status == 0 else {
+            throw ToolError(reply.status == 2 ? "the receiver could not write the file (status 2); check the receiving directory" : "checksum mismatch: sent CRC-32C \(String(crc.checksum, radix: 16)), the receiver computed \(String(reply.a.0, radix: 16)); the file was discarded")
+        }
+        return Result(name: name, bytes: total, seconds: (ContinuousClock.now - start).seconds, crc32c: crc.checksum)
+    }
+}
+
+/// Tells the responder to exit.
+struct ByeJob: TransportJob {
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws {
+        let port = try MessagePort(transport.queuePairs[0])
+        try port.send(ControlMessage(.bye))
+        try port.drain()
+    }
+}
+
+// MARK: - Responder side
+
+/// Serves perf, pingpong and file sessions until BYE (or, with `once`, after one file).
+struct Responder: TransportJob {
+    var directory: String?
+    var once = false
+    var log: (String) -> Void = { writeStderr($0 + "\n") }
+
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws {
+        var ports = try transport.queuePairs.map { try MessagePort($0) }
+        log("serving \(Backend.name) on \(transport.device.name) with \(transport.queuePairCount) queue pair(s)")
+        while true {
+            if ports.contains(where: \.linkLost) {
+                // The peer left (its queue pairs sent LINK_DOWN, or the link dropped): wait for the next one.
+                log("peer gone; waiting for it to come back")
+                try transport.waitForLink(timeout: .seconds(24 * 3600))
+                ports = try transport.queuePairs.map { try MessagePort($0) }
+            }
+            let m: ControlMessage
+            do { m = try ports[0].receiveControl(timeout: .seconds(24 * 3600)) } catch {
+                if ports[0].linkLost { continue }
+                throw error
+            }
+            do {
+                switch m.kind {
+                case .startPerf:
+                    try perfSink(ports, qps: Int(m.a.2))
+                case .startPingpong:
+                    try echo(ports[0])
+                case .startFile:
+                    try receiveFile(ports[0], size: m.a.0)
+                    if once { return }
+                case .bye:
+                    return
+                default:
+                    throw ToolError("unexpected control message \(m.kind) from the peer")
+                }
+            } catch {
+                if ports.contains(where: \.linkLost) { log("session ended: \(error)"); continue }
+                throw error
+            }
+        }
+    }
+
+    func perfSink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], qps: Int) throws {
+        guard qps >= 1 && qps <= ports.count else { throw ToolError("the peer asked for \(qps) queue pairs; we run \(ports.count)") }
+        let cpu0 = TransportThread.processCPUSeconds()
+        let start = ContinuousClock.now
+        let totals = Handoff(UnsafeMutableBufferPointer<(UInt64, UInt64)>.allocate(capacity: qps))
+        totals.value.initialize(repeating: (0, 0))
+        defer { totals.value.deallocate() }
+        var workers: [TransportThread] = []
+        for q in 1..<qps {
+            let port = Handoff(ports[q])
+            let body = Handoff({ totals.value[q] = (try? Self.sink(port.value)) ?? (0, 0) })
+            workers.append(try TransportThread(name: "perf-rx\(q)") { body.value() })
+        }
+        totals.value[0] = try Self.sink(ports[0])
+        for w in workers { w.join() }
+        let elapsed = ContinuousClock.now - start
+        let cpu = TransportThread.processCPUSeconds() - cpu0
+        let bytes = totals.value.reduce(0) { $0 + $1.0 }, messages = totals.value.reduce(0) { $0 + $1.1 }
+        try ports[0].send(ControlMessage(.result, status: 0, bytes, messages, UInt64(cpu * 1e9), elapsed.nanoseconds))
+    }
+
+    /// Counts data messages until END; reposts each buffer at once.
+    static func sink<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>) throws -> (UInt64, UInt64) {
+        var bytes: UInt64 = 0, messages: UInt64 = 0
+        let deadline = Duration.seconds(30)
+        var idleSince = ContinuousClock.now
+        while true {
+            guard let (slot, length) = port.tryReceive() else {
+                if port.linkLost { throw ToolError("the peer went away during perf") }
+                if ContinuousClock.now - idleSince > deadline { throw ToolError("perf: no data from the peer for \(deadline)") }
+                _ = port.qp.wait(timeout: .milliseconds(2))
+                continue
+            }
+            idleSince = ContinuousClock.now
+            if length == ControlMessage.size, let m = ControlMessage(port.bytes(slot, length)), m.kind == .endPerf {
+                port.release(slot)
+                return (bytes, messages)
+            }
+            bytes &+= UInt64(length)
+            messages &+= 1
+            port.release(slot)
+        }
+    }
+
+    func echo<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>) throws {
+        while true {
+            let (slot, length) = try port.receive(timeout: .seconds(60))
+            if length == ControlMessage.size, let m = ControlMessage(port.bytes(slot, length)), m.kind == .endPingpong {
+                port.release(slot)
+                return
+            }
+            defer { port.release(slot) }
+            try port.send(port.bytes(slot, length))
+        }
+    }
+
+    func receiveFile<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>, size: UInt64) throws {
+        let (nameSlot, nameLength) = try port.receive()
+        let rawName = String(decoding: port.bytes(nameSlot, nameLength), as: UTF8.self)
+        port.release(nameSlot)
+        // Never trust the peer's name: a plain file name, no directories.
+        let name = rawName.split(separator: "/").last.map(String.init) ?? ""
+        let valid = !name.isEmpty && name != "." && name != ".." && !name.contains("\0")
+        let dir = directory ?? "."
+        let partial = "\(dir)/.\(name).partial"
+        let fd = valid ? open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) : -1
+        if !valid { log("refusing file name '\(rawName)' from the peer") }
+        else if fd < 0 { log("cannot write \(partial): \(String(cString: strerror(errno)))") }
+        var crc = CRC32C()
+        var total: UInt64 = 0
+        var writeFailed = fd < 0
+        while true {
+            let (slot, length) = try port.receive(timeout: .seconds(60))
+            let bytes = port.bytes(slot, length)
+            if length == ControlMessage.size, let m = ControlMessage(bytes), m.kind == .endFile {
+                port.release(slot)
+                if fd >= 0 { close(fd) }
+                let ok = !writeFailed && UInt64(crc.checksum) == m.a.0 && total == m.a.1 && total == size
+                if ok {
+                    rename(partial, "\(dir)/\(name)")
+                    log("received \(name): \(total) bytes, CRC-32C \(String(crc.checksum, radix: 16)) verified")
+                } else {
+                    if fd >= 0 { unlink(partial) }
+                    log("discarded \(name): \(writeFailed ? "write failed" : "checksum or size mismatch")")
+                }
+                try port.send(ControlMessage(.result, status: ok ? 0 : (writeFailed ? 2 : 1), UInt64(crc.checksum), total))
+                return
+            }
+            crc.update(bytes)
+            total += UInt64(length)
+            if !writeFailed {
+                var off = 0
+                while off < length {
+                    let n = write(fd, bytes.baseAddress! + off, length - off)
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { writeFailed = true; break }
+                    off += n
+                }
+            }
+            port.release(slot)
+        }
+    }
+}
+
+/// Single-thread memcpy bandwidth with `size`-byte copies into a ring of `window` bytes: the baseline
+/// the transport is compared with (it copies the same way, once per side).
+func memcpyBaseline(size: Int, window: Int = 4 << 20, total: Int = 2 << 30) -> Double {
+    let src = UnsafeMutableRawPointer.allocate(byteCount: max(size, 1 << 20), alignment: 4096)
+    let dst = UnsafeMutableRawPointer.allocate(byteCount: window, alignment: 4096)
+    defer { src.deallocate(); dst.deallocate() }
+    memset(src, 0x5A, max(size, 1 << 20)); memset(dst, 0, window)
+    let slots = max(1, window / size)
+    let count = max(1, total / size)
+    // The same out-of-line copy the host backend uses (memcpy_toio), so nothing is optimised away.
+    let ring = MMIORegion(base: dst, length: window)
+    let message = UnsafeRawBufferPointer(start: src, count: size)
+    let start = ContinuousClock.now
+    for i in 0..<count {
+        ring.copy(from: message, toOffset: (i % slots) * size)
+    }
+    let s = (ContinuousClock.now - start).seconds
+    return Double(count * size) / s / 1e9
+}
+
+/// Writes to standard error without buffering.
+func writeStderr(_ text: String) {
+    var t = text
+    t.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import NTBHardware
+import NTBTransport
+
+extension TransportConfiguration.WaitMode: ExpressibleByArgument {}
+
+/// Transport options shared by `perf`, `pingpong`, `send`, `recv`, `serve`: backend, MTU, queue pairs, waiting.
+struct TransportOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The backend that moves the bytes (\(TransportBackends.names.joined(separator: ", "))).", valueName: "name"))
+    var backend: String = "host"
+
+    @Option(name: .long, help: ArgumentHelp("Transport MTU in bytes: the largest frame (Linux transport_mtu). Both sides must agree.", valueName: "bytes"))
+    var mtu: Int = 0x10000
+
+    @Option(name: .long, help: ArgumentHelp("Queue pairs (Linux max_num_clients); default: one per memory window. Both sides must agree.", valueName: "n"))
+    var qps: Int?
+
+    @Option(name: .long, help: "How queue pairs wait for work: polling, interrupt or adaptive.")
+    var wait: TransportConfiguration.WaitMode = .adaptive
+
+    @Option(name: .customLong("link-timeout"), help: ArgumentHelp("Seconds to wait for the peer.", valueName: "s"))
+    var linkTimeout: Double = 30
+
+    func validate() throws {
+        guard TransportBackends.names.contains(backend) else {
+            throw ValidationError("--backend \(backend): not one of \(TransportBackends.names.joined(separator: ", "))")
+        }
+        guard mtu >= 64 && mtu <= 1 << 24 else { throw ValidationError("--mtu must be 64...16777216") }
+        if let qps, qps < 1 || qps > 63 { throw ValidationError("--qps must be 1...63") }
+        guard linkTimeout > 0 else { throw ValidationError("--link-timeout must be positive") }
+    }
+
+    func configuration(statisticsPath: String?) -> TransportConfiguration {
+        var c = TransportConfiguration()
+        c.mtu = mtu
+        c.queuePairs = qps
+        c.waitMode = wait
+        c.statisticsPath = statisticsPath
+        return c
+    }
+}
+
+/// Something to do with an open transport; generic so that the data path is specialised for the
+/// device and backend chosen at set-up.
+protocol TransportJob {
+    associatedtype Result
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Result
+}
+
+extension PortOptions {
+    /// Where this port and role publish their counters (read by `stats`).
+    var statisticsPath: String? {
+        guard let target = try? target else { return nil }
+        switch target {
+        case let .mock(directory): return "\(directory)/stats.\(role?.rawValue ?? "host")"
+        }
+    }
+
+    /// Opens the device, sets the transport up with the chosen backend, waits for the link, runs `job`.
+    func withTransport<J: TransportJob>(_ options: TransportOptions, _ job: J) throws -> J.Result {
+        let device = try open()
+        defer { device.close() }
+        return try TransportBackends.visit(options.backend, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
+    }
+
+    static func run<Device: NTBDevice, B: TransportBackend, J: TransportJob>(
+        device: Device, backend: B.Type, options: TransportOptions, statisticsPath: String?, _ job: J
+    ) throws -> J.Result {
+        let transport = try Transport<Device, B>(device: device, configuration: options.configuration(statisticsPath: statisticsPath))
+        defer { transport.close() }
+        try transport.waitForLink(timeout: .milliseconds(Int64(options.linkTimeout * 1000)))
+        return try job.run(transport)
+    }
+}
+
+/// Lets the tools hand a queue pair's port to a worker thread; each port is used by one thread at a time
+/// and the hand-over happens at thread start and join.
+struct Handoff<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// Sets up a transport with the visited backend over `device` and runs `job` (specialised per backend).
+struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
+    let device: Device
+    let options: TransportOptions
+    let statisticsPath: String?
+    let job: J
+
+    func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> J.Result {
+        try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, job)
+    }
+}
