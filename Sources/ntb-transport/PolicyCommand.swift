@@ -90,12 +90,14 @@ struct PolicyReport: Equatable {
         }
         let result = Policy.parse(text, file: file)
         let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-        for diagnostic in result.diagnostics {
+        let registry = result.policy?.unregisteredBackends(registered: TransportBackends.names) ?? []
+        let all = (result.diagnostics + registry).sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
+        for diagnostic in all {
             let index = diagnostic.location.line - 1
             let source = index < lines.count ? String(lines[index]) : ""
             report.err.append(diagnostic.rendered(sourceLine: source))
         }
-        let errors = result.errors.count, warnings = result.warnings.count
+        let errors = result.errors.count, warnings = result.warnings.count + registry.count
         if let policy = result.policy {
             let defaultText = policy.defaultEntry.map { ", default \($0.backend)" } ?? ", no default entry (built-in \(Policy.builtInDefault))"
             let warningText = warnings > 0 ? ", \(plural(warnings, "warning"))" : ""
@@ -122,6 +124,7 @@ struct PolicyReport: Equatable {
         report.out.append("policy: \(source)")
         if let note = loaded.note { report.out.append("note: \(note)") }
         report.err += loaded.warnings.map(\.description)
+        report.err += loaded.policy.unregisteredBackends(registered: TransportBackends.names).map(\.description)
         let policy = loaded.policy
         let ports = port.map { [$0] } ?? policy.entries.compactMap(\.port)
         for p in ports {

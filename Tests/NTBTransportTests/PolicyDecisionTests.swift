@@ -146,3 +146,19 @@ struct DecisionCase: CustomTestStringConvertible, Sendable {
         #expect(loaded.policy.defaultEntry?.backend == .auto)
     }
 }
+
+@Suite struct PolicyRegistryTests {
+    @Test func everyRegisteredBackendCanBeNamedInAPolicy() {
+        #expect(!TransportBackends.names.isEmpty)
+        for name in TransportBackends.names { #expect(TransportBackendKind(rawValue: name) != nil, "\(name)") }
+    }
+
+    @Test func entriesNamingAnUnregisteredBackendAreWarnedAbout() throws {
+        let policy = try #require(Policy.parse("default=auto\nedma@01:00.0\nhost@02:00.0\nauto@03:00.0 order=host", file: "p").policy)
+        #expect(policy.unregisteredBackends(registered: ["host"]).map(\.description) == [
+            "p:1:1: warning: backend 'edma' is not registered in this build (registered: host); this entry cannot use it",
+            "p:2:1: warning: backend 'edma' is not registered in this build (registered: host); this entry cannot use it",
+        ])
+        #expect(policy.unregisteredBackends(registered: ["host", "edma"]).isEmpty)
+    }
+}

@@ -121,3 +121,26 @@ extension Policy {
         preconditionFailure("decision fell through for order \(order)")
     }
 }
+
+extension Policy {
+    /// Warnings for entries that name a transport backend not registered in this build
+    /// (``TransportBackends/names``): such an entry cannot get it (`edma` is refused, `auto` skips it).
+    public func unregisteredBackends(registered: [String]) -> [PolicyDiagnostic] {
+        var warnings: [PolicyDiagnostic] = []
+        let all = (defaultEntry.map { [$0] } ?? []) + entries
+        for entry in all.sorted(by: { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }) {
+            let kinds: [TransportBackendKind]
+            switch entry.backend {
+            case .host: kinds = [.host]
+            case .edma: kinds = [.edma]
+            case .auto: kinds = entry.order
+            case .kernel: kinds = []
+            }
+            for kind in kinds where !registered.contains(kind.rawValue) {
+                warnings.append(PolicyDiagnostic(.warning, at: entry.location,
+                    "backend '\(kind)' is not registered in this build (registered: \(registered.joined(separator: ", "))); this entry cannot use it"))
+            }
+        }
+        return warnings
+    }
+}
