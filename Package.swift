@@ -100,6 +100,8 @@ let package = Package(
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
+        // Host backend data path: message rate and heap allocations per message in steady state (see its header).
+        .executableTarget(name: "transport-bench", dependencies: ["NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),
     ],
     swiftLanguageModes: [.v6]
 )

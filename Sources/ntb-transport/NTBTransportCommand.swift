@@ -11,6 +11,12 @@ struct NTBTransportCommand: AsyncParsableCommand {
         abstract: "Userspace NTB transport: queue pairs over a PCIe Non-Transparent Bridge, moved by CPU copy or the endpoint's DW eDMA.",
         version: "0.1.0",
         subcommands: [
+            List.self,
+            Bind.self,
+            Unbind.self,
+            Info.self,
+            ToolCommand.self,
+            MockCommand.self,
             PerfCommand.self,
             PingpongCommand.self,
             SendCommand.self,

@@ -1,13 +1,21 @@
 import ArgumentParser
 import NTBHardware
 import NTBMock
+import PCIKit
 
 extension MockRole: ExpressibleByArgument {}
 
-/// Which NTB port a command works on: `--port mock[:DIR] --role host|endpoint` (a mock link in
-/// DIR, default /dev/shm/ntb-mock). Shared by `tool`, `perf`, `pingpong` and the other commands that open a port.
+/// Something to do with an open port, generic over the device so the data path is specialised for it.
+protocol DeviceJob {
+    associatedtype Result
+    func run<Device: NTBDevice>(_ device: Device) throws -> Result
+}
+
+/// Which NTB port a command works on: `--port mock[:DIR] --role host|endpoint` (a mock link in DIR, default
+/// /dev/shm/ntb-mock) or `--port 0000:01:00.0` (an endpoint-function NTB bound to vfio-pci; host side).
+/// Shared by `tool`, `perf`, `pingpong` and the other commands that open a port.
 struct PortOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The NTB port: mock[:DIR] for a mock link (default DIR: \(MockLink.defaultDirectory)).", valueName: "port"))
+    @Option(name: .long, help: ArgumentHelp("The NTB port: mock[:DIR] for a mock link (default DIR: \(MockLink.defaultDirectory)), or the PCI address of an EPF NTB bound to vfio-pci.", valueName: "port"))
     var port: String = "mock"
 
     @Option(name: .long, help: "The side this process plays on a mock link: host or endpoint.")
@@ -19,9 +27,14 @@ struct PortOptions: ParsableArguments {
     @Option(name: .customLong("poll-us"), help: ArgumentHelp("Endpoint poll interval in microseconds (overrides --fast).", valueName: "us"))
     var pollMicroseconds: Int?
 
-    /// Where the port is.
+    /// Where the port is (mock links; see ``pciAddress`` for devices).
     enum Target: Equatable {
         case mock(directory: String)
+    }
+
+    /// The PCI address when `--port` names a device (`0000:01:00.0` or `01:00.0`).
+    var pciAddress: PCIAddress? {
+        port.hasPrefix("mock") ? nil : try? PCIAddress(parsing: port)
     }
 
     var target: Target {
@@ -32,13 +45,16 @@ struct PortOptions: ParsableArguments {
                 guard !dir.isEmpty else { throw ValidationError("--port mock: needs a directory, e.g. mock:/dev/shm/ntb0") }
                 return .mock(directory: dir)
             }
-            throw ValidationError("--port \(port): expected mock or mock:DIR")
+            if pciAddress != nil { throw ValidationError("--port \(port) is a PCI device; this command runs on mock ports only") }
+            throw ValidationError("--port \(port): expected mock, mock:DIR or a PCI address such as 0000:01:00.0")
         }
     }
 
     mutating func validate() throws {
-        switch try target {
-        case .mock:
+        if pciAddress != nil {
+            guard role == nil || role == .host else { throw ValidationError("--port \(port) is the host side of a PCI device; --role endpoint needs a mock port") }
+        } else {
+            _ = try target
             guard role != nil else { throw ValidationError("--port \(port) needs --role host or --role endpoint") }
         }
         if let us = pollMicroseconds, us < 0 || us > 1_000_000 {
@@ -53,11 +69,21 @@ struct PortOptions: ParsableArguments {
         return o
     }
 
-    /// Opens the port.
+    /// Opens a mock port.
     func open() throws -> MockNTBDevice {
         switch try target {
         case let .mock(directory):
             return try MockNTBDevice(directory: directory, role: role!, options: mockOptions)
         }
+    }
+
+    /// Opens the port (mock side or VFIO device) and runs `job` on it with the concrete device type.
+    func withDevice<J: DeviceJob>(_ job: J) throws -> J.Result {
+        if let address = pciAddress {
+            return try job.run(try EPFHostDevice.open(vfio: address))
+        }
+        let device = try open()
+        defer { device.close() }
+        return try job.run(device)
     }
 }

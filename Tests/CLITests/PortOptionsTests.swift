@@ -16,7 +16,13 @@ import NTBMock
         #expect(o.mockOptions.pollInterval == .microseconds(250))
     }
 
-    @Test(arguments: [["--port", "mock"], ["--port", "mock:", "--role", "host"], ["--port", "pci0", "--role", "host"], ["--role", "host", "--poll-us", "-1"]])
+    @Test func pciAddressIsTheHostSideOfADevice() throws {
+        let o = try PortOptions.parse(["--port", "01:00.0"])
+        #expect(o.pciAddress?.description == "0000:01:00.0")
+        #expect(throws: (any Error).self) { _ = try o.target }
+    }
+
+    @Test(arguments: [["--port", "mock"], ["--port", "mock:", "--role", "host"], ["--port", "pci0", "--role", "host"], ["--role", "host", "--poll-us", "-1"], ["--port", "01:00.0", "--role", "endpoint"]])
     func usageErrors(_ args: [String]) {
         #expect(throws: (any Error).self) { _ = try PortOptions.parse(args) }
     }

@@ -9,6 +9,8 @@
 
 #include "ntb_mmio.h"        /* volatile MMIO + barriers          (PCIKit)       */
 #include "ntb_sys.h"         /* eventfd, epoll                    (PCIKit)       */
+#include "ntb_vfio.h"        /* VFIO ioctls and layouts           (PCIKit)       */
+#include "ntb_pci.h"         /* libpci scan, names, config        (PCIKit)       */
 #include "ntb_epf.h"         /* EPF NTB control region, mock link page (NTBHardware, NTBMock) */
 #include "ntb_transport.h"   /* ntb_transport v4 wire layout      (NTBTransport) */
 #include "ntb_edma.h"        /* eDMA LL layouts, model ring/futex (DWEDMA, NTBMock) */

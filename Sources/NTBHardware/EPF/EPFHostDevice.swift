@@ -18,6 +18,7 @@ import Synchronization
 /// - CONFIGURE_DOORBELL is sent by ``enableLink()`` (Linux sends it at probe), so the device can be
 ///   opened and inspected while the endpoint is not running yet. After a peer reset ``enableLink()``
 ///   configures doorbells and re-applies the memory-window translations again.
+@safe
 public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     public let name: String
     public let map: EPFBARMap
@@ -36,10 +37,12 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     private let extraSources: [EventNotifier]
     private let barLengths: [Int]
     private let allocator: (Int, Int) throws(NTBError) -> DMABuffer
+    private let resources: [AnyObject]
 
-    /// Byte offset in the doorbell BAR of each slot and the value to write (from db_data/db_offset).
-    private var slotOffsets: [Int]
-    private var slotData: [UInt32]
+    /// Per slot: byte offset in the doorbell BAR (low 32 bits) and the value to write (high 32 bits), from
+    /// db_offset/db_data at CONFIGURE_DOORBELL. Atomics in a fixed table: ringing reads them without locks,
+    /// allocation or reference counting; 0 = not configured.
+    private let slots: UnsafeMutablePointer<Atomic<UInt64>>
     /// Host doorbell vectors minus the link vector (`ndev->db_count`).
     public let doorbellCount: Int
 
@@ -55,10 +58,12 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     ///   - bars: views of BAR 0...5 (nil = not mapped).
     ///   - vectors: the MSI or MSI-X vectors the host allocated (4...32; vector 0 = link event).
     ///   - extraEventSources: further descriptors ``waitForEvents(timeout:)`` wakes on (e.g. a mock link monitor).
+    ///   - resources: objects that must live as long as the device (BAR mappings, the VFIO device).
     ///   - allocator: allocates DMA memory for inbound windows (length, alignment).
     public init(
         name: String, bars: [MMIORegion?], map: EPFBARMap, vectors: [EventNotifier], msix: Bool,
         extraEventSources: [EventNotifier] = [], commandTimeout: Duration = .seconds(1),
+        retaining resources: [AnyObject] = [],
         allocator: @escaping (Int, Int) throws(NTBError) -> DMABuffer
     ) throws(NTBError) {
         precondition(bars.count == 6, "pass all six BAR slots")
@@ -92,12 +97,18 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
         self.barLengths = lengths
         self.poller = DescriptorPoller(vectors.map(\.fd) + extraEventSources.map(\.fd))
         self.allocator = allocator
+        self.resources = resources
         self.doorbellCount = vectors.count - 1
-        self.slotOffsets = []
-        self.slotData = []
+        unsafe self.slots = .allocate(capacity: EPFControl.slots)
+        for n in 0..<EPFControl.slots { unsafe (slots + n).initialize(to: Atomic<UInt64>(0)) }
         // Start clean: interrupts raised before we opened belong to nobody.
         for v in vectors { v.consume() }
         linkSeen.store(Self.linkBit(ctrl), ordering: .relaxed)
+    }
+
+    deinit {
+        unsafe slots.deinitialize(count: EPFControl.slots)
+        unsafe slots.deallocate()
     }
 
     // MARK: Commands (ntb_epf_send_command)
@@ -196,8 +207,9 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
             offsets[n] = Int(at)
             data[n] = ctrl.load32(at: EPFControl.doorbellData(n))
         }
-        slotOffsets = offsets
-        slotData = data
+        for n in 2..<vectors.count {
+            unsafe slots[n].store(UInt64(data[n]) << 32 | UInt64(offsets[n]), ordering: .releasing)
+        }
     }
 
     // MARK: Inbound windows (the endpoint's outbound window mapped onto our memory)
@@ -280,13 +292,14 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     /// Writes `db_data[n]` to slot `n = bit + 2` of the doorbell BAR for every set bit (ntb_epf_peer_db_set).
     public func ringPeerDoorbell(_ bits: UInt64) {
         precondition(bits & ~doorbellValidMask == 0, "doorbell bits 0x\(String(bits, radix: 16)) outside the valid mask 0x\(String(doorbellValidMask, radix: 16))")
-        guard !slotOffsets.isEmpty else { return }   // not configured: the endpoint has no doorbell array yet
         var rest = bits
         while rest != 0 {
             let bit = rest.trailingZeroBitCount
             rest &= rest - 1
             let slot = bit + 2
-            doorbellBAR.store32(slotData[slot], at: slotOffsets[slot])
+            let entry = unsafe slots[slot].load(ordering: .acquiring)
+            guard entry != 0 else { continue }   // not configured: the endpoint has no doorbell array yet
+            doorbellBAR.store32(UInt32(truncatingIfNeeded: entry >> 32), at: Int(UInt32(truncatingIfNeeded: entry)))
         }
     }
 

@@ -65,8 +65,10 @@ func pollMilliseconds(_ duration: Duration) -> Int32 {
 /// Monotonic clock reading for deadlines.
 func now() -> ContinuousClock.Instant { ContinuousClock.now }
 
-/// Starts a joinable thread running `body` (service threads of device models and endpoint functions).
-public func spawnThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+/// Starts a thread running `body` (service threads of device models and endpoint functions); joinable
+/// unless `detached`.
+@discardableResult
+public func spawnThread(detached: Bool = false, _ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
     let raw = unsafe Unmanaged.passRetained(Box(body)).toOpaque()
     var tid = pthread_t()
@@ -76,5 +78,6 @@ public func spawnThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
         return nil
     }, raw)
     precondition(rc == 0, "pthread_create failed with \(rc)")
+    if detached { pthread_detach(tid) }
     return tid
 }

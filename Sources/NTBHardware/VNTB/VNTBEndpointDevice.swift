@@ -317,8 +317,8 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
 
     // MARK: Events
 
+    /// Scans the doorbell array itself (no system call), so a spinning caller sees a host doorbell at once.
     public func pollEvents() -> NTBEvents {
-        eventNotifier.consume()
         scanDoorbells()
         var events: NTBEvents = []
         if pending.load(ordering: .acquiring) & ~mask.load(ordering: .relaxed) != 0 { events.insert(.doorbell) }
@@ -331,6 +331,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     public func waitForEvents(timeout: Duration) -> NTBEvents {
         let deadline = now() + timeout
         while true {
+            eventNotifier.consume()   // before looking, so a signal after the look wakes the wait below
             let events = pollEvents()
             if !events.isEmpty { return events }
             let left = deadline - now()

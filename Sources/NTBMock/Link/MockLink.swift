@@ -43,7 +43,7 @@ public struct MockLinkConfiguration: Sendable, Equatable {
     public var msiVectors = 16
     public var hostRAMSize = 64 << 20
     public var endpointRAMSize = 64 << 20
-    /// Heartbeat period of each side's monitor; a hung peer is declared gone after 10 missed beats.
+    /// Heartbeat period of each side's monitor; a hung peer is declared gone after 10 missed beats (at least 500 ms).
     public var heartbeatMilliseconds = 50
     /// Host doorbell writes also interrupt the endpoint (vNTB `msi_doorbell`).
     public var msiDoorbell = false
@@ -54,7 +54,8 @@ public struct MockLinkConfiguration: Sendable, Equatable {
     public static let hostRAMBus: UInt64 = 0x1_0000_0000
     public static let endpointRAMBus: UInt64 = 0x8000_0000
 
-    func validate() throws(NTBError) {
+    /// Checks the geometry; the error names the option to fix.
+    public func validate() throws(NTBError) {
         func bad(_ what: String) -> NTBError { .unsupported("mock link: \(what)") }
         guard (1...profile.maxWindows).contains(memoryWindowCount) else { throw bad("--mws must be 1...\(profile.maxWindows) for \(profile)") }
         guard memoryWindowSize >= 4096 && memoryWindowSize % 4096 == 0 && memoryWindowSize <= 1 << 30 else { throw bad("--mw-size must be a multiple of 4 KiB up to 1 GiB") }
@@ -112,7 +113,7 @@ public enum MockRole: String, Sendable, CaseIterable, CustomStringConvertible {
 /// Each process (or thread) opens one side with ``open(at:role:)``; a side is held with an exclusive
 /// `flock` on `<role>.lock`, so a second opener of the same side is refused while the first lives, and a
 /// dead side is taken over and started clean. A monitor thread beats a heartbeat and watches the peer:
-/// a killed peer (its lock is gone) is seen at the next beat, a hung one after 10 missed beats.
+/// a killed peer (its lock is gone) is seen at the next beat, a hung one after 10 missed beats (at least 500 ms).
 @safe
 public final class MockLink: @unchecked Sendable {
     public let directory: String
@@ -395,7 +396,8 @@ public final class MockLink: @unchecked Sendable {
             }
             if beat != s.lastBeat { s.lastBeat = beat; s.staleTicks = 0; return true }
             s.staleTicks += 1
-            return s.staleTicks < 10
+            // Hung: no beat for 10 periods, and at least 500 ms so a loaded machine is not mistaken for a dead peer.
+            return s.staleTicks < max(10, 500 / max(1, configuration.heartbeatMilliseconds))
         }
     }
 

@@ -26,6 +26,9 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     /// the DW eDMA engine model's address map.
     public let memorySegments: [MockMemorySegment]
     private let wantLink = Flag()
+    /// The endpoint went away since the link was last brought up: a new one needs configuring.
+    private let needsRelink = Flag()
+    private let closed = Flag()
     private let embeddedDoorbell: EventNotifier?
 
     /// Options for opening a side.
@@ -70,6 +73,11 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             memorySegments = [controller.endpointRAM.segment, controller.hostRAM]
             embeddedDoorbell = nil
             link.onPeerChange { [weak device] present in if !present { device?.hostLost() } }
+            // A host that lived less than one beat was never seen arriving: a link up without a host is stale.
+            link.onTick { [weak device, weak link] in
+                guard let device, let link, !link.isPeerPresent, device.isLinkUp else { return }
+                device.hostLost()
+            }
         case .host:
             let map = c.profile.map
             let sizes = c.barSizes
@@ -100,21 +108,33 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             }
             let device = try EPFHostDevice(
                 name: name, bars: bars, map: map, vectors: vectors, msix: false, extraEventSources: [link.monitorNotifier],
-                commandTimeout: options.commandTimeout, allocator: { (length, alignment) throws(NTBError) in try arena.allocate(length: length, alignment: alignment) })
+                commandTimeout: options.commandTimeout, retaining: [link], allocator: { (length, alignment) throws(NTBError) in try arena.allocate(length: length, alignment: alignment) })
             backend = .host(device)
             memorySegments = [arena.segment]
-            let want = wantLink
-            link.onPeerChange { [weak device] present in if !present { device?.peerReset() } }
+            let want = wantLink, needsRelink = needsRelink, closed = closed
+            link.onPeerChange { [weak device] present in
+                guard !present else { return }
+                device?.peerReset()
+                needsRelink.value.store(true, ordering: .releasing)
+            }
+            let relinking = Flag()
             link.onTick { [weak device, weak link] in
-                // The endpoint came back: configure it again and link up (what a re-probe would do).
-                guard let device, let link, want.isSet, link.isPeerPresent, !device.isLinkUp else { return }
-                try? device.enableLink()
+                // The endpoint came back: configure it again and link up (what a re-probe would do). On its own
+                // thread: a command may take up to the endpoint's poll interval, and the monitor must keep beating.
+                guard let device, let link, want.isSet, needsRelink.isSet, !closed.isSet, link.isPeerPresent, !device.isLinkUp,
+                      !relinking.value.exchange(true, ordering: .acquiringAndReleasing) else { return }
+                spawnThread(detached: true) {
+                    if !closed.isSet && want.isSet, (try? device.enableLink()) != nil {
+                        needsRelink.value.store(false, ordering: .releasing)
+                    }
+                    relinking.value.store(false, ordering: .releasing)
+                }
             }
         }
         link.markReady()
     }
 
-    /// "The user wants the link up", shared with the monitor thread without retaining the device.
+    /// A flag shared with the monitor thread without retaining the device.
     private final class Flag: Sendable {
         let value = Atomic<Bool>(false)
         var isSet: Bool { value.load(ordering: .acquiring) }
@@ -122,6 +142,7 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
 
     /// Stops the side's threads; the side is released when the device is freed.
     public func close() {
+        closed.value.store(true, ordering: .releasing)
         link.close()
         endpoint?.stop()
     }
@@ -141,6 +162,7 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             wantLink.value.store(true, ordering: .releasing)
             guard link.isPeerPresent else { throw .linkDown }
             try d.enableLink()
+            needsRelink.value.store(false, ordering: .releasing)
         case let .endpoint(d): try d.enableLink()
         }
     }

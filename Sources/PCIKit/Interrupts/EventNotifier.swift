@@ -1,14 +1,15 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CNTBShim
+import SystemPackage
 
 /// An interrupt delivered through a file descriptor: an eventfd (VFIO MSI/MSI-X/INTx, in-process
 /// models), a FIFO in a mock link's directory (a model in another process raising an interrupt), or a
 /// UIO device node.
 ///
 /// `wait(timeout:)` blocks in `poll(2)` until the interrupt fires; `consume()` acknowledges it and
-/// returns how many times it fired (at least 1) or 0 if it had not.
+/// returns how many times it fired (at least 1) or 0 if it had not. Several notifiers can be waited on
+/// together with ``InterruptSet``. System calls go through `Internals/Syscalls.swift`.
 public final class EventNotifier: @unchecked Sendable {
     public enum Kind: Sendable, Equatable {
         /// eventfd(2): 8-byte counter.
@@ -32,36 +33,43 @@ public final class EventNotifier: @unchecked Sendable {
 
     /// A new non-blocking eventfd.
     public convenience init() throws(PCIKitError) {
-        let fd = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        if fd < 0 { throw PCIKitError.system(call: "eventfd", errno: errno, remedy: "check the process limit on open files (ulimit -n)") }
+        let fd: Int32
+        do { fd = try Syscalls.eventfd() } catch {
+            throw .system(call: "eventfd", errno: error.rawValue, remedy: "check the process limit on open files (ulimit -n)")
+        }
         self.init(fd: fd, kind: .eventfd)
     }
 
     /// Opens (creating if needed) a FIFO at `path`, read-write and non-blocking, so that another
     /// process can raise this interrupt by opening the same path.
     public convenience init(fifoAt path: String) throws(PCIKitError) {
-        if unsafe mkfifo(path, 0o600) != 0 && errno != EEXIST {
-            throw PCIKitError.system(call: "mkfifo \(path)", errno: errno, remedy: "check that the directory exists and is writable")
+        do { try Syscalls.mkfifo(path, mode: 0o600) } catch {
+            if error != .fileExists {
+                throw .system(call: "mkfifo \(path)", errno: error.rawValue, remedy: "check that the directory exists and is writable")
+            }
         }
-        let fd = unsafe open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)
-        if fd < 0 { throw PCIKitError.system(call: "open \(path)", errno: errno, remedy: "check the permissions of the mock directory") }
+        let fd: Int32
+        do { fd = try Syscalls.open(path, O_RDWR | O_NONBLOCK) } catch {
+            throw .system(call: "open \(path)", errno: error.rawValue, remedy: "check the permissions of the mock directory")
+        }
         self.init(fd: fd, kind: .fifo)
     }
 
-    deinit { if ownsDescriptor { close(fd) } }
+    deinit { if ownsDescriptor { Syscalls.close(fd) } }
 
-    /// Raises the interrupt (for models and tests; hardware raises its own).
+    /// Raises the interrupt (for models and tests; hardware raises its own). For `.uio` this writes 1,
+    /// which re-enables (unmasks) the interrupt (uio_pci_generic `irqcontrol`).
     public func signal() {
         switch kind {
         case .eventfd:
             var one: UInt64 = 1
-            _ = unsafe write(fd, &one, 8)
+            _ = try? unsafe Syscalls.write(fd, &one, 8)
         case .fifo:
             var one: UInt8 = 1
-            _ = unsafe write(fd, &one, 1)   // EAGAIN when full: the interrupt is pending anyway
+            _ = try? unsafe Syscalls.write(fd, &one, 1)   // EAGAIN when full: the interrupt is pending anyway
         case .uio:
-            var one: UInt32 = 1             // unmask (uio_pci_generic: re-enable INTx)
-            _ = unsafe write(fd, &one, 4)
+            var one: UInt32 = 1
+            _ = try? unsafe Syscalls.write(fd, &one, 4)
         }
     }
 
@@ -71,40 +79,77 @@ public final class EventNotifier: @unchecked Sendable {
         switch kind {
         case .eventfd:
             var count: UInt64 = 0
-            return unsafe read(fd, &count, 8) == 8 ? count : 0
+            return (try? unsafe Syscalls.read(fd, &count, 8)) == 8 ? count : 0
         case .fifo:
             var total: UInt64 = 0
-            var buffer = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            var buffer = [UInt8](repeating: 0, count: 64)
             while true {
-                let n = unsafe withUnsafeMutableBytes(of: &buffer) { unsafe read(fd, $0.baseAddress, $0.count) }
+                let n = (try? unsafe withMutableBytes(&buffer) { b throws(Errno) in try unsafe Syscalls.read(fd, b.baseAddress!, b.count) }) ?? 0
                 if n <= 0 { break }
                 total += UInt64(n)
             }
             return total
         case .uio:
+            guard (try? Syscalls.pollIn(fd, timeoutMs: 0)) == true else { return 0 }
             var count: UInt32 = 0
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard unsafe poll(&pfd, 1, 0) > 0 else { return 0 }
-            return unsafe read(fd, &count, 4) == 4 ? 1 : 0
+            return (try? unsafe Syscalls.read(fd, &count, 4)) == 4 ? 1 : 0
         }
     }
 
     /// Waits until the interrupt fires or `timeout` passes (nil: forever). Returns true if it fired.
     /// Does not consume it; call ``consume()``.
     public func wait(timeout: Duration?) -> Bool {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ms: Int32
-        if let timeout {
-            let (s, atto) = timeout.components
-            let total = s * 1000 + atto / 1_000_000_000_000_000
-            ms = Int32(clamping: max(0, total == 0 && atto > 0 ? 1 : total))
-        } else {
-            ms = -1
+        (try? Syscalls.pollIn(fd, timeoutMs: milliseconds(timeout))) ?? false
+    }
+}
+
+/// A timeout in whole milliseconds for poll/epoll (-1: forever; a positive sub-millisecond timeout
+/// rounds up to 1 so it still waits).
+func milliseconds(_ timeout: Duration?) -> Int32 {
+    guard let timeout else { return -1 }
+    let (s, atto) = timeout.components
+    if s < 0 { return 0 }
+    let ms = s * 1000 + atto / 1_000_000_000_000_000
+    return Int32(clamping: ms == 0 && atto > 0 ? 1 : ms)
+}
+
+/// Several interrupts waited on together (epoll): one vector per ``EventNotifier``.
+///
+/// ```swift
+/// let vectors = try device.enableInterrupts(.msix, count: 4)
+/// let set = try InterruptSet(vectors)
+/// for v in try set.wait(timeout: .milliseconds(100)) { vectors[v].consume() }
+/// ```
+public final class InterruptSet: @unchecked Sendable {
+    public let notifiers: [EventNotifier]
+    private let epoll: OwnedDescriptor
+
+    public init(_ notifiers: [EventNotifier]) throws(PCIKitError) {
+        self.notifiers = notifiers
+        let fd: Int32
+        do { fd = try Syscalls.epollCreate() } catch {
+            throw .system(call: "epoll_create1", errno: error.rawValue, remedy: "check the process limit on open files (ulimit -n)")
         }
-        while true {
-            let r = unsafe poll(&pfd, 1, ms)
-            if r < 0 && errno == EINTR { continue }
-            return r > 0
+        epoll = OwnedDescriptor(fd)
+        for (i, n) in notifiers.enumerated() {
+            do { try Syscalls.epollAdd(fd, n.fd, tag: UInt64(i)) } catch {
+                throw .system(call: "epoll_ctl", errno: error.rawValue, remedy: "the notifier's descriptor is not pollable")
+            }
         }
+    }
+
+    /// Waits until at least one interrupt fires or `timeout` passes; returns the indices (into
+    /// ``notifiers``) of those that fired, empty on timeout. Does not consume them.
+    public func wait(timeout: Duration?) throws(PCIKitError) -> [Int] {
+        var tags = [UInt64](repeating: 0, count: max(1, notifiers.count))
+        let n: Int
+        do {
+            n = try unsafe withMutableBytes(&tags) { raw throws(Errno) in
+                try unsafe Syscalls.epollWait(epoll.fd, tags: raw.bindMemory(to: UInt64.self), timeoutMs: milliseconds(timeout))
+            }
+        } catch {
+            throw .system(call: "epoll_wait", errno: error.rawValue, remedy: "the interrupt descriptors were closed")
+        }
+        return tags.prefix(n).map { Int($0) }.sorted()
     }
 }

@@ -50,6 +50,7 @@ protocol TransportJob {
 extension PortOptions {
     /// Where this port and role publish their counters (read by `stats`).
     var statisticsPath: String? {
+        if let address = pciAddress { return "/dev/shm/ntb-transport-\(address).stats" }
         guard let target = try? target else { return nil }
         switch target {
         case let .mock(directory): return "\(directory)/stats.\(role?.rawValue ?? "host")"
@@ -58,9 +59,7 @@ extension PortOptions {
 
     /// Opens the device, sets the transport up with the chosen backend, waits for the link, runs `job`.
     func withTransport<J: TransportJob>(_ options: TransportOptions, _ job: J) throws -> J.Result {
-        let device = try open()
-        defer { device.close() }
-        return try TransportBackends.visit(options.backend, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
+        try withDevice(OpenTransport(options: options, statisticsPath: statisticsPath, job: job))
     }
 
     static func run<Device: NTBDevice, B: TransportBackend, J: TransportJob>(
@@ -89,5 +88,16 @@ struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
 
     func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> J.Result {
         try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, job)
+    }
+}
+
+/// The device job behind `withTransport`: picks the backend by name with the concrete device type.
+struct OpenTransport<J: TransportJob>: DeviceJob {
+    let options: TransportOptions
+    let statisticsPath: String?
+    let job: J
+
+    func run<Device: NTBDevice>(_ device: Device) throws -> J.Result {
+        try TransportBackends.visit(options.backend, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
     }
 }

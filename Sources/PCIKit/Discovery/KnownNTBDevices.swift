@@ -1,0 +1,56 @@
+/// The PCI IDs of NTB-capable functions this project drives: the one table of them. The udev rules in
+/// `udev/` list the same IDs (a test keeps them identical), and `ntb-transport list` shows what matches.
+///
+/// Sources (peers.md, kernel-facts.md §3.4): `drivers/ntb/hw/epf/ntb_hw_epf.c` (`ntb_epf_pci_tbl`:
+/// TI J721E, NXP i.MX8, Renesas R-Car S4, class 0x0500 "RAM"), `drivers/ntb/hw/intel/ntb_hw_intel.h`
+/// (Skylake 201c, Icelake 347e, gen5/6 0db4 as DPDK's ntb rawdev lists it), `drivers/ntb/hw/amd/`
+/// (14c0 primary, 14c3 secondary, as the DPDK AMD series lists them).
+public enum KnownNTBDevices {
+    /// What kind of NTB the function is, which decides the hardware adapter that drives it.
+    public enum Family: String, Sendable, Codable, CaseIterable {
+        /// An endpoint SoC running pci-epf-ntb / pci-epf-vntb; the host side is `ntb_hw_epf`.
+        case endpointFunction = "epf"
+        /// Intel Xeon NTB (`ntb_hw_intel`).
+        case intel
+        /// AMD NTB (`ntb_hw_amd`).
+        case amd
+    }
+
+    /// One known ID.
+    public struct Entry: Sendable, Equatable, Hashable, Codable {
+        public var vendor: UInt16
+        public var device: UInt16
+        /// The class (base << 8 | sub) the function must also have, or nil for any class.
+        public var deviceClass: UInt16?
+        public var family: Family
+        /// What the function is, in a few words.
+        public var summary: String
+        /// The Linux driver that would bind it (for messages).
+        public var linuxDriver: String
+    }
+
+    /// Every known NTB function ID.
+    public static let all: [Entry] = [
+        Entry(vendor: 0x104c, device: 0xb00d, deviceClass: 0x0500, family: .endpointFunction,
+              summary: "TI J721E endpoint NTB function", linuxDriver: "ntb_hw_epf"),
+        Entry(vendor: 0x1957, device: 0x0809, deviceClass: 0x0500, family: .endpointFunction,
+              summary: "NXP i.MX8 endpoint NTB function", linuxDriver: "ntb_hw_epf"),
+        Entry(vendor: 0x1912, device: 0x0030, deviceClass: 0x0500, family: .endpointFunction,
+              summary: "Renesas R-Car S4 endpoint NTB function", linuxDriver: "ntb_hw_epf"),
+        Entry(vendor: 0x8086, device: 0x201c, deviceClass: nil, family: .intel,
+              summary: "Intel Xeon Skylake NTB (gen2)", linuxDriver: "ntb_hw_intel"),
+        Entry(vendor: 0x8086, device: 0x347e, deviceClass: nil, family: .intel,
+              summary: "Intel Xeon Icelake/Sapphire Rapids NTB (gen3-5)", linuxDriver: "ntb_hw_intel"),
+        Entry(vendor: 0x8086, device: 0x0db4, deviceClass: nil, family: .intel,
+              summary: "Intel Xeon NTB gen6", linuxDriver: "ntb_hw_intel"),
+        Entry(vendor: 0x1022, device: 0x14c0, deviceClass: nil, family: .amd,
+              summary: "AMD EPYC Embedded NTB (primary)", linuxDriver: "ntb_hw_amd"),
+        Entry(vendor: 0x1022, device: 0x14c3, deviceClass: nil, family: .amd,
+              summary: "AMD EPYC Embedded NTB (secondary)", linuxDriver: "ntb_hw_amd"),
+    ]
+
+    /// The entry matching a function's IDs and class, if any.
+    public static func match(vendor: UInt16, device: UInt16, deviceClass: UInt16) -> Entry? {
+        all.first { $0.vendor == vendor && $0.device == device && ($0.deviceClass == nil || $0.deviceClass == deviceClass) }
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import NTBHardware
+import NTBMock
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ntb-transport tool`: what Linux ntb_tool offers, on a port.
+///
+/// The side stays open while the command runs: a process is one machine of the link. With commands as
+/// arguments they run in order and the tool exits (first failure: exit 1); without, it reads one
+/// command per line from standard input and answers each with one or more lines (failures as `error: …`)
+/// until end of input.
+struct ToolCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tool",
+        abstract: "Link, scratchpad, doorbell and memory-window operations on an NTB port (like Linux ntb_tool).",
+        discussion: ToolSession<MockNTBDevice>.help + """
+
+
+            Examples:
+              ntb-transport mock up --dir /dev/shm/ntb0
+              ntb-transport tool --port mock:/dev/shm/ntb0 --role endpoint          # interactive, keep it running
+              ntb-transport tool --port mock:/dev/shm/ntb0 --role host "link up" "peer-spad write 0 42" "db ring 0x1"
+              ntb-transport tool --port 0000:01:00.0 "link up" "link status"            # EPF NTB bound to vfio-pci
+            """
+    )
+
+    @OptionGroup var port: PortOptions
+
+    @Argument(help: "Commands to run, each one argument (e.g. \"spad read 0\"). None: read commands from standard input.")
+    var commands: [String] = []
+
+    func run() throws {
+        try port.withDevice(Job(commands: commands))
+    }
+
+    private struct Job: DeviceJob {
+        let commands: [String]
+        func run<Device: NTBDevice>(_ device: Device) throws {
+            let session = ToolSession(device: device)
+            if commands.isEmpty {
+                while let line = readLine() {
+                    let trimmed = line.trimmingCharacters()
+                    if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                    if trimmed == "quit" || trimmed == "exit" { break }
+                    do { print(try session.run(trimmed)) } catch { print("error: \(error)") }
+                    fflush(nil)   // answer at once when stdout is a pipe
+                }
+            } else {
+                for command in commands {
+                    print(try session.run(command))
+                }
+            }
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s.removeFirst() }
+        while let l = s.last, l.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+}

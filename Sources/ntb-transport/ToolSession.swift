@@ -1,0 +1,204 @@
+import NTBHardware
+import NTBMock
+import PCIKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `ntb-transport tool` can do on an open port: the operations of Linux ntb_tool (debugfs `link`,
+/// `spadN`, `peer_spadN`, `db`, `db_mask`, `peer_db`, `mw_transN`, `mwN`, `peer_mwN`), as text commands.
+/// Generic over the device so it runs on any `NTBDevice`.
+final class ToolSession<Device: NTBDevice> {
+    let device: Device
+    /// Inbound buffers set up with `mw trans` (ntb_tool mw_transN), by window.
+    private var inbound: [Int: DMABuffer] = [:]
+
+    init(device: Device) { self.device = device }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ text: String) { description = text }
+    }
+
+    static var help: String {
+        """
+        link up|down|status              enable, disable or show the link (ntb_tool: link)
+        link wait up|down [ms]           wait for the link state (default 5000 ms)
+        spad count | spad read N | spad write N V              own scratchpads
+        peer-spad read N | peer-spad write N V                 the peer's scratchpads
+        db valid|read|mask-show | db clear|mask|unmask BITS    own doorbells (ntb_tool: db, db_mask)
+        db ring BITS                     ring the peer's doorbells (ntb_tool: peer_db)
+        db wait [ms]                     wait for a doorbell event, print the pending bits
+        mw info                          inbound and outbound window sizes and alignment
+        mw trans N SIZE | mw clear N     allocate an inbound buffer and translate window N to it (mw_transN)
+        mw read N OFF LEN | mw write N OFF HEX      own inbound buffer of window N (ntb_tool: mwN)
+        peer-mw read N OFF LEN | peer-mw write N OFF HEX   the peer's memory through outbound window N
+        events | sleep MS | help
+        Numbers are decimal or 0x-prefixed hex; HEX data is a string of hex digit pairs.
+        """
+    }
+
+    /// Runs one command line and returns its output.
+    func run(_ line: String) throws -> String {
+        let w = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        guard let verb = w.first else { return "" }
+        func arg(_ i: Int, _ name: String) throws -> String {
+            guard i < w.count else { throw Failure("`\(w.prefix(2).joined(separator: " "))` needs \(name); try `help`") }
+            return w[i]
+        }
+        func num(_ i: Int, _ name: String) throws -> UInt64 {
+            let s = try arg(i, name)
+            let v = s.hasPrefix("0x") || s.hasPrefix("0X") ? UInt64(s.dropFirst(2), radix: 16) : UInt64(s)
+            guard let v else { throw Failure("\(name) `\(s)` is not a number (decimal or 0x hex)") }
+            return v
+        }
+        func index(_ i: Int, _ name: String, below limit: Int) throws -> Int {
+            let v = try num(i, name)
+            guard v < UInt64(limit) else { throw Failure("\(name) \(v) is out of range (0...\(limit - 1))") }
+            return Int(v)
+        }
+        func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+        func wait(_ ms: UInt64, until done: () -> Bool) -> Bool {
+            let deadline = ContinuousClock.now + .milliseconds(Int(ms))
+            while !done() {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { return false }
+                _ = device.waitForEvents(timeout: min(left, .milliseconds(50)))
+            }
+            return true
+        }
+
+        switch (verb, w.count > 1 ? w[1] : "") {
+        case ("help", _):
+            return Self.help
+        case ("link", "up"):
+            try device.enableLink()
+            return "link: \(device.isLinkUp ? "up" : "enabled")"
+        case ("link", "down"):
+            try device.disableLink()
+            return "link: down"
+        case ("link", "status"):
+            return "link: \(device.isLinkUp ? "up" : "down")"
+        case ("link", "wait"):
+            let want = try arg(2, "up or down")
+            guard want == "up" || want == "down" else { throw Failure("link wait: expected up or down") }
+            let ms = w.count > 3 ? try num(3, "milliseconds") : 5000
+            guard wait(ms, until: { device.isLinkUp == (want == "up") }) else {
+                throw Failure("link did not go \(want) within \(ms) ms; is the peer running?")
+            }
+            return "link: \(want)"
+        case ("spad", "count"):
+            return "spads: \(device.scratchpadCount)"
+        case ("spad", "read"):
+            let i = try index(2, "scratchpad", below: device.scratchpadCount)
+            return "spad[\(i)] = \(hex(UInt64(device.readScratchpad(i))))"
+        case ("spad", "write"):
+            let i = try index(2, "scratchpad", below: device.scratchpadCount)
+            let v = try num(3, "value")
+            guard v <= UInt64(UInt32.max) else { throw Failure("scratchpads hold 32 bits; \(hex(v)) is too big") }
+            device.writeScratchpad(i, UInt32(v))
+            return "spad[\(i)] = \(hex(v))"
+        case ("peer-spad", "read"):
+            let i = try index(2, "scratchpad", below: device.scratchpadCount)
+            return "peer-spad[\(i)] = \(hex(UInt64(device.readPeerScratchpad(i))))"
+        case ("peer-spad", "write"):
+            let i = try index(2, "scratchpad", below: device.scratchpadCount)
+            let v = try num(3, "value")
+            guard v <= UInt64(UInt32.max) else { throw Failure("scratchpads hold 32 bits; \(hex(v)) is too big") }
+            device.writePeerScratchpad(i, UInt32(v))
+            return "peer-spad[\(i)] = \(hex(v))"
+        case ("db", "valid"):
+            return "db valid: \(hex(device.doorbellValidMask))"
+        case ("db", "read"):
+            _ = device.pollEvents()
+            return "db: \(hex(device.readDoorbell()))"
+        case ("db", "clear"):
+            device.clearDoorbell(try num(2, "bits"))
+            return "db: \(hex(device.readDoorbell()))"
+        case ("db", "mask"), ("db", "unmask"):
+            let bits = try num(2, "bits")
+            guard bits & ~device.doorbellValidMask == 0 else { throw Failure("bits \(hex(bits)) outside the valid mask \(hex(device.doorbellValidMask))") }
+            if w[1] == "mask" { device.setDoorbellMask(bits) } else { device.clearDoorbellMask(bits) }
+            return "db \(w[1]): \(hex(bits))"
+        case ("db", "ring"):
+            let bits = try num(2, "bits")
+            guard bits != 0 && bits & ~device.doorbellValidMask == 0 else {
+                throw Failure("bits \(hex(bits)) must be non-zero and inside the valid mask \(hex(device.doorbellValidMask))")
+            }
+            device.ringPeerDoorbell(bits)
+            return "peer db: \(hex(bits))"
+        case ("db", "wait"):
+            let ms = w.count > 2 ? try num(2, "milliseconds") : 5000
+            guard wait(ms, until: { device.readDoorbell() != 0 }) else { throw Failure("no doorbell within \(ms) ms") }
+            return "db: \(hex(device.readDoorbell()))"
+        case ("mw", "info"):
+            var lines: [String] = []
+            for n in 0..<device.memoryWindowCount {
+                let a = try device.memoryWindowAlignment(n)
+                let t = inbound[n].map { " -> \(hex($0.region.busAddress)) + \($0.region.length)" } ?? ""
+                lines.append("mw \(n): inbound max \(a.maxSize) bytes, address align \(hex(a.addressAlignment)), size align \(a.sizeAlignment)\(t)")
+            }
+            for n in 0..<device.peerMemoryWindowCount {
+                lines.append("peer-mw \(n): \(try device.peerMemoryWindow(n).length) bytes")
+            }
+            return lines.joined(separator: "\n")
+        case ("mw", "trans"):
+            let n = try index(2, "window", below: device.memoryWindowCount)
+            let size = try num(3, "size")
+            let a = try device.memoryWindowAlignment(n)
+            guard size > 0 && size <= a.maxSize else { throw Failure("window \(n) takes 1...\(a.maxSize) bytes") }
+            let buffer = try device.allocateInboundBuffer(length: Int(size), alignment: Int(a.addressAlignment))
+            try device.setMemoryWindowTranslation(n, busAddress: buffer.region.busAddress, size: Int(size))
+            inbound[n] = buffer
+            return "mw \(n): \(hex(buffer.region.busAddress)) + \(size)"
+        case ("mw", "clear"):
+            let n = try index(2, "window", below: device.memoryWindowCount)
+            try device.clearMemoryWindowTranslation(n)
+            inbound[n] = nil
+            return "mw \(n): cleared"
+        case ("mw", "read"), ("peer-mw", "read"):
+            let n = try index(2, "window", below: verb == "mw" ? device.memoryWindowCount : device.peerMemoryWindowCount)
+            let region = try self.region(verb, n)
+            let off = try num(3, "offset"), len = try num(4, "length")
+            guard off <= UInt64(region.length), len <= UInt64(region.length) - off, len <= 4096 else {
+                throw Failure("\(off)+\(len) is outside the \(region.length)-byte window (at most 4096 bytes per read)")
+            }
+            var bytes = [UInt8](repeating: 0, count: Int(len))
+            bytes.withUnsafeMutableBytes { region.copy(fromOffset: Int(off), into: $0) }
+            return "\(verb) \(n) @\(hex(off)): " + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        case ("mw", "write"), ("peer-mw", "write"):
+            let n = try index(2, "window", below: verb == "mw" ? device.memoryWindowCount : device.peerMemoryWindowCount)
+            let region = try self.region(verb, n)
+            let off = try num(3, "offset")
+            let text = try arg(4, "hex data")
+            var bytes: [UInt8] = []
+            var i = text.startIndex
+            while i < text.endIndex {
+                let j = text.index(i, offsetBy: 2, limitedBy: text.endIndex) ?? text.endIndex
+                guard let b = UInt8(text[i..<j], radix: 16), text.distance(from: i, to: j) == 2 else { throw Failure("hex data must be pairs of hex digits") }
+                bytes.append(b)
+                i = j
+            }
+            guard off <= UInt64(region.length), UInt64(bytes.count) <= UInt64(region.length) - off else {
+                throw Failure("\(off)+\(bytes.count) is outside the \(region.length)-byte window")
+            }
+            bytes.withUnsafeBytes { region.copy(from: $0, toOffset: Int(off)) }
+            return "\(verb) \(n) @\(hex(off)): wrote \(bytes.count) bytes"
+        case ("events", _):
+            let e = device.pollEvents()
+            return "events:" + (e.contains(.link) ? " link" : "") + (e.contains(.doorbell) ? " doorbell" : "") + (e.isEmpty ? " none" : "")
+        case ("sleep", _):
+            let ms = try num(1, "milliseconds")
+            usleep(UInt32(min(ms, 60_000) * 1000))
+            return "slept \(ms) ms"
+        default:
+            throw Failure("unknown tool command `\(line)`; try `help`")
+        }
+    }
+
+    private func region(_ verb: String, _ n: Int) throws -> MMIORegion {
+        if verb == "peer-mw" { return try device.peerMemoryWindow(n) }
+        guard let buffer = inbound[n] else { throw Failure("window \(n) has no inbound buffer; run `mw trans \(n) SIZE` first") }
+        return buffer.region.mmio
+    }
+}

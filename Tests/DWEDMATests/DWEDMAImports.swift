@@ -1,0 +1,2 @@
+// Keeps the DWEDMATests target buildable until its module has tests; the module must import cleanly.
+import DWEDMA

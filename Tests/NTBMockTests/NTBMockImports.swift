@@ -1,0 +1,2 @@
+// Keeps the NTBMockTests target buildable until its module has tests; the module must import cleanly.
+import NTBMock
