@@ -16,7 +16,7 @@ public enum EDMAOwnership: Sendable, Equatable {
 @safe
 final class EDMAControllerState: @unchecked Sendable {
     let lock: UnsafeMutablePointer<pthread_mutex_t>
-    var claimed: [UInt32] = [0, 0]
+    var claimed: [UInt64] = [0, 0]
 
     init() {
         unsafe lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -33,7 +33,7 @@ final class EDMAControllerState: @unchecked Sendable {
     func claim(_ d: EDMADirection, _ ch: Int) -> Bool {
         unsafe pthread_mutex_lock(lock)
         defer { unsafe pthread_mutex_unlock(lock) }
-        let bit = UInt32(1) << UInt32(ch)
+        let bit = UInt64(1) << UInt64(ch)
         if claimed[d.rawValue] & bit != 0 { return false }
         claimed[d.rawValue] |= bit
         return true
@@ -41,7 +41,7 @@ final class EDMAControllerState: @unchecked Sendable {
 
     func release(_ d: EDMADirection, _ ch: Int) {
         unsafe pthread_mutex_lock(lock)
-        claimed[d.rawValue] &= ~(UInt32(1) << UInt32(ch))
+        claimed[d.rawValue] &= ~(UInt64(1) << UInt64(ch))
         unsafe pthread_mutex_unlock(lock)
     }
 }
@@ -96,6 +96,18 @@ public final class DWEDMAController<Space: RegisterSpace>: @unchecked Sendable {
         guard state.claim(d, index) else { throw .channelClaimed(d, index) }
         return EDMAChannel(core: core, direction: d, index: index, mode: mode, ll: ll,
                            llBusAddress: llBusAddress, owner: state)
+    }
+
+    /// Interrupt emulation (kernel-facts §1.7, X1): a write to `int_status` asserts the endpoint's eDMA
+    /// interrupt without setting DONE/ABORT; usable as a host→endpoint doorbell on implementations that
+    /// support it (the engine model does).
+    public func raiseEmulatedInterrupt(_ d: EDMADirection) {
+        core.registers.store32(0, at: EDMARegisters.intStatus(d))
+    }
+
+    /// Deasserts an emulated interrupt: a write of 0 to `int_clear` (clears no status bit).
+    public func clearEmulatedInterrupt(_ d: EDMADirection) {
+        core.registers.store32(0, at: EDMARegisters.intClear(d))
     }
 
     /// `dw_edma_v0_core_off` for both directions. Refused under partial ownership: a remote side must
@@ -164,6 +176,10 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline var _cycle: Bool = true
     @usableFromInline var _needsFullStart: Bool = true
     @usableFromInline var _counters = EDMAChannelCounters()
+    @usableFromInline var _noResponse = false
+    @usableFromInline var _remoteOnly = false
+    /// Whether the last poll read all ones from `int_status` (the device no longer answers).
+    public var lastPollHadNoResponse: Bool { _noResponse }
     @usableFromInline var inFlight: UInt64 = 0
     @usableFromInline var inFlightElements: Int = 0
     @usableFromInline var inFlightBytes: UInt64 = 0
@@ -194,6 +210,18 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
         core.configureInterrupt(direction, channel: index, address: msiAddress, data: baseData &+ vector)
     }
 
+    /// Remote-only interrupt routing (RFC V3-18 REMOTE): keep this channel's DONE/ABORT masked in
+    /// `int_mask` at the next full start, so the endpoint's local interrupt stays quiet while the IMWr
+    /// (RIE) still reaches the host. Takes effect at the next first start (after claim or abort).
+    /// The default is Linux's: unmask.
+    public mutating func routeInterruptsRemoteOnly(_ on: Bool = true) {
+        precondition(mode == .remote, "remote-only routing needs a remotely driven channel (RIE)")
+        precondition(inFlight == 0, "change the routing while the channel is idle")
+        _remoteOnly = on
+        _needsFullStart = true
+        _cycle = true
+    }
+
     /// Writes `transfers` as one chain and rings the doorbell.
     /// - Returns: the submission number, reported again by ``poll()``.
     /// - Throws: ``EDMAError`` when busy, empty, too long, or an element has length 0.
@@ -210,7 +238,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
             bytes &+= UInt64(len)
         }
         unsafe core.start(direction, channel: index, ll: ll, llBusAddress: llBusAddress, transfers: transfers,
-                          cycle: _cycle, first: _needsFullStart, mode: mode)
+                          cycle: _cycle, first: _needsFullStart, mode: mode, maskLocalInterrupt: _remoteOnly)
         _needsFullStart = false
         inFlight = nextSubmission
         nextSubmission &+= 1
@@ -239,13 +267,16 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @inlinable
     public mutating func poll() -> EDMACompletion? {
         if inFlight == 0 { return nil }
-        let status = core.interruptStatus(direction)
-        if status.isAborted(index) {
-            core.clearInterrupts(direction, InterruptBits.channel(index).rawValue)
+        let status = core.channelInterrupt(direction, channel: index)
+        // All ones: a read from a device that is gone (surprise removal, link down, model stopped).
+        if status.noResponse { _noResponse = true; return nil }
+        _noResponse = false
+        if status.abort {
+            core.clearChannelInterrupt(direction, channel: index, done: true, abort: true)
             return finishAborted()
         }
-        if status.isDone(index) {
-            core.clearInterrupts(direction, InterruptBits.done(index))
+        if status.done {
+            core.clearChannelInterrupt(direction, channel: index, done: true, abort: false)
             let id = inFlight
             inFlight = 0
             _cycle.toggle()
@@ -284,6 +315,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
         var spins = 0
         while true {
             if let c = poll() { return c }
+            if _noResponse { throw .noResponse(direction, index) }
             if inFlight == 0 { throw .timeout(direction, index) }
             let now = clock.now
             if now >= deadline { throw .timeout(direction, index) }

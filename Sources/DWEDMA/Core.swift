@@ -39,20 +39,34 @@ public protocol EDMACore {
     func channelCount(_ d: EDMADirection) -> Int
     /// The channel status field (`ch_status`).
     func channelStatus(_ d: EDMADirection, channel: Int) -> ChannelStatus
-    /// The interrupt status of a direction (`status_done_int`, `status_abort_int`).
-    func interruptStatus(_ d: EDMADirection) -> InterruptBits
-    /// Write-1-to-clear `bits` in the direction's status (`clear_done_int`, `clear_abort_int`).
-    func clearInterrupts(_ d: EDMADirection, _ bits: UInt32)
+    /// The DONE/ABORT state of one channel (`status_done_int`/`status_abort_int`, `status_int`).
+    func channelInterrupt(_ d: EDMADirection, channel: Int) -> ChannelInterrupt
+    /// Clears the channel's DONE and/or ABORT state, touching no other channel (`clear_done_int`,
+    /// `clear_abort_int`).
+    func clearChannelInterrupt(_ d: EDMADirection, channel: Int, done: Bool, abort: Bool)
     /// The channel's current LL pointer register.
     func linkedListPointer(_ d: EDMADirection, channel: Int) -> UInt64
     /// Writes the chain into LL memory and starts it (`write_chunk` + `start`).
     func start<LL: RegisterSpace>(_ d: EDMADirection, channel: Int, ll: LL, llBusAddress: UInt64,
                                   transfers: UnsafeBufferPointer<EDMATransfer>, cycle: Bool,
-                                  first: Bool, mode: EDMAMode)
+                                  first: Bool, mode: EDMAMode, maskLocalInterrupt: Bool)
     /// Programs the IMWr (MSI) address and this channel's data (`ch_config`).
     func configureInterrupt(_ d: EDMADirection, channel: Int, address: UInt64, data: UInt16)
     /// Masks and clears every interrupt and disables both engines (`off`).
     func powerOff()
+}
+
+/// One channel's completion state as a core reads it.
+public struct ChannelInterrupt: Sendable, Equatable {
+    public var done: Bool
+    public var abort: Bool
+    /// The status register read all ones: the device no longer answers.
+    public var noResponse: Bool
+    @inlinable public init(done: Bool, abort: Bool, noResponse: Bool) {
+        self.done = done
+        self.abort = abort
+        self.noResponse = noResponse
+    }
 }
 
 /// The v0 register map core (`dw-edma-v0-core.c`), generic over the register space so the
@@ -122,6 +136,22 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
     }
 
     @inlinable
+    public func channelInterrupt(_ d: EDMADirection, channel: Int) -> ChannelInterrupt {
+        let s = interruptStatus(d)
+        if s.rawValue == 0xFFFF_FFFF { return ChannelInterrupt(done: false, abort: false, noResponse: true) }
+        return ChannelInterrupt(done: s.isDone(channel), abort: s.isAborted(channel), noResponse: false)
+    }
+
+    /// One write to `int_clear` with only this channel's bits.
+    @inlinable
+    public func clearChannelInterrupt(_ d: EDMADirection, channel: Int, done: Bool, abort: Bool) {
+        var bits: UInt32 = 0
+        if done { bits |= InterruptBits.done(channel) }
+        if abort { bits |= InterruptBits.abort(channel) }
+        clearInterrupts(d, bits)
+    }
+
+    @inlinable
     public func linkedListPointer(_ d: EDMADirection, channel: Int) -> UInt64 {
         let lo = loadChannel(d, channel: channel, EDMARegisters.Channel.llpLow)
         let hi = loadChannel(d, channel: channel, EDMARegisters.Channel.llpHigh)
@@ -161,7 +191,7 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
     @inlinable
     public func start<LL: RegisterSpace>(_ d: EDMADirection, channel: Int, ll: LL, llBusAddress: UInt64,
                                          transfers: UnsafeBufferPointer<EDMATransfer>, cycle: Bool,
-                                         first: Bool, mode: EDMAMode) {
+                                         first: Bool, mode: EDMAMode, maskLocalInterrupt: Bool = false) {
         unsafe writeChunk(ll: ll, llBusAddress: llBusAddress, transfers: transfers, cycle: cycle, mode: mode)
         // The LL stores must be visible to the engine before any register write that starts it
         // (Linux writel orders earlier memory writes the same way).
@@ -170,9 +200,14 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
             // Enable engine.
             registers.store32(1, at: EDMARegisters.engineEnable(d))
             withLock {
-                // Interrupt unmask: done, abort.
+                // Interrupt unmask: done, abort. (Remote-only routing keeps the local interrupt masked:
+                // LIE+RIE with the local mask set, the RFC's REMOTE routing, kernel-facts §1.7.)
                 var mask = registers.load32(at: EDMARegisters.intMask(d))
-                mask &= ~InterruptBits.channel(channel).rawValue
+                if maskLocalInterrupt {
+                    mask |= InterruptBits.channel(channel).rawValue
+                } else {
+                    mask &= ~InterruptBits.channel(channel).rawValue
+                }
                 registers.store32(mask, at: EDMARegisters.intMask(d))
                 // Linked list error.
                 var llErr = registers.load32(at: EDMARegisters.linkedListErrorEnable(d))

@@ -20,6 +20,8 @@ public enum EDMAError: Error, Equatable, CustomStringConvertible, Sendable {
     case notEngineOwner
     /// Waiting for a completion timed out.
     case timeout(EDMADirection, Int)
+    /// `int_status` read all ones: the device (or the model) no longer answers.
+    case noResponse(EDMADirection, Int)
 
     public var description: String {
         switch self {
@@ -41,6 +43,8 @@ public enum EDMAError: Error, Equatable, CustomStringConvertible, Sendable {
             return "nothing to submit; pass at least one transfer"
         case .notEngineOwner:
             return "this side only owns some channels of a remotely driven engine and must not power it off; let the owner do it"
+        case .noResponse(let d, let ch):
+            return "\(d) channel \(ch): int_status reads all ones, the eDMA no longer answers; check the PCIe link, that the endpoint is powered, or that the engine model still runs"
         case .timeout(let d, let ch):
             return "\(d) channel \(ch) did not complete in time; check that the engine is powered and the addresses are mapped (see ch_control1 status)"
         }

@@ -11,8 +11,15 @@ struct EDMACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edma",
         abstract: "Exercise a DesignWare eDMA directly (driver self-test against the engine model).",
-        subcommands: [EDMASelftest.self]
+        subcommands: [EDMASelftest.self, EDMAModelServe.self]
     )
+}
+
+/// Parses a decimal or 0x-prefixed hexadecimal number.
+func parseNumber(_ text: String) throws -> Int {
+    let v = text.hasPrefix("0x") || text.hasPrefix("0X") ? Int(text.dropFirst(2), radix: 16) : Int(text)
+    guard let v, v >= 0 else { throw ValidationError("'\(text)' is not a number (decimal or 0x hex)") }
+    return v
 }
 
 /// A self-test failure: the description says what went wrong and what to check.
@@ -60,15 +67,50 @@ struct EDMASelftest: ParsableCommand {
     @Flag(help: "Keep the model directory afterwards for inspection.")
     var keep = false
 
+    @Argument(help: "Hardware: the PCI function (vfio-pci bound) whose BAR holds the eDMA registers, e.g. 0000:01:00.0. Without it the self-test runs against the engine model.")
+    var device: String?
+
+    @Option(help: "Hardware: BAR holding the eDMA register block.")
+    var bar: Int?
+
+    @Option(help: "Hardware: offset of the eDMA register block in --bar (hex with 0x).", transform: parseNumber)
+    var offset: Int?
+
+    @Option(help: "Hardware: BAR holding endpoint memory for the LL regions and endpoint-side buffers (without it: enumerate channels only).")
+    var llBar: Int?
+
+    @Option(name: .customLong("ll-offset"), help: "Hardware: offset of that memory in --ll-bar.", transform: parseNumber)
+    var llOffset: Int = 0
+
+    @Option(name: .customLong("ll-address"), help: "Hardware: address the eDMA uses for that memory (default: the BAR's bus address + --ll-offset, as dw-edma-pcie does).", transform: parseNumber)
+    var llAddress: Int?
+
+    @Option(help: "Drive a model served by another process ('ntb-transport edma model') in this directory instead of starting one.")
+    var attach: String?
+
     func validate() throws {
         guard (1...8).contains(channels) else { throw ValidationError("--channels must be 1 to 8") }
         guard format == "unroll" || format == "legacy" else { throw ValidationError("--format must be unroll or legacy") }
         guard mode == "local" || mode == "remote" else { throw ValidationError("--mode must be local or remote") }
         guard (1...(4 << 20)).contains(size) else { throw ValidationError("--size must be 1 byte to 4 MiB") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        if device != nil {
+            guard bar != nil, offset != nil else { throw ValidationError("hardware self-test needs --bar N --offset X (the eDMA register block)") }
+            guard attach == nil, directory == nil, !injectAbort else {
+                throw ValidationError("--attach, --directory and --inject-abort apply to the engine model, not to hardware")
+            }
+            guard mode == "remote" else { throw ValidationError("the hardware self-test drives the eDMA through a BAR: --mode remote") }
+        } else if bar != nil || offset != nil || llBar != nil {
+            throw ValidationError("--bar, --offset and --ll-bar need the PCI function (e.g. 0000:01:00.0)")
+        }
+        if attach != nil && (injectAbort || directory != nil) {
+            throw ValidationError("--attach drives another process's model: --inject-abort and --directory do not apply")
+        }
     }
 
     func run() throws {
+        if let device { return try runHardware(device) }
+        if let attach { return try runAttached(attach) }
         let dir: String
         var made = false
         if let directory { dir = directory } else {
@@ -86,9 +128,8 @@ struct EDMASelftest: ParsableCommand {
             }
         }
         let layout = SelftestLayout(transferSize: size)
-        let epBus: UInt64 = 0x1000_0000, hostBus: UInt64 = 0x8_0000_0000
-        let ep = try SharedMemoryArena(path: dir + "/ep-mem", busBase: epBus, length: layout.arenaSize)
-        let host = try SharedMemoryArena(path: dir + "/host-mem", busBase: hostBus, length: layout.arenaSize)
+        let ep = try SharedMemoryArena(path: dir + "/ep-mem", busBase: SelftestLayout.epBus, length: SelftestLayout.arenaSize)
+        let host = try SharedMemoryArena(path: dir + "/host-mem", busBase: SelftestLayout.hostBus, length: SelftestLayout.arenaSize)
         let mapFormat: EDMAMapFormat = format == "legacy" ? .legacy : .unroll
         let model = try EDMAEngineModel(EDMAModelConfiguration(
             directory: dir, writeChannels: channels, readChannels: channels, format: mapFormat,
@@ -110,16 +151,142 @@ struct EDMASelftest: ParsableCommand {
         }
         print("eDMA self-test passed")
     }
+
+    /// Drives a real eDMA through VFIO: registers in `--bar` at `--offset`; with `--ll-bar`, LL regions and
+    /// endpoint-side buffers in that BAR window and host buffers in IOMMU-mapped memory. Polling only.
+    /// Not exercised here (no hardware): see the report of issue 3.
+    func runHardware(_ text: String) throws {
+        let address = try PCIAddress(parsing: text)
+        let device = try VFIODevice.open(address)
+        try device.enableBusMaster()
+        let regsBAR = try device.mapBAR(bar!)
+        let needed = format == "legacy" ? 0x124 : EDMARegisters.unrollEnd
+        guard offset! >= 0, offset! <= regsBAR.length - needed else {
+            throw EDMASelftestFailure(description: "BAR \(bar!) is \(regsBAR.length) bytes: no \(format) eDMA register block (\(needed) bytes) fits at offset \(offset!); check --bar/--offset")
+        }
+        let regs = regsBAR.mmio.subregion(offset: offset!, length: min(EDMAModelFiles.registerFileSize, regsBAR.length - offset!))
+        let mapFormat: EDMAMapFormat = format == "legacy" ? .legacy : .unroll
+        let edma = try DWEDMAController(registers: regs, format: mapFormat, mode: .remote, ownership: .channels)
+        print("eDMA at \(address) BAR \(bar!) + 0x\(String(offset!, radix: 16)): \(mapFormat) map, \(edma.writeChannels) write + \(edma.readChannels) read channels")
+        for d in EDMADirection.allCases {
+            for c in 0..<edma.channels(d) {
+                print("  \(d) ch\(c): status \(edma.core.channelStatus(d, channel: c).rawValue)")
+            }
+        }
+        guard let llBar else {
+            print("channels enumerated; pass --ll-bar/--ll-offset (endpoint memory the eDMA can reach) to run transfers")
+            return
+        }
+        let window = try llBar == bar! ? regsBAR : device.mapBAR(llBar)
+        let avail = window.length - llOffset
+        let slot = ((avail - SelftestLayout.llArea) / 16) & ~4095
+        guard llOffset >= 0, avail > 0, slot >= 4096 else {
+            throw EDMASelftestFailure(description: "BAR \(llBar) from offset \(llOffset) is too small for 16 LL regions and 16 buffers of 4 KiB (needs \(SelftestLayout.llArea + 16 * 4096) bytes); pick a larger window")
+        }
+        let llBus: UInt64
+        if let llAddress { llBus = UInt64(llAddress) } else {
+            let bars = try PCIDiscovery().bars(of: address)
+            guard let info = bars.first(where: { $0.index == llBar }) else {
+                throw EDMASelftestFailure(description: "no BAR \(llBar) in \(address)'s resources; pass --ll-address")
+            }
+            llBus = info.start + UInt64(llOffset)
+        }
+        let windowBytes = SelftestLayout.llArea + 16 * slot
+        let epRegion = unsafe DMARegion(address: window.mmio.baseAddress + llOffset, busAddress: llBus, length: windowBytes)
+        let hostBuffer = try device.container.allocateDMA(length: windowBytes)
+        var layout = SelftestLayout(transferSize: min(size, slot))
+        layout.slotBytes = slot
+        print("LL regions and endpoint buffers at eDMA address 0x\(String(llBus, radix: 16)) (\(slot) B per channel), host buffers at IOVA 0x\(String(hostBuffer.region.busAddress, radix: 16))")
+        var runner = SelftestRunner(edma: edma, layout: layout, ep: epRegion, host: hostBuffer.region, iterations: iterations)
+        let failures = runner.runAll()
+        withExtendedLifetime((window, regsBAR, hostBuffer, device)) {}
+        if failures > 0 {
+            throw EDMASelftestFailure(description: "\(failures) eDMA self-test check(s) failed; see the lines marked FAIL above")
+        }
+        print("eDMA self-test passed")
+    }
+
+    /// Drives a model served by another process: the register file and rings, and the arenas, are
+    /// mapped from its directory.
+    func runAttached(_ dir: String) throws {
+        for f in [EDMAModelFiles.registers, EDMAModelFiles.rings, "ep-mem", "host-mem"] where access(dir + "/" + f, R_OK | W_OK) != 0 {
+            throw EDMASelftestFailure(description: "\(dir)/\(f) is missing or not writable; start 'ntb-transport edma model --directory \(dir)' first")
+        }
+        let mapping = try EDMARegisterMapping.attach(directory: dir)
+        let ep = try SharedMemoryArena(path: dir + "/ep-mem", busBase: SelftestLayout.epBus, length: SelftestLayout.arenaSize)
+        let host = try SharedMemoryArena(path: dir + "/host-mem", busBase: SelftestLayout.hostBus, length: SelftestLayout.arenaSize)
+        let mapFormat: EDMAMapFormat = format == "legacy" ? .legacy : .unroll
+        let driveMode: EDMAMode = mode == "local" ? .local : .remote
+        let edma = try DWEDMAController(registers: mapping.space(driveMode == .local ? .endpoint : .host), format: mapFormat,
+                                        mode: driveMode, ownership: .channels)
+        print("eDMA model served from \(dir): \(mapFormat) map, \(edma.writeChannels) write + \(edma.readChannels) read channels, driven from process \(getpid())")
+        var runner = SelftestRunner(edma: edma, layout: SelftestLayout(transferSize: size), ep: ep.region, host: host.region, iterations: iterations)
+        let failures = runner.runAll()
+        if failures > 0 {
+            throw EDMASelftestFailure(description: "\(failures) eDMA self-test check(s) failed; see the lines marked FAIL above")
+        }
+        print("eDMA self-test passed")
+    }
+}
+
+/// `ntb-transport edma model`: serve an eDMA engine model (and self-test RAM arenas) from a directory,
+/// so a driver in another process can attach ('edma selftest --attach DIR').
+struct EDMAModelServe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Serve a DW eDMA engine model from a directory for drivers in other processes.",
+        discussion: "Creates edma-regs, edma-rings, ep-mem and host-mem in --directory (see docs/mock-device.md) and applies register writes until --seconds pass or the process is killed."
+    )
+
+    @Option(help: "Directory for the model's files (created if missing).")
+    var directory: String
+
+    @Option(help: "Channels per direction (1-8).")
+    var channels: Int = 4
+
+    @Option(help: "Register map: unroll or legacy.")
+    var format: String = "unroll"
+
+    @Option(help: "Serve for this many seconds (0: until killed).")
+    var seconds: Int = 0
+
+    func validate() throws {
+        guard (1...8).contains(channels) else { throw ValidationError("--channels must be 1 to 8") }
+        guard format == "unroll" || format == "legacy" else { throw ValidationError("--format must be unroll or legacy") }
+        guard seconds >= 0 else { throw ValidationError("--seconds must not be negative") }
+    }
+
+    func run() throws {
+        _ = mkdir(directory, 0o700)
+        let ep = try SharedMemoryArena(path: directory + "/ep-mem", busBase: SelftestLayout.epBus, length: SelftestLayout.arenaSize)
+        let host = try SharedMemoryArena(path: directory + "/host-mem", busBase: SelftestLayout.hostBus, length: SelftestLayout.arenaSize)
+        let model = try EDMAEngineModel(EDMAModelConfiguration(
+            directory: directory, writeChannels: channels, readChannels: channels, format: format == "legacy" ? .legacy : .unroll,
+            localSpace: BusAddressSpace([ep.segment]), pcieSpace: BusAddressSpace([host.segment])))
+        print("eDMA model serving \(directory) (pid \(getpid())): \(channels) write + \(channels) read channels, \(format) map")
+        fflush(nil)
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: .seconds(seconds))
+        while seconds == 0 || clock.now < end { usleep(100_000) }
+        model.stop()
+        let m = model.counters
+        print("model: \(m.doorbells) doorbells, \(m.elements) elements, \(m.bytes) bytes, \(m.aborts) aborts")
+    }
 }
 
 /// Where the self-test puts LL regions and data in the two arenas.
 struct SelftestLayout {
     static let llBytes = 4096
+    static let epBus: UInt64 = 0x1000_0000
+    static let hostBus: UInt64 = 0x8_0000_0000
+    /// Model arenas: per (direction, channel) slot the largest transfer (the files are sparse).
+    static let modelSlotBytes = 4 << 20
+    static let llArea = 16 * llBytes
+    /// Each model arena: 16 LL regions (used in the EP arena) and 16 slots.
+    static let arenaSize = llArea + 16 * modelSlotBytes
     let transferSize: Int
-    /// Per (direction, channel) slot: LL region (EP arena) and data buffers of `slotBytes`.
-    var slotBytes: Int { max(transferSize, 169 * 4096) }
-    var llArea: Int { 16 * Self.llBytes }
-    var arenaSize: Int { llArea + 16 * slotBytes }
+    var slotBytes: Int = Self.modelSlotBytes
+    var llArea: Int { Self.llArea }
     func llOffset(_ d: EDMADirection, _ c: Int) -> Int { (d.rawValue * 8 + c) * Self.llBytes }
     func dataOffset(_ d: EDMADirection, _ c: Int) -> Int { llArea + (d.rawValue * 8 + c) * slotBytes }
 }
@@ -133,6 +300,7 @@ struct SelftestRunner<Space: RegisterSpace> {
     let iterations: Int
     var inject: ((EDMADirection, Int, Int) -> Void)?
     var rng = SystemRandomNumberGenerator()
+    var deviceGone = false
 
     /// Runs every check on every channel; returns the number of failures.
     mutating func runAll() -> Int {
@@ -140,6 +308,7 @@ struct SelftestRunner<Space: RegisterSpace> {
         for d in EDMADirection.allCases {
             for c in 0..<edma.channels(d) {
                 failures += runChannel(d, c)
+                if deviceGone { print("FAIL: the eDMA stopped answering; remaining channels skipped"); return failures }
             }
         }
         return failures
@@ -152,13 +321,10 @@ struct SelftestRunner<Space: RegisterSpace> {
         return d == .write ? (e, h) : (h, e)
     }
 
-    mutating func fill(_ r: DMARegion) {
-        let p = unsafe r.address.assumingMemoryBound(to: UInt8.self)
-        var x = rng.next()
-        for i in 0..<r.length {
-            if i & 7 == 0 { x = rng.next() }
-            unsafe p[i] = UInt8(truncatingIfNeeded: x >> UInt64((i & 7) * 8))
-        }
+    /// Random bytes in the first `count` bytes of `r` (the part the checks use).
+    mutating func fill(_ r: DMARegion, _ count: Int) {
+        let p = unsafe r.address.assumingMemoryBound(to: UInt64.self)
+        for i in 0..<((min(count, r.length) + 7) / 8) { unsafe p[i] = rng.next() }
     }
 
     func same(_ a: DMARegion, _ aOff: Int, _ b: DMARegion, _ bOff: Int, _ n: Int) -> Bool {
@@ -179,6 +345,9 @@ struct SelftestRunner<Space: RegisterSpace> {
         var failures = 0
         let (src, dst) = buffers(d, c)
         let n = layout.transferSize
+        let sgPiece = 4096
+        let sgCount = min(ch.capacity, max(1, layout.slotBytes / sgPiece))
+        let used = max(n, sgCount * sgPiece)
         func check(_ what: String, _ ok: Bool, _ detail: String = "") {
             if !ok { failures += 1; print("FAIL \(name) \(what)\(detail.isEmpty ? "" : ": " + detail)") }
         }
@@ -193,12 +362,15 @@ struct SelftestRunner<Space: RegisterSpace> {
                 return nil
             }
         }
+        // Once the device stops answering every later check would fail the same way.
+        func gone() -> Bool { if ch.lastPollHadNoResponse { deviceGone = true }; return deviceGone }
         // Single: one element.
-        fill(src)
+        fill(src, used)
         let single = run([EDMATransfer(source: src.busAddress, destination: dst.busAddress, length: UInt32(n))])
         check("single", single.map { if case .done = $0 { true } else { false } } ?? false && same(src, 0, dst, 0, n), " data mismatch")
+        if gone() { return failures }
         // Chained: consecutive submissions on the running channel (cycle bit flips, no re-init).
-        fill(src)
+        fill(src, used)
         let piece = max(1, n / 8)
         var chainedOK = true
         for i in 0..<8 where (i + 1) * piece <= n {
@@ -207,10 +379,9 @@ struct SelftestRunner<Space: RegisterSpace> {
             if case .done = r {} else { chainedOK = false }
         }
         check("chained", chainedOK && same(src, 0, dst, 0, min(n, 8 * piece)), " data mismatch")
+        if gone() { return failures }
         // Scatter-gather: scattered 4 KiB pieces (reversed order) gathered into one contiguous buffer.
-        fill(src)
-        let sgPiece = 4096
-        let sgCount = min(ch.capacity, max(1, layout.slotBytes / sgPiece))
+        fill(src, used)
         let sg = (0..<sgCount).map { i -> EDMATransfer in
             let s = (sgCount - 1 - i) * sgPiece
             return EDMATransfer(source: src.busAddress + UInt64(s), destination: dst.busAddress + UInt64(i * sgPiece), length: UInt32(sgPiece))
@@ -220,6 +391,7 @@ struct SelftestRunner<Space: RegisterSpace> {
             sgOK = (0..<sgCount).allSatisfy { i in same(src, (sgCount - 1 - i) * sgPiece, dst, i * sgPiece, sgPiece) }
         }
         check("scatter-gather (\(sgCount) elements)", sgOK, " data mismatch")
+        if gone() { return failures }
         // Abort injection: reported at the right element, then the channel recovers.
         if let inject {
             let k = sgCount / 2
@@ -229,10 +401,11 @@ struct SelftestRunner<Space: RegisterSpace> {
             } else {
                 check("abort report", false, " injected abort at element \(k) was not reported")
             }
-            fill(src)
+            fill(src, used)
             let again = run([EDMATransfer(source: src.busAddress, destination: dst.busAddress, length: UInt32(n))])
             check("recovery after abort", again.map { if case .done = $0 { true } else { false } } ?? false && same(src, 0, dst, 0, n))
         }
+        if gone() { return failures }
         // Throughput.
         let clock = ContinuousClock()
         let start = clock.now

@@ -143,6 +143,36 @@ import NTBMock
         #expect(unsafe memcmp(f.host.base, f.ep.base + 0x40000, 512) == 0)
     }
 
+    @Test func remoteOnlyRoutingKeepsTheLocalInterruptMasked() throws {
+        let irq = try EventNotifier(), msi = try EventNotifier()
+        let f = try ModelFixture(localInterrupt: irq)
+        f.model.registerMSI(address: 0xFEE0_0040, data: nil, notifier: msi)
+        let edma = try DWEDMAController(registers: f.model.registerSpace(.host), mode: .remote, ownership: .channels)
+        let (llRegion, llBus) = f.ll(.read, 3)
+        var ch = try edma.channel(.read, 3, ll: llRegion, llBusAddress: llBus)
+        ch.useInterrupt(msiAddress: 0xFEE0_0040, baseData: 0, vector: 1)
+        ch.routeInterruptsRemoteOnly()
+        let id = try ch.submit(EDMATransfer(source: ModelFixture.hostBus, destination: ModelFixture.epBus + 0x40000, length: 64))
+        #expect(try ch.wait(timeout: .seconds(5), notifier: msi) == .done(submission: id))
+        #expect(f.model.counters.imwrDelivered == 1)
+        #expect(f.model.counters.localInterrupts == 0)
+        #expect(irq.consume() == 0)
+        #expect(f.model.registerSpace(.host).load32(at: EDMARegisters.intMask(.read)) & InterruptBits.channel(3).rawValue
+                == InterruptBits.channel(3).rawValue)
+    }
+
+    @Test func emulatedInterruptIsADoorbellToTheEndpoint() throws {
+        let irq = try EventNotifier()
+        let f = try ModelFixture(localInterrupt: irq)
+        let host = try DWEDMAController(registers: f.model.registerSpace(.host), mode: .remote, ownership: .channels)
+        host.raiseEmulatedInterrupt(.read)
+        #expect(irq.wait(timeout: .seconds(5)))
+        #expect(irq.consume() == 1)
+        host.clearEmulatedInterrupt(.read)
+        #expect(f.model.registerSpace(.host).load32(at: EDMARegisters.intStatus(.read)) == 0)
+        #expect(f.model.counters.emulatedInterrupts == 1)
+    }
+
     @Test func localModeRaisesTheLocalInterruptNotIMWr() throws {
         let irq = try EventNotifier()
         let f = try ModelFixture(localInterrupt: irq)

@@ -84,10 +84,13 @@ typedef struct ntb_edma_pw_file {
     uint32_t model_sleeping; /* @20 1 while the model waits for work       */
     uint32_t model_wake;     /* @24 futex word producers bump to wake it   */
     uint32_t model_alive;    /* @28 1 while a model serves the rings       */
-    uint64_t pad[4];         /* @32 .. 64                                  */
+    uint32_t model_pid;      /* @32 process serving the rings (liveness)   */
+    uint32_t pad0;           /* @36                                        */
+    uint64_t pad[3];         /* @40 .. 64                                  */
 } ntb_edma_pw_file;
 _Static_assert(sizeof(ntb_edma_pw_file) == 64, "rings file header is one cache line");
 _Static_assert(offsetof(ntb_edma_pw_file, model_wake) == 24, "model_wake @24");
+_Static_assert(offsetof(ntb_edma_pw_file, model_pid) == 32, "model_pid @32");
 
 #define NTB_EDMA_PW_MAGIC 0x4E54424557504552ull /* "REPWEBTN" little-endian: "NTBEWPER" */
 

@@ -140,6 +140,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
         reg32(EDMARegisters.intMask(.write), all)   // reset: everything masked
         reg32(EDMARegisters.intMask(.read), all)
         for d in EDMADirection.allCases { for c in 0..<count(d) { mirror(d, c) } }
+        unsafe ntb_atomic_store_u32(&mapping.file.pointee.model_pid, UInt32(bitPattern: getpid()))
         unsafe ntb_atomic_store_u32(&mapping.file.pointee.model_alive, 1)
         start()
     }

@@ -140,6 +140,12 @@ public struct PostedWriteRegisterSpace: RegisterSpace, @unchecked Sendable {
 
     var modelAlive: Bool { unsafe ntb_atomic_load_u32(&file.pointee.model_alive) != 0 }
 
+    /// Whether the serving process still exists (a killed model cannot clear `model_alive`).
+    var modelProcessExists: Bool {
+        let pid = pid_t(bitPattern: unsafe ntb_atomic_load_u32(&file.pointee.model_pid))
+        return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH
+    }
+
     /// Waits until the model applied tickets below `ticket`. Returns false if no model serves the ring.
     @usableFromInline func waitApplied(_ ticket: UInt64) -> Bool {
         var spins = 0
@@ -147,6 +153,7 @@ public struct PostedWriteRegisterSpace: RegisterSpace, @unchecked Sendable {
             if !modelAlive { return false }
             spins += 1
             if spins < 100 { continue }
+            if spins % 512 == 0 && !modelProcessExists { return false }
             unsafe _ = ntb_atomic_fetch_add_u32(&ring.pointee.waiters, 1)
             let w = unsafe ntb_atomic_load_u32(&ring.pointee.applied_wake)
             if unsafe ntb_atomic_load_acquire_u64(&ring.pointee.applied) < ticket {

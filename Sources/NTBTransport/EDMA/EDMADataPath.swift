@@ -184,6 +184,10 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
         var result = EDMASendPoll()
         let completion = channel.poll()
         switch completion {
+        case nil where channel.lastPollHadNoResponse:
+            // `int_status` read all ones: the device or the link is gone (DWEDMA `noResponse`).
+            result.fault = .engineGone
+            return result
         case nil:
             break
         case .done?:
