@@ -144,3 +144,27 @@ extension Policy {
         return warnings
     }
 }
+
+/// Why a port is not opened with a transport backend; the description gives the decision's reasons.
+public struct PortNotOpened: Error, Equatable, Sendable, CustomStringConvertible {
+    public let decision: BackendDecision
+    public var description: String {
+        let what: String
+        switch decision.outcome {
+        case .kernel: what = "is left to the kernel's NTB driver by the policy"
+        case .refuse: what = "is not opened: the policy requires edma and edma is not usable"
+        case .undecided: what = "needs its peer probed before the policy can decide (call decide(for:edma:) with the probe)"
+        case .use: what = "is opened"
+        }
+        return "port \(decision.port) \(what): " + decision.reasons.joined(separator: "; ")
+    }
+}
+
+extension BackendDecision {
+    /// The backend to open the port with (its registry name is `rawValue`), or why not. Commands that
+    /// open ports call this with the decision made after probing (`auto`/`edma`: ``EDMAPeerWindow``).
+    public func backendToOpen() -> Result<TransportBackendKind, PortNotOpened> {
+        if case let .use(kind) = outcome { return .success(kind) }
+        return .failure(PortNotOpened(decision: self))
+    }
+}
