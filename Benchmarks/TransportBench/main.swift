@@ -3,7 +3,7 @@
 // second one), through the same QueuePair API the tools use.
 //
 //   swift build -c release --product transport-bench
-//   .build/release/transport-bench [messages] [size] [batch]        (defaults 2000000 64 64)
+//   .build/release/transport-bench [messages] [size] [batch] [mtu]  (defaults 2000000 64 64 65536)
 //
 // Allocations per message: run it under valgrind with two message counts and compare the totals
 // ("total heap usage: N allocs") — the difference divided by the extra messages is the per-message
@@ -22,6 +22,7 @@ let args = CommandLine.arguments
 let messages = args.count > 1 ? Int(args[1]) ?? 2_000_000 : 2_000_000
 let size = args.count > 2 ? Int(args[2]) ?? 64 : 64
 let batch = args.count > 3 ? Int(args[3]) ?? 64 : 64
+let mtu = args.count > 4 ? Int(args[4]) ?? 0x10000 : 0x10000
 let warmup = min(100_000, max(messages / 10, 1000))
 precondition(messages > 0 && size > 0 && batch > 0)
 
@@ -41,6 +42,7 @@ defer { try? MockLink.remove(at: dir, force: true) }
 var config = TransportConfiguration()
 config.queuePairs = 1
 config.waitMode = .polling
+config.mtu = mtu
 let ep = try Transport<MockNTBDevice, HostBackend>(device: MockNTBDevice(directory: dir, role: .endpoint, options: .fast), configuration: config)
 let host = try Transport<MockNTBDevice, HostBackend>(device: MockNTBDevice(directory: dir, role: .host, options: .fast), configuration: config)
 let tx = host.queuePairs[0], rxQP = ep.queuePairs[0]
@@ -96,7 +98,7 @@ let elapsed = clock.now - start
 let cpu = TransportThread.processCPUSeconds() - cpu0
 receiver.join()
 let s = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-print("host backend, one process, sender + receiver threads, \(size)-byte messages, batches of \(batch):")
+print("host backend, one process, sender + receiver threads, \(size)-byte messages, batches of \(batch), MTU \(mtu):")
 let rate: Double = Double(messages) / s / 1e6
 let gbps: Double = Double(messages * size) / s / 1e9
 let cpuPerGB: Double = cpu / (Double(messages * size) / 1e9)

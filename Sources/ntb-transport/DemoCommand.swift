@@ -60,7 +60,8 @@ struct DemoCommand: ParsableCommand {
             let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
             guard made != nil else { throw ToolError("cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
             let dir = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
-            defer { try? MockLink.remove(at: dir, force: true); rmdir(dir) }
+            // The directory is ours alone: remove the link, then everything else in it (logs, files, stats).
+            defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
             var config = MockLinkConfiguration()
             config.memoryWindowCount = 1
             try MockLink.create(at: dir, configuration: config)
@@ -85,14 +86,27 @@ struct DemoCommand: ParsableCommand {
         }
     }
 
+    /// Small messages run with this MTU: a 64 KiB MTU leaves only 63 frames in a 4 MiB window, which
+    /// caps the message rate; both sides use the same MTU, as Linux requires.
+    static let smallMessageMTU = 2048
+
     private func runBackend(_ name: String, dir: String, sourceFile: String, largeSize: Int, row: inout Row) throws {
+        var r = row
+        r = try runPhase(name, dir: dir, mtu: 0x10000, LargeJob(row: r, largeSize: largeSize, bytes: parseByteCount(bytes)!,
+                                                                roundTrips: roundTrips, file: sourceFile, quiet: json))
+        r = try runPhase(name, dir: dir, mtu: Self.smallMessageMTU, SmallJob(row: r, smallMessages: smallMessages, quiet: json))
+        row = r
+    }
+
+    /// Starts the endpoint as a second process with `mtu`, runs `job` from the host side, says bye.
+    private func runPhase<J: TransportJob>(_ name: String, dir: String, mtu: Int, _ job: J) throws -> J.Result {
         let received = "\(dir)/received-\(name)"
         mkdir(received, 0o755)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: selfExecutable())
         child.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--backend", name, "--fast",
-                           "--wait", "polling", "--dir", received]
-        let log = "\(dir)/endpoint-\(name).log"
+                           "--wait", "polling", "--mtu", "\(mtu)", "--dir", received]
+        let log = "\(dir)/endpoint-\(name)-\(mtu).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         child.standardError = FileHandle(forWritingAtPath: log)
         child.standardOutput = FileHandle.nullDevice
@@ -101,14 +115,13 @@ struct DemoCommand: ParsableCommand {
             if child.isRunning { child.terminate() }
             child.waitUntilExit()
         }
-        var options = try TransportOptions.parse(["--backend", name, "--wait", "polling", "--link-timeout", "30"])
+        var options = try TransportOptions.parse(["--backend", name, "--wait", "polling", "--link-timeout", "30", "--mtu", "\(mtu)"])
         options.qps = 1
+        let result: J.Result
         do {
             let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
             defer { device.close() }
-            row = try TransportBackends.visit(name, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job:
-                                      DemoJob(row: row, largeSize: largeSize, bytes: parseByteCount(bytes)!, smallMessages: smallMessages,
-                                              roundTrips: roundTrips, file: sourceFile, quiet: json)))
+            result = try TransportBackends.visit(name, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: job))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))
@@ -118,13 +131,13 @@ struct DemoCommand: ParsableCommand {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("the endpoint process exited with status \(child.terminationStatus): \(text.split(separator: "\n").suffix(3).joined(separator: " | "))")
         }
+        return result
     }
 
-    struct DemoJob: TransportJob {
+    struct LargeJob: TransportJob {
         var row: Row
         var largeSize: Int
         var bytes: UInt64
-        var smallMessages: Int
         var roundTrips: Int
         var file: String
         var quiet: Bool
@@ -134,12 +147,24 @@ struct DemoCommand: ParsableCommand {
             func say(_ s: String) { if !quiet { writeStderr("  \(s)\n") } }
             say("perf: \(largeSize)-byte messages, \(bytes >> 20) MiB")
             row.large = try PerfInitiator(messageSize: largeSize, totalBytes: bytes, duration: nil, queuePairs: 1, batch: 8, showProgress: !quiet).run(transport)
-            say("perf: 64-byte messages, batches of 64, \(smallMessages) messages")
-            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(transport)
             say("pingpong: 64 bytes, polling, \(roundTrips) round trips")
             row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(transport)
             say("send: \(file)")
             row.file = try FileSender(path: file).run(transport)
+            try ByeJob().run(transport)
+            return row
+        }
+    }
+
+    struct SmallJob: TransportJob {
+        var row: Row
+        var smallMessages: Int
+        var quiet: Bool
+
+        func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Row {
+            var row = self.row
+            if !quiet { writeStderr("  perf: 64-byte messages, batches of 64, MTU \(DemoCommand.smallMessageMTU), \(smallMessages) messages\n") }
+            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(transport)
             try ByeJob().run(transport)
             return row
         }
@@ -177,6 +202,7 @@ func printDemoTable(_ rows: [DemoCommand.Row], baseline: Double) {
     print("")
     print("ntb-transport demo: two processes over a mock NTB link (shared memory), this machine")
     print(String(format: "memcpy baseline (single thread, 65524-byte copies into a window): %.2f GB/s", baseline))
+    print("64K = 65524-byte messages (MTU 65536); 64B = 64-byte messages in batches of 64 (MTU \(DemoCommand.smallMessageMTU)); latency = 64-byte round trips, polling")
     print("")
     print(pad("backend", 8), pad("64K GB/s", 9), pad("x memcpy", 9), pad("64B Mmsg/s", 11), pad("p50 us", 8), pad("p99 us", 8), pad("p99.9 us", 9), pad("max us", 9),
           pad("tx CPU s/GB", 12), pad("rx CPU s/GB", 12), pad("file GB/s", 10), "file check")

@@ -8,7 +8,8 @@ struct ToolError: Error, CustomStringConvertible {
 }
 
 /// A queue pair with a pool of receive buffers, as the tools use it: receive the next message, send
-/// with back-pressure. No allocation per message.
+/// with back-pressure. No allocation per message. One port per queue pair at a time: a port going away
+/// takes back every posted buffer of its queue pair.
 final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     let qp: QueuePair<Device, Backend>
     let bufferSize: Int
@@ -94,6 +95,60 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         inboxHead = inboxHead + 1 == bufferCount ? 0 : inboxHead + 1
         inboxCount -= 1
         return r
+    }
+
+    /// Counts data messages until a control message of `kind` arrives, reposting every buffer at once
+    /// (the perf sink: no per-message clock or inbox). Throws if the peer goes away or stays silent.
+    func sink(until kind: ControlMessage.Kind, idleLimit: Duration = .seconds(30)) throws(ToolError) -> (bytes: UInt64, messages: UInt64) {
+        var bytes: UInt64 = 0, messages: UInt64 = 0
+        var done = false
+        var idleSince: ContinuousClock.Instant?
+        // Messages an earlier receive already took from the queue pair come first.
+        while !done, inboxCount > 0 {
+            let (slot, length) = (inboxSlot[inboxHead], inboxLength[inboxHead])
+            inboxHead = inboxHead + 1 == bufferCount ? 0 : inboxHead + 1
+            inboxCount -= 1
+            if length == ControlMessage.size, let m = ControlMessage(self.bytes(slot, length)), m.kind == kind { done = true }
+            else { bytes &+= UInt64(length); messages &+= 1 }
+            try? post(slot)
+        }
+        while !done {
+            let n = qp.poll(limit: 256) { c in
+                switch c.kind {
+                case .receive:
+                    let slot = Int(c.cookie)
+                    if c.status == .ok {
+                        if c.length == ControlMessage.size, let m = ControlMessage(self.bytes(slot, c.length)), m.kind == kind {
+                            done = true
+                        } else {
+                            bytes &+= UInt64(c.length)
+                            messages &+= 1
+                        }
+                        try? post(slot)
+                    } else if c.status == .linkDown {
+                        linkLost = true
+                    } else {
+                        try? post(slot)
+                    }
+                case .linkDown: linkLost = true
+                case .send: sendsCompleted &+= 1
+                case .linkUp: break
+                }
+            }
+            if n == 0 && !done {
+                if linkLost { throw ToolError("the peer went away during perf") }
+                let now = ContinuousClock.now
+                if let since = idleSince {
+                    if now - since > idleLimit { throw ToolError("perf: no data from the peer for \(idleLimit)") }
+                } else {
+                    idleSince = now
+                }
+                _ = qp.wait(timeout: .milliseconds(2))
+            } else {
+                idleSince = nil
+            }
+        }
+        return (bytes, messages)
     }
 
     /// Non-blocking receive.

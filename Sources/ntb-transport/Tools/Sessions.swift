@@ -309,6 +309,7 @@ struct Responder: TransportJob {
             if ports.contains(where: \.linkLost) {
                 // The peer left (its queue pairs sent LINK_DOWN, or the link dropped): wait for the next one.
                 log("peer gone; waiting for it to come back")
+                ports = []   // the old ports take their buffers back before new ones post theirs
                 try transport.waitForLink(timeout: .seconds(24 * 3600))
                 ports = try transport.queuePairs.map { try MessagePort($0) }
             }
@@ -361,25 +362,8 @@ struct Responder: TransportJob {
 
     /// Counts data messages until END; reposts each buffer at once.
     static func sink<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>) throws -> (UInt64, UInt64) {
-        var bytes: UInt64 = 0, messages: UInt64 = 0
-        let deadline = Duration.seconds(30)
-        var idleSince = ContinuousClock.now
-        while true {
-            guard let (slot, length) = port.tryReceive() else {
-                if port.linkLost { throw ToolError("the peer went away during perf") }
-                if ContinuousClock.now - idleSince > deadline { throw ToolError("perf: no data from the peer for \(deadline)") }
-                _ = port.qp.wait(timeout: .milliseconds(2))
-                continue
-            }
-            idleSince = ContinuousClock.now
-            if length == ControlMessage.size, let m = ControlMessage(port.bytes(slot, length)), m.kind == .endPerf {
-                port.release(slot)
-                return (bytes, messages)
-            }
-            bytes &+= UInt64(length)
-            messages &+= 1
-            port.release(slot)
-        }
+        let r = try port.sink(until: .endPerf)
+        return (r.bytes, r.messages)
     }
 
     func echo<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>) throws {

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+import NTBMock
+@testable import ntb_transport
+
+/// Runs the built binary; returns status, stdout, stderr.
+func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: ntbTransportBinary())
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+@Suite struct TransportToolUnitTests {
+    @Test func controlMessagesRoundTripAndDataIsNotMistakenForOne() {
+        let m = ControlMessage(.result, status: 2, 1, 2, 3, 4)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+        defer { buffer.deallocate() }
+        m.encode(into: buffer)
+        #expect(ControlMessage(UnsafeRawBufferPointer(buffer)) == m)
+        #expect(buffer.load(as: UInt64.self) == ControlMessage.magic.littleEndian)
+        for i in 0..<64 { buffer[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }   // a perf payload
+        #expect(ControlMessage(UnsafeRawBufferPointer(buffer)) == nil)
+        #expect(ControlMessage(UnsafeRawBufferPointer(rebasing: buffer[0..<63])) == nil)
+    }
+
+    @Test func crc32cMatchesTheStandardCheckValue() {
+        var c = CRC32C()
+        Array("123456789".utf8).withUnsafeBytes { c.update($0) }
+        #expect(c.checksum == 0xE306_9283)
+    }
+
+    @Test func byteCounts() {
+        #expect(parseByteCount("4K") == 4096)
+        #expect(parseByteCount("1G") == 1 << 30)
+        #expect(parseByteCount("512MiB") == 512 << 20)
+        #expect(parseByteCount("100") == 100)
+        #expect(parseByteCount("x") == nil)
+        #expect(parseByteCount("0") == nil)
+    }
+}
+
+@Suite(.serialized) struct TransportToolProcessTests {
+    @Test func usageErrorsExit64() throws {
+        let r = try runTransportCLI(["perf", "--port", "mock:/dev/shm/none", "--role", "host", "--batch", "0"])
+        #expect(r.status == 64)
+        let b = try runTransportCLI(["pingpong", "--port", "mock:/dev/shm/none", "--role", "host", "--backend", "nope"])
+        #expect(b.status == 64)
+        #expect(b.err.contains("host"))
+    }
+
+    @Test func runtimeFailureIsOneLineAndExits1() throws {
+        let r = try runTransportCLI(["pingpong", "--port", "mock:/dev/shm/ntb-no-such-link-\(getpid())", "--role", "host", "--link-timeout", "1"])
+        #expect(r.status == 1)
+        #expect(r.err.hasPrefix("error: "))
+        #expect(r.err.split(separator: "\n").count == 1)
+    }
+
+    @Test func sendAndRecvInTwoProcessesVerifyTheChecksum_andStatsReadsTheRunningSide() throws {
+        let dir = "/dev/shm/ntb-cli-transport-\(getpid())"
+        var c = MockLinkConfiguration()
+        c.memoryWindowCount = 1
+        c.memoryWindowSize = 1 << 20
+        c.hostRAMSize = 8 << 20
+        c.endpointRAMSize = 8 << 20
+        try MockLink.create(at: dir, configuration: c)
+        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+        let out = "\(dir)/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        // 300 KiB of varied bytes, and a 64-byte tail (sent as two pieces, never as a control message).
+        var content = [UInt8](repeating: 0, count: 300 * 1024 + 64)
+        for i in content.indices { content[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 9) }
+        let source = "\(dir)/payload.bin"
+        _ = FileManager.default.createFile(atPath: source, contents: Data(content))
+
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
+        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast", "--dir", out]
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+
+        let sent = try runTransportCLI(["send", "--port", "mock:\(dir)", "--role", "host", "--fast", source])
+        #expect(sent.status == 0, "\(sent.err)")
+        #expect(sent.out.contains("verified by the peer"))
+        #expect(FileManager.default.contents(atPath: "\(out)/payload.bin") == Data(content))
+
+        let ping = try runTransportCLI(["pingpong", "--port", "mock:\(dir)", "--role", "host", "--fast", "--count", "200", "--json"])
+        #expect(ping.status == 0, "\(ping.err)")
+        let latency = try JSONDecoder().decode(LatencyResult.self, from: Data(ping.out.utf8))
+        #expect(latency.roundTrips == 200 && latency.p50 > 0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max)
+
+        // The server is still running: its counters are readable by another process.
+        let stats = try runTransportCLI(["stats", "--port", "mock:\(dir)", "--role", "endpoint", "--json"])
+        #expect(stats.status == 0, "\(stats.err)")
+        let qps = try #require(try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Int]])
+        #expect(qps.count == 1)
+        #expect((qps.first?["rx_pkts"] ?? 0) >= 1200)   // START, name, 5 chunks, END, START, 1200 pings, END...
+        #expect(qps.first?["rx_err_ver"] == 0)
+    }
+}
