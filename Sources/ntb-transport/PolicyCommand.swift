@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NTBHardware
 import NTBTransport
 
 /// `ntb-transport policy check FILE` and `ntb-transport policy show [PORT]` (docs/policy.md).
@@ -47,17 +48,29 @@ struct PolicyCommand: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("The policy file (default: $\(PolicySource.environmentVariable), else \(PolicySource.defaultPath)).", valueName: "file"))
         var policy: String?
 
+        @Flag(name: .long, help: "Open PORT as the host side and read the peer's eDMA window, so that auto and edma are decided now.")
+        var probe = false
+
         func validate() throws {
             if let port, case let .failure(failure) = PolicyPort.parse(port) {
                 throw ValidationError(failure.message)
             }
+            if probe && port == nil { throw ValidationError("--probe needs a PORT, e.g. policy show mock:/dev/shm/ntb0 --probe") }
         }
 
         func run() throws {
             var selected: PolicyPort?
             if let port, case let .success(p) = PolicyPort.parse(port) { selected = p }
             let source = PolicySource.locate(option: policy, environment: ProcessInfo.processInfo.environment)
-            let report = PolicyReport.show(source: source, port: selected)
+            var edma = EDMAProbe.notProbed
+            if probe, let selected, let port {
+                // The locator of the entry that governs the port (loading errors are reported by show).
+                let locator = (try? Policy.load(from: source))?.policy.decide(for: selected).locator ?? EDMALocator()
+                var options = try PortOptions.parse(["--port", port, "--role", "host"])
+                try options.validate()
+                edma = try options.withDevice(EDMAProbeJob(locator: locator))
+            }
+            let report = PolicyReport.show(source: source, port: selected, edma: edma)
             report.emit()
             if report.failed { throw ExitCode.failure }
         }
@@ -110,7 +123,7 @@ struct PolicyReport: Equatable {
     }
 
     /// `policy show [PORT]`: the policy's source, then each port's backend with every reason.
-    static func show(source: PolicySource, port: PolicyPort?) -> PolicyReport {
+    static func show(source: PolicySource, port: PolicyPort?, edma: EDMAProbe = .notProbed) -> PolicyReport {
         var report = PolicyReport()
         let loaded: LoadedPolicy
         do {
@@ -128,7 +141,7 @@ struct PolicyReport: Equatable {
         let policy = loaded.policy
         let ports = port.map { [$0] } ?? policy.entries.compactMap(\.port)
         for p in ports {
-            let decision = policy.decide(for: p)
+            let decision = policy.decide(for: p, edma: edma)
             report.out.append("\(p): \(decision.outcomeName)")
             report.out += decision.reasons.map { "  " + $0 }
         }
@@ -145,4 +158,12 @@ struct PolicyReport: Equatable {
 
 private func plural(_ n: Int, _ singular: String, _ plural: String? = nil) -> String {
     "\(n) \(n == 1 ? singular : (plural ?? singular + "s"))"
+}
+
+/// Reads the peer's eDMA window on an opened port (host side) for `policy show --probe`.
+struct EDMAProbeJob: DeviceJob {
+    let locator: EDMALocator
+    func run<Device: NTBDevice>(_ device: Device) throws -> EDMAProbe {
+        EDMAProbe(EDMAPeerWindow.probe(device, locator: locator))
+    }
 }

@@ -99,3 +99,23 @@ private func remove(_ path: String) { try? FileManager.default.removeItem(atPath
         }
     }
 }
+
+@Suite struct PolicyShowProbeTests {
+    @Test func showWithAProbeDecidesAuto() throws {
+        let path = try scratch("auto@mock:/tmp/x\n")
+        defer { remove(path) }
+        guard case let .success(port) = PolicyPort.parse("mock:/tmp/x") else { Issue.record("port"); return }
+        let source = PolicySource(path: path, origin: .option)
+        let withInfo = PolicyReport.show(source: source, port: port, edma: .usable("the peer published ntb_edma_info in window 1"))
+        #expect(withInfo.out[1] == "mock:/tmp/x: edma")
+        let without = PolicyReport.show(source: source, port: port, edma: .unusable("bad magic 0x00000000 at offset 0 of window 1"))
+        #expect(without.out[1] == "mock:/tmp/x: host")
+        #expect(without.out.contains("  edma is not usable: bad magic 0x00000000 at offset 0 of window 1; trying host as the order allows"))
+    }
+
+    @Test func probeNeedsAPort() {
+        #expect(throws: (any Error).self) { try NTBTransportCommand.parseAsRoot(["policy", "show", "--probe"]) }
+        let parsed = try? NTBTransportCommand.parseAsRoot(["policy", "show", "mock:/tmp/x", "--probe"])
+        #expect((parsed as? PolicyCommand.Show)?.probe == true)
+    }
+}
