@@ -143,7 +143,7 @@ func runEDMA(queuePairs: Int) throws -> Result {
             }
             box.s.flush()
             let p = box.s.poll(now: clock.now) { _ in completed += 1 }
-            if let fault = p.fault { fatalError("\(fault)") }
+            if let fault = p.fault { print("edma-transport-bench: \(fault)"); exit(1) }
             if p.notify != 0 { notifier.notify(p.notify) }
             progressed = progressed || p.completed > 0
         }
