@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NTBHardware
 import NTBTransport
 
 /// `ntb-transport perf`: throughput like Linux ntb_perf, against `ntb-transport serve` on the peer.
@@ -48,13 +49,13 @@ struct PerfCommand: ParsableCommand {
     func run() throws {
         var options = transport
         if options.qps == nil && threads > 1 { options.qps = threads }
-        var results: [PerfResult] = []
-        for s in size {
-            let job = PerfInitiator(messageSize: s, totalBytes: duration == nil ? parseByteCount(bytes ?? "1G") : nil,
-                                    duration: duration.map { .milliseconds(Int64($0 * 1000)) },
-                                    queuePairs: threads, batch: batch, showProgress: !json)
-            results.append(try runTool { try port.withTransport(options, job) })
+        let jobs = size.map { s in
+            PerfInitiator(messageSize: s, totalBytes: duration == nil ? parseByteCount(bytes ?? "1G") : nil,
+                          duration: duration.map { .milliseconds(Int64($0 * 1000)) },
+                          queuePairs: threads, batch: batch, showProgress: !json)
         }
+        // One transport for every size: the peer's `serve` answers one session after another.
+        let results = try runTool { try port.withTransport(options, PerfSeries(runs: jobs)) }
         if json { printJSON(results) } else { printPerfTable(results) }
     }
 }
@@ -94,5 +95,13 @@ func runTool<R>(_ body: () throws -> R) throws -> R {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode.failure
+    }
+}
+
+/// Several perf runs on one transport.
+struct PerfSeries: TransportJob {
+    var runs: [PerfInitiator]
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> [PerfResult] {
+        try runs.map { try $0.run(transport) }
     }
 }
