@@ -98,6 +98,8 @@ let package = Package(
             dependencies: ["PCIKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // Sender CPU per GB of the edma data path against the host backend's copy, same run (see its header).
+        .executableTarget(name: "edma-transport-bench", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "PCIKit", "CNTBShim"], path: "Benchmarks/EDMATransportBench"),
         .testTarget(name: "PCIKitTests", dependencies: ["PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "DWEDMATests", dependencies: ["DWEDMA", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),

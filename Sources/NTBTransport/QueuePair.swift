@@ -69,6 +69,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         @usableFromInline var lastBadVersion: UInt64 = .max
         // Adaptive waiting: spin iterations before sleeping on the doorbell.
         @usableFromInline var spinLimit = 4096
+        // Polls since the gauges (ring positions for `stats`) were last refreshed.
+        @usableFromInline var pollsSinceGauges = 0
         @usableFromInline init(txCookies: UnsafeMutablePointer<UInt64>, txLengths: UnsafeMutablePointer<Int>) {
             unsafe self.txCookies = txCookies
             unsafe self.txLengths = txLengths
@@ -131,6 +133,10 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable var lastBadVersion: UInt64 {
         get { unsafe state.pointee.lastBadVersion }
         set { unsafe state.pointee.lastBadVersion = newValue }
+    }
+    @inlinable var pollsSinceGauges: Int {
+        get { unsafe state.pointee.pollsSinceGauges }
+        set { unsafe state.pointee.pollsSinceGauges = newValue }
     }
     @inlinable var spinLimit: Int {
         get { unsafe state.pointee.spinLimit }
@@ -369,6 +375,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             }
         }
         if received > 0 { channel.publishReceiveTail() }
+        pollsSinceGauges &+= 1
+        if pollsSinceGauges >= 4096 { pollsSinceGauges = 0; updateGauges() }
         return reported &+ received
     }
 

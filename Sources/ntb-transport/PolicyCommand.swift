@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NTBHardware
 import NTBTransport
 
 /// `ntb-transport policy check FILE` and `ntb-transport policy show [PORT]` (docs/policy.md).
@@ -47,17 +48,29 @@ struct PolicyCommand: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("The policy file (default: $\(PolicySource.environmentVariable), else \(PolicySource.defaultPath)).", valueName: "file"))
         var policy: String?
 
+        @Flag(name: .long, help: "Open PORT as the host side and read the peer's eDMA window, so that auto and edma are decided now.")
+        var probe = false
+
         func validate() throws {
             if let port, case let .failure(failure) = PolicyPort.parse(port) {
                 throw ValidationError(failure.message)
             }
+            if probe && port == nil { throw ValidationError("--probe needs a PORT, e.g. policy show mock:/dev/shm/ntb0 --probe") }
         }
 
         func run() throws {
             var selected: PolicyPort?
             if let port, case let .success(p) = PolicyPort.parse(port) { selected = p }
             let source = PolicySource.locate(option: policy, environment: ProcessInfo.processInfo.environment)
-            let report = PolicyReport.show(source: source, port: selected)
+            var edma = EDMAProbe.notProbed
+            if probe, let selected, let port {
+                // The locator of the entry that governs the port (loading errors are reported by show).
+                let locator = (try? Policy.load(from: source))?.policy.decide(for: selected).locator ?? EDMALocator()
+                var options = try PortOptions.parse(["--port", port, "--role", "host"])
+                try options.validate()
+                edma = try options.withDevice(EDMAProbeJob(locator: locator))
+            }
+            let report = PolicyReport.show(source: source, port: selected, edma: edma)
             report.emit()
             if report.failed { throw ExitCode.failure }
         }
@@ -90,12 +103,14 @@ struct PolicyReport: Equatable {
         }
         let result = Policy.parse(text, file: file)
         let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
-        for diagnostic in result.diagnostics {
+        let registry = result.policy?.unregisteredBackends(registered: TransportBackends.names) ?? []
+        let all = (result.diagnostics + registry).sorted { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }
+        for diagnostic in all {
             let index = diagnostic.location.line - 1
             let source = index < lines.count ? String(lines[index]) : ""
             report.err.append(diagnostic.rendered(sourceLine: source))
         }
-        let errors = result.errors.count, warnings = result.warnings.count
+        let errors = result.errors.count, warnings = result.warnings.count + registry.count
         if let policy = result.policy {
             let defaultText = policy.defaultEntry.map { ", default \($0.backend)" } ?? ", no default entry (built-in \(Policy.builtInDefault))"
             let warningText = warnings > 0 ? ", \(plural(warnings, "warning"))" : ""
@@ -108,7 +123,7 @@ struct PolicyReport: Equatable {
     }
 
     /// `policy show [PORT]`: the policy's source, then each port's backend with every reason.
-    static func show(source: PolicySource, port: PolicyPort?) -> PolicyReport {
+    static func show(source: PolicySource, port: PolicyPort?, edma: EDMAProbe = .notProbed) -> PolicyReport {
         var report = PolicyReport()
         let loaded: LoadedPolicy
         do {
@@ -122,10 +137,11 @@ struct PolicyReport: Equatable {
         report.out.append("policy: \(source)")
         if let note = loaded.note { report.out.append("note: \(note)") }
         report.err += loaded.warnings.map(\.description)
+        report.err += loaded.policy.unregisteredBackends(registered: TransportBackends.names).map(\.description)
         let policy = loaded.policy
         let ports = port.map { [$0] } ?? policy.entries.compactMap(\.port)
         for p in ports {
-            let decision = policy.decide(for: p)
+            let decision = policy.decide(for: p, edma: edma)
             report.out.append("\(p): \(decision.outcomeName)")
             report.out += decision.reasons.map { "  " + $0 }
         }
@@ -142,4 +158,12 @@ struct PolicyReport: Equatable {
 
 private func plural(_ n: Int, _ singular: String, _ plural: String? = nil) -> String {
     "\(n) \(n == 1 ? singular : (plural ?? singular + "s"))"
+}
+
+/// Reads the peer's eDMA window on an opened port (host side) for `policy show --probe`.
+struct EDMAProbeJob: DeviceJob {
+    let locator: EDMALocator
+    func run<Device: NTBDevice>(_ device: Device) throws -> EDMAProbe {
+        EDMAProbe(EDMAPeerWindow.probe(device, locator: locator))
+    }
 }

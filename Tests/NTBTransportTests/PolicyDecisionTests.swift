@@ -146,3 +146,33 @@ struct DecisionCase: CustomTestStringConvertible, Sendable {
         #expect(loaded.policy.defaultEntry?.backend == .auto)
     }
 }
+
+@Suite struct PolicyRegistryTests {
+    @Test func everyRegisteredBackendCanBeNamedInAPolicy() {
+        #expect(!TransportBackends.names.isEmpty)
+        for name in TransportBackends.names { #expect(TransportBackendKind(rawValue: name) != nil, "\(name)") }
+    }
+
+    @Test func entriesNamingAnUnregisteredBackendAreWarnedAbout() throws {
+        let policy = try #require(Policy.parse("default=auto\nedma@01:00.0\nhost@02:00.0\nauto@03:00.0 order=host", file: "p").policy)
+        #expect(policy.unregisteredBackends(registered: ["host"]).map(\.description) == [
+            "p:1:1: warning: backend 'edma' is not registered in this build (registered: host); this entry cannot use it",
+            "p:2:1: warning: backend 'edma' is not registered in this build (registered: host); this entry cannot use it",
+        ])
+        #expect(policy.unregisteredBackends(registered: ["host", "edma"]).isEmpty)
+    }
+}
+
+@Suite struct PortOpeningTests {
+    @Test func decidedPortsOpenWithTheirBackendOthersSayWhy() throws {
+        let policy = try #require(Policy.parse("kernel@02:00.0\nedma@03:00.0\nauto@04:00.0", file: "p").policy)
+        func port(_ s: String) -> PolicyPort { guard case let .success(p) = PolicyPort.parse(s) else { preconditionFailure() }; return p }
+        #expect(try policy.decide(for: port("05:00.0")).backendToOpen().get() == .host)
+        #expect(try policy.decide(for: port("04:00.0"), edma: .unusable("bad magic")).backendToOpen().get() == .host)
+        #expect(throws: PortNotOpened.self) { try policy.decide(for: port("04:00.0")).backendToOpen().get() }
+        guard case let .failure(kernel) = policy.decide(for: port("02:00.0")).backendToOpen() else { Issue.record("kernel port opened"); return }
+        #expect(kernel.description == "port 0000:02:00.0 is left to the kernel's NTB driver by the policy: p:1:1 says kernel@02:00.0; the port is left to the kernel's NTB driver; ntb-transport does not open it")
+        guard case let .failure(refused) = policy.decide(for: port("03:00.0"), edma: .unusable("bad magic 0x00000000")).backendToOpen() else { Issue.record("edma port opened"); return }
+        #expect(refused.description.hasPrefix("port 0000:03:00.0 is not opened: the policy requires edma and edma is not usable: p:2:1 says edma@03:00.0; edma is not usable: bad magic 0x00000000"))
+    }
+}

@@ -255,6 +255,38 @@ func send(_ qp: QueuePair<MockNTBDevice, HostBackend>, _ bytes: [UInt8], cookie:
         #expect(h.counters[.linkUps] == 2 && h.counters[.linkDowns] == 1)
     }
 
+    @Test(arguments: [TransportConfiguration.WaitMode.polling, .interrupt, .adaptive])
+    func waitReturnsWhenAMessageArrivesAndTimesOutOtherwise(mode: TransportConfiguration.WaitMode) throws {
+        let f = try LinkFixture("wait-\(mode)")
+        var c = LinkFixture.configuration()
+        c.waitMode = mode
+        let ep = try HostTransport(device: try f.open(.endpoint), configuration: c)
+        let host = try HostTransport(device: try f.open(.host), configuration: LinkFixture.configuration())
+        defer { host.close(); ep.close() }
+        let h = host.queuePairs[0], e = ep.queuePairs[0]
+        #expect(drive([h, e]) { h.isLinkUp && e.isLinkUp })
+        let rx = Buffers(count: 1, size: 4096)
+        try unsafe e.postReceive(rx.buffer(0), cookie: 1)
+        let clock = ContinuousClock()
+        var start = clock.now
+        #expect(e.wait(timeout: .milliseconds(30)) == false)
+        #expect(clock.now - start >= .milliseconds(30))
+        let sender = UncheckedSendableBox(h)
+        let t = try TransportThread(name: "late-sender") {
+            TransportThread.sleep(.milliseconds(20))
+            try? send(sender.value, [42], cookie: 1)
+        }
+        start = clock.now
+        #expect(e.wait(timeout: .seconds(5)))
+        #expect(clock.now - start < .seconds(2))
+        t.join()
+        var got: Completion?
+        #expect(drive([e]) { e.poll { if $0.kind == .receive { got = $0 } } > 0 || got != nil })
+        #expect(got?.length == 1)
+        if mode == .interrupt { #expect(e.counters[.interruptWaits] >= 1) }
+        if mode == .polling { #expect(e.counters[.pollWaits] >= 1) }
+    }
+
     @Test func severalQueuePairsSpreadOverWindows() throws {
         let f = try LinkFixture("multi")
         let (host, ep) = try linkedPair(f, qps: 4)
@@ -267,4 +299,9 @@ func send(_ qp: QueuePair<MockNTBDevice, HostBackend>, _ bytes: [UInt8], cookie:
         #expect(drive(ep.queuePairs, sink: { q, c in if c.kind == .receive, c.status == .ok, Int(c.cookie) == q { got.insert(q) } }) { got.count == 4 })
         for q in 0..<4 { #expect(rx.bytes(q, 2) == [UInt8(q), 42]) }
     }
+}
+
+struct UncheckedSendableBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -101,6 +101,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
     public init(channel: consuming EDMAChannel<Core, LL>, core: Core, queuePairs: [Int], rings: [EDMARingSender<Local, Remote>],
                 stallBound: Duration) {
         precondition(queuePairs.count == rings.count && !rings.isEmpty)
+        precondition(queuePairs.allSatisfy { $0 >= 0 && $0 < EDMALayout.notifyMaxQueuePairs }, "at most 64 queue pairs (ntb_edma_db)")
         let capacity = min(channel.capacity, Int(EDMARing.capacity) * rings.count)
         self.channel = channel
         self.core = core
@@ -111,6 +112,12 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
         flight = []; flight.reserveCapacity(capacity)
         pendingOwners = []; pendingOwners.reserveCapacity(capacity)
         flightOwners = []; flightOwners.reserveCapacity(capacity)
+    }
+
+    /// Points the channel's DONE/ABORT IMWr at an MSI vector (address, base data + vector), so that the
+    /// driving thread can sleep on that interrupt instead of polling (see DWEDMA `useInterrupt`).
+    public func useInterrupt(msiAddress: UInt64, baseData: UInt16, vector: UInt16) {
+        channel.useInterrupt(msiAddress: msiAddress, baseData: baseData, vector: vector)
     }
 
     /// Elements one chain may hold.
@@ -149,6 +156,13 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
     @discardableResult
     public mutating func flush() -> Bool {
         guard !pending.isEmpty, !channel.isBusy else { return false }
+        // One read-back of the last length written to each peer ring before the data moves.
+        // (The last pending element of a ring holds its latest reservation, issued − 1.)
+        var flushed: UInt64 = 0
+        for owner in pendingOwners where flushed & (1 << UInt64(owner.ring)) == 0 {
+            flushed |= 1 << UInt64(owner.ring)
+            rings[owner.ring].flushLengths(last: rings[owner.ring].issued &- 1)
+        }
         let submission: UInt64
         do throws(EDMAError) {
             submission = try unsafe pending.withUnsafeBufferPointer { (b) throws(EDMAError) -> UInt64 in
@@ -170,13 +184,22 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
         var result = EDMASendPoll()
         let completion = channel.poll()
         switch completion {
+        case nil where channel.lastPollHadNoResponse:
+            // `int_status` read all ones: the device or the link is gone (DWEDMA `noResponse`).
+            result.fault = .engineGone
+            return result
         case nil:
             break
         case .done?:
+            // DONE on every descriptor, then one barrier and one tail per ring.
             for i in 0..<flight.count {
                 let owner = flightOwners[i]
-                rings[owner.ring].complete()
+                rings[owner.ring].markDone()
                 result.notify |= 1 << UInt64(queuePairs[owner.ring])
+            }
+            for r in 0..<rings.count where result.notify & (1 << UInt64(queuePairs[r])) != 0 { rings[r].publishTail() }
+            for i in 0..<flight.count {
+                let owner = flightOwners[i]
                 handle(EDMASendCompletion(queuePair: queuePairs[owner.ring], cookie: owner.cookie,
                                           length: Int(flight[i].length), status: .ok))
             }

@@ -93,6 +93,10 @@ public struct ValidatedEDMAWindow: Equatable, Sendable, CustomStringConvertible 
 /// checked and a bad one is this error, never a crash.
 public struct EDMAWindowError: Error, Equatable, Sendable, CustomStringConvertible {
     public enum Problem: Equatable, Sendable {
+        /// The device has no window the policy's `window=` names.
+        case noSuchWindow(selector: EDMAWindowSelector, count: Int)
+        /// The window could not be mapped (the device's message).
+        case windowUnavailable(String)
         /// The window cannot even hold what must be in it.
         case windowTooSmall(length: Int, required: Int)
         /// `magic` is not 0x45444D41: nothing (or something else) is published.
@@ -133,6 +137,10 @@ public struct EDMAWindowError: Error, Equatable, Sendable, CustomStringConvertib
     /// What is wrong, without the remedy (used in policy decisions).
     public var finding: String {
         switch problem {
+        case let .noSuchWindow(selector, count):
+            return "the policy puts the eDMA window in memory window \(selector), but the device has \(count) peer windows"
+        case let .windowUnavailable(why):
+            return "memory window \(window) cannot be mapped: \(why)"
         case let .windowTooSmall(length, required):
             return "window \(window) is \(formatSize(length)), the eDMA window layout needs \(formatSize(required))"
         case let .badMagic(found):
@@ -171,6 +179,10 @@ public struct EDMAWindowError: Error, Equatable, Sendable, CustomStringConvertib
             remedy = "set regs= in the policy to the endpoint's register window size, or remove it"
         case .windowTooSmall:
             remedy = "give the endpoint's eDMA memory window at least the required size, or check window= and page= in the policy"
+        case .noSuchWindow:
+            remedy = "set window= in the policy to an existing window (the RFC uses the last)"
+        case .windowUnavailable:
+            remedy = "check the device and its BARs (ntb-transport info)"
         case .badMagic:
             remedy = "the endpoint has not published its eDMA window: run it with the edma (or auto) backend, or use host for this port"
         default:

@@ -160,13 +160,17 @@ public struct EDMARingSender<Local: RegisterSpace, Remote: RegisterSpace> {
         return .success(buffer)
     }
 
-    /// Writes the message length into the peer's descriptor before the transfer starts, and reads it
-    /// back so that it reached the peer before the data (V3-26: "write final len (+ read-back)").
+    /// Writes the message length into the peer's descriptor before the transfer starts (V3-26: "write
+    /// final len (+ read-back)"). The read-back is ``flushLengths(last:)``, once per chain: posted
+    /// writes arrive in order, so reading back the last one orders all of them before the data.
     public func setLength(_ length: UInt32, of buffer: EDMAPostedBuffer) {
         precondition(length <= buffer.capacity, "\(length) bytes into a \(buffer.capacity)-byte buffer")
-        let at = EDMARing.descriptorOffset(buffer.index) + EDMARing.lengthOffset
-        remote.store32(length, at: at)
-        _ = remote.load32(at: at)
+        remote.store32(length, at: EDMARing.descriptorOffset(buffer.index) + EDMARing.lengthOffset)
+    }
+
+    /// Reads back the length last written for `index` (flushes the posted length writes).
+    public func flushLengths(last index: UInt32) {
+        _ = remote.load32(at: EDMARing.descriptorOffset(index) + EDMARing.lengthOffset)
     }
 
     /// Reports the oldest in-flight transfer done: `flags` (DONE, or LINK_DOWN) into the peer's
@@ -174,10 +178,21 @@ public struct EDMARingSender<Local: RegisterSpace, Remote: RegisterSpace> {
     /// peer afterwards.
     /// - Precondition: a transfer is in flight.
     public mutating func complete(flags: UInt32 = EDMARing.doneFlag) {
+        markDone(flags: flags)
+        publishTail()
+    }
+
+    /// Writes `flags` into the peer's descriptor of the oldest in-flight transfer and counts it
+    /// completed, without publishing the tail: for batches (then one ``publishTail()``).
+    public mutating func markDone(flags: UInt32 = EDMARing.doneFlag) {
         precondition(inFlight > 0, "no transfer in flight")
         remote.store32(flags, at: EDMARing.descriptorOffset(completed) + EDMARing.flagsOffset)
-        Barrier.write()
         completed &+= 1
+    }
+
+    /// Barrier, then the completion count into the peer's `tail` (the flags before it are visible first).
+    public func publishTail() {
+        Barrier.write()
         remote.store32(completed, at: EDMARing.tailOffset)
     }
 

@@ -121,3 +121,50 @@ extension Policy {
         preconditionFailure("decision fell through for order \(order)")
     }
 }
+
+extension Policy {
+    /// Warnings for entries that name a transport backend not registered in this build
+    /// (``TransportBackends/names``): such an entry cannot get it (`edma` is refused, `auto` skips it).
+    public func unregisteredBackends(registered: [String]) -> [PolicyDiagnostic] {
+        var warnings: [PolicyDiagnostic] = []
+        let all = (defaultEntry.map { [$0] } ?? []) + entries
+        for entry in all.sorted(by: { ($0.location.line, $0.location.column) < ($1.location.line, $1.location.column) }) {
+            let kinds: [TransportBackendKind]
+            switch entry.backend {
+            case .host: kinds = [.host]
+            case .edma: kinds = [.edma]
+            case .auto: kinds = entry.order
+            case .kernel: kinds = []
+            }
+            for kind in kinds where !registered.contains(kind.rawValue) {
+                warnings.append(PolicyDiagnostic(.warning, at: entry.location,
+                    "backend '\(kind)' is not registered in this build (registered: \(registered.joined(separator: ", "))); this entry cannot use it"))
+            }
+        }
+        return warnings
+    }
+}
+
+/// Why a port is not opened with a transport backend; the description gives the decision's reasons.
+public struct PortNotOpened: Error, Equatable, Sendable, CustomStringConvertible {
+    public let decision: BackendDecision
+    public var description: String {
+        let what: String
+        switch decision.outcome {
+        case .kernel: what = "is left to the kernel's NTB driver by the policy"
+        case .refuse: what = "is not opened: the policy requires edma and edma is not usable"
+        case .undecided: what = "needs its peer probed before the policy can decide (call decide(for:edma:) with the probe)"
+        case .use: what = "is opened"
+        }
+        return "port \(decision.port) \(what): " + decision.reasons.joined(separator: "; ")
+    }
+}
+
+extension BackendDecision {
+    /// The backend to open the port with (its registry name is `rawValue`), or why not. Commands that
+    /// open ports call this with the decision made after probing (`auto`/`edma`: ``EDMAPeerWindow``).
+    public func backendToOpen() -> Result<TransportBackendKind, PortNotOpened> {
+        if case let .use(kind) = outcome { return .success(kind) }
+        return .failure(PortNotOpened(decision: self))
+    }
+}
