@@ -104,8 +104,12 @@ struct DemoCommand: ParsableCommand {
         mkdir(received, 0o755)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: selfExecutable())
+        // With two or more CPUs the sides are pinned apart (host CPU 0, endpoint CPU 1), as a benchmark
+        // on two machines would have them; otherwise the scheduler may stack both spinning sides on one.
+        let pin = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2
         child.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--backend", name, "--fast",
-                           "--wait", "polling", "--mtu", "\(mtu)", "--dir", received]
+                           "--wait", "polling", "--mtu", "\(mtu)", "--dir", received] + (pin ? ["--cpu", "1"] : [])
+        if pin { try pinToCPU(0) }
         let log = "\(dir)/endpoint-\(name)-\(mtu).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         child.standardError = FileHandle(forWritingAtPath: log)

@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import NTBHardware
 import NTBTransport
 
@@ -17,6 +20,9 @@ struct TransportOptions: ParsableArguments {
 
     @Option(name: .long, help: "How queue pairs wait for work: polling, interrupt or adaptive.")
     var wait: TransportConfiguration.WaitMode = .adaptive
+
+    @Option(name: .long, help: ArgumentHelp("Pin this process to one CPU (benchmarks: keep the two sides on different cores).", valueName: "n"))
+    var cpu: Int?
 
     @Option(name: .customLong("link-timeout"), help: ArgumentHelp("Seconds to wait for the peer.", valueName: "s"))
     var linkTimeout: Double = 30
@@ -59,7 +65,8 @@ extension PortOptions {
 
     /// Opens the device, sets the transport up with the chosen backend, waits for the link, runs `job`.
     func withTransport<J: TransportJob>(_ options: TransportOptions, _ job: J) throws -> J.Result {
-        try withDevice(OpenTransport(options: options, statisticsPath: statisticsPath, job: job))
+        if let cpu = options.cpu { try pinToCPU(cpu) }
+        return try withDevice(OpenTransport(options: options, statisticsPath: statisticsPath, job: job))
     }
 
     static func run<Device: NTBDevice, B: TransportBackend, J: TransportJob>(
@@ -99,5 +106,22 @@ struct OpenTransport<J: TransportJob>: DeviceJob {
 
     func run<Device: NTBDevice>(_ device: Device) throws -> J.Result {
         try TransportBackends.visit(options.backend, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
+    }
+}
+
+/// Pins the calling process (all its threads created afterwards, and this one) to `cpu`.
+func pinToCPU(_ cpu: Int) throws {
+    var set = cpu_set_t()
+    let bits = MemoryLayout<cpu_set_t>.size * 8
+    guard cpu >= 0 && cpu < bits else { throw ToolError("--cpu \(cpu) is out of range") }
+    withUnsafeMutableBytes(of: &set) { $0[cpu / 8] |= UInt8(1) << UInt8(cpu % 8) }
+    // sched_setaffinity is a GNU extension the Glibc module does not export; look it up in libc.
+    typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_setaffinity") else {
+        throw ToolError("cannot pin to CPU \(cpu): sched_setaffinity is not available")
+    }
+    let setAffinity = unsafeBitCast(symbol, to: SetAffinity.self)
+    guard withUnsafeBytes(of: &set, { setAffinity(0, MemoryLayout<cpu_set_t>.size, $0.baseAddress!) }) == 0 else {
+        throw ToolError("cannot pin to CPU \(cpu): \(String(cString: strerror(errno))); see nproc for the CPUs you may use")
     }
 }
