@@ -428,8 +428,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
         channels[d.rawValue][c].pendingLIE = ch.control1 & ChannelControl.lie != 0
         channels[d.rawValue][c].pendingRIE = ch.control1 & ChannelControl.rie != 0
         mirror(d, c)
-        setStatus(d, InterruptBits.done(c))
-        raiseDone(d, c, always: true)
+        raiseDone(d, c, setting: InterruptBits.done(c))
     }
 
     /// Copies `size` bytes SAR → DAR in the direction's spaces (WRITE: local → PCIe, READ: PCIe →
@@ -507,17 +506,22 @@ public final class EDMAEngineModel: @unchecked Sendable {
 
     func raisePending(_ d: EDMADirection, _ c: Int) {
         guard channels[d.rawValue][c].pendingLIE || channels[d.rawValue][c].pendingRIE else { return }
-        setStatus(d, InterruptBits.done(c))
-        raiseDone(d, c, always: false)
+        raiseDone(d, c, setting: InterruptBits.done(c))
     }
 
-    func raiseDone(_ d: EDMADirection, _ c: Int, always: Bool) {
+    /// Sets `status` in int_status and raises the channel's pending interrupts, in the order a PCIe
+    /// observer sees them: the IMWr's memory write lands before the status bit is visible (posted
+    /// writes are not passed by a later read completion), and every interrupt (local IRQ, MSI) is
+    /// raised only after the status is visible, so a handler that reads int_status finds its bit.
+    func raiseDone(_ d: EDMADirection, _ c: Int, setting status: UInt32) {
         let ch = channels[d.rawValue][c]
+        let msi: EventNotifier? = ch.pendingRIE
+            ? imwr(address: UInt64(reg32(EDMARegisters.doneIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.doneIMWrLow(d))), d, c)
+            : nil
+        setStatus(d, status)
         let masked = reg32(EDMARegisters.intMask(d)) & InterruptBits.done(c) != 0
         if ch.pendingLIE && !masked { localInterrupt() }
-        if ch.pendingRIE {
-            imwr(address: UInt64(reg32(EDMARegisters.doneIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.doneIMWrLow(d))), d, c)
-        }
+        msi?.signal()
         channels[d.rawValue][c].pendingLIE = false
         channels[d.rawValue][c].pendingRIE = false
     }
@@ -545,11 +549,13 @@ public final class EDMAEngineModel: @unchecked Sendable {
         channels[d.rawValue][c].pendingLIE = false
         channels[d.rawValue][c].pendingRIE = false
         mirror(d, c)
+        // Same order as raiseDone: IMWr memory write, then the status bit, then the interrupts.
+        let addr = UInt64(reg32(EDMARegisters.abortIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.abortIMWrLow(d)))
+        let msi = addr != 0 ? imwr(address: addr, d, c) : nil
         setStatus(d, InterruptBits.abort(c))
         shared.withLock { $0.counters.aborts &+= 1; $0.lastAbort["\(d)\(c)"] = reason }
         if reg32(EDMARegisters.intMask(d)) & InterruptBits.abort(c) == 0 { localInterrupt() }
-        let addr = UInt64(reg32(EDMARegisters.abortIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.abortIMWrLow(d)))
-        if addr != 0 { imwr(address: addr, d, c) }
+        msi?.signal()
     }
 
     func localInterrupt() {
@@ -558,8 +564,9 @@ public final class EDMAEngineModel: @unchecked Sendable {
     }
 
     /// An IMWr: a memory write of the channel's data half to `address` in PCIe space. A registered
-    /// MSI address raises its notifier; otherwise the write lands in memory if mapped, or is dropped.
-    func imwr(address: UInt64, _ d: EDMADirection, _ c: Int) {
+    /// MSI address returns its notifier, for the caller to signal once the status is visible;
+    /// otherwise the write lands in memory if mapped, or is dropped.
+    func imwr(address: UInt64, _ d: EDMADirection, _ c: Int) -> EventNotifier? {
         let reg = reg32(EDMARegisters.imwrData(d, channel: c))
         let data = (reg >> UInt32(EDMARegisters.imwrDataShift(channel: c))) & 0xFFFF
         let target: EventNotifier? = shared.withLock { s in
@@ -575,6 +582,6 @@ public final class EDMAEngineModel: @unchecked Sendable {
             }
             return nil
         }
-        target?.signal()
+        return target
     }
 }
