@@ -1,5 +1,6 @@
 import Testing
 import PCIKit
+import CNTBShim
 @testable import NTBTransport
 
 /// The host channel against hand-built peer images: the test plays the Linux kernel peer, writing
@@ -88,6 +89,19 @@ import PCIKit
         for i in 0..<3 { #expect(p.peers.u32((i + 1) * Self.frame - 12 + 8) == 1) }
         #expect(p.peers.u32(4 * Self.frame - 12 + 8) == 0)
         #expect(p.channel.transmitFree == Self.entries - 4)
+    }
+
+    @Test(arguments: [1, 255, 256, 257, 1000, 4084])
+    func largePayloadsCopyExactlyAtEveryAlignment(length: Int) {
+        let source = TestMemory(8192)
+        source.setBytes(0, (0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 5) })
+        for offset in [0, 1, 7, 8, 15] {
+            let destination = TestMemory(8192)
+            unsafe ntb_transport_copy_nocache(destination.raw + 100 + offset, source.raw + offset, UInt(length))
+            #expect(destination.bytes(100 + offset, length) == source.bytes(offset, length))
+            #expect(destination.bytes(100 + offset + length, 4) == [0, 0, 0, 0], "nothing written past the end")
+            #expect(destination.bytes(96 + offset, 4) == [0, 0, 0, 0], "nothing written before the start")
+        }
     }
 
     @Test func ringFillsAndDrainsAsTheKernelPublishesItsTail() {

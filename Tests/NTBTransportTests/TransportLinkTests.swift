@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 import NTBHardware
 import NTBMock
 import PCIKit
@@ -21,7 +22,7 @@ final class LinkFixture {
         c.heartbeatMilliseconds = 5
         try MockLink.create(at: dir, configuration: c)
     }
-    deinit { try? MockLink.remove(at: dir, force: true) }
+    deinit { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
 
     func open(_ role: MockRole) throws -> MockNTBDevice {
         try MockNTBDevice(directory: dir, role: role, options: .fast)

@@ -68,4 +68,10 @@ enum ntb_transport_spad {
 #define NTB_TRANSPORT_LINK_RETRY_MS 10          /* NTB_LINK_DOWN_TIMEOUT */
 #define NTB_TRANSPORT_DEF_NUM_ENTRIES 100       /* NTB_QP_DEF_NUM_ENTRIES */
 
+/* Copies a payload into a memory window with non-temporal stores where the CPU has them (x86-64:
+ * movntdq for the 16-byte-aligned body), as Linux ntb_memcpy_tx does with
+ * __copy_from_user_inatomic_nocache: the data goes to the window (or memory) instead of staying dirty in
+ * this CPU's cache for the peer to pull. Ends with a store fence. Plain memcpy elsewhere. */
+void ntb_transport_copy_nocache(volatile void *_Nonnull dst, const void *_Nonnull src, uintptr_t len);
+
 #endif /* NTB_TRANSPORT_H */

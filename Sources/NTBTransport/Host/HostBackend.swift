@@ -1,4 +1,5 @@
 public import PCIKit
+public import CNTBShim
 public import NTBHardware
 
 /// The `host` backend: the CPU copies each message into a frame in the peer's memory, exactly as
@@ -130,6 +131,13 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
         return Int(consumed)
     }
 
+    /// The payload copy (memcpy_toio): non-temporal for large payloads, as `ntb_memcpy_tx`.
+    @inlinable @inline(__always)
+    func copyPayload(_ payload: UnsafeRawBufferPointer, toOffset offset: Int) {
+        precondition(offset >= 0 && offset <= tx.length - payload.count)
+        unsafe ntb_transport_copy_nocache(tx.baseAddress + offset, payload.baseAddress!, UInt(payload.count))
+    }
+
     @inlinable
     public mutating func transmit(_ payload: UnsafeRawBufferPointer, flags: UInt32) {
         precondition(txFreeCount > 0 && payload.count <= maxPayload)
@@ -138,7 +146,7 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
         // ntb_async_tx: len and ver first, then the payload (memcpy_toio), then wmb, then flags|DONE.
         tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
         tx.store32(txPackets, at: header &+ verOffset)
-        if payload.count > 0 { unsafe tx.copy(from: payload, toOffset: frame) }
+        if payload.count > 0 { unsafe copyPayload(payload, toOffset: frame) }
         // "Ensure that the data is fully copied out before setting the flags" (ntb_memcpy_tx).
         Barrier.write()
         tx.store32(flags | HostWire.doneFlag, at: header &+ flagsOffset)
@@ -156,7 +164,7 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
         let header = frame &+ txFrame &- headerFromFrameEnd
         tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
         tx.store32(txPackets, at: header &+ verOffset)
-        if payload.count > 0 { unsafe tx.copy(from: payload, toOffset: frame) }
+        if payload.count > 0 { unsafe copyPayload(payload, toOffset: frame) }
         if staged == 0 { stagedFirst = txIndex }
         staged &+= 1
         txIndex = txIndex &+ 1 == txEntries ? 0 : txIndex &+ 1
