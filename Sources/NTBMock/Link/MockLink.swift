@@ -205,13 +205,16 @@ public final class MockLink: @unchecked Sendable {
         }
         let names = MockSys.listDirectory(directory)
         for name in names where isOurFile(name) { MockSys.remove("\(directory)/\(name)") }
-        if !MockSys.removeDirectory(directory) && names.contains(where: { !isOurFile($0) }) {
-            throw .unsupported("mock:\(directory): removed the link files but left the directory, which holds other files")
+        let others = names.filter { !isOurFile($0) }
+        if !MockSys.removeDirectory(directory) && !others.isEmpty {
+            throw .unsupported("mock:\(directory): removed the link files but left the directory, which also holds \(others.sorted().joined(separator: ", ")); remove those yourself")
         }
     }
 
+    /// Files the link, and the tools run on it, create: the link page, locks, BARs, RAMs, MSI FIFOs,
+    /// and the transport's per-role counter files (`stats.host`, `stats.endpoint`).
     static func isOurFile(_ name: String) -> Bool {
-        name == pageFile || name.hasSuffix(".lock") || name.hasSuffix(".bar") || name.hasSuffix(".ram") || name.hasSuffix(".fifo")
+        name == pageFile || name.hasPrefix("stats.") || name.hasSuffix(".lock") || name.hasSuffix(".bar") || name.hasSuffix(".ram") || name.hasSuffix(".fifo")
     }
 
     /// Sides whose lock is held by a live process.
