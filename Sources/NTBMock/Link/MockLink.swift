@@ -94,6 +94,8 @@ public struct MockMemorySegment: @unchecked Sendable {
     public let length: Int
     public let pointer: UnsafeMutableRawPointer
     public var region: DMARegion { unsafe DMARegion(address: pointer, busAddress: busAddress, length: length) }
+    /// The segment in the DW eDMA engine model's address map.
+    public var busSegment: BusSegment { unsafe BusSegment(base: busAddress, length: length, pointer: pointer) }
     public func contains(_ bus: UInt64, length: Int) -> Bool {
         bus >= busAddress && length >= 0 && bus - busAddress <= UInt64(self.length) && UInt64(length) <= UInt64(self.length) - (bus - busAddress)
     }
@@ -211,7 +213,7 @@ public final class MockLink: @unchecked Sendable {
     }
 
     static func isOurFile(_ name: String) -> Bool {
-        name == pageFile || name.hasSuffix(".lock") || name.hasSuffix(".bar") || name.hasSuffix(".ram") || name.hasSuffix(".fifo")
+        name == pageFile || name == EDMAModelFiles.registers || name == EDMAModelFiles.rings || name.hasSuffix(".lock") || name.hasSuffix(".bar") || name.hasSuffix(".ram") || name.hasSuffix(".fifo")
     }
 
     /// Sides whose lock is held by a live process.
