@@ -17,6 +17,8 @@ final class ToolSession<Device: NTBDevice> {
     /// Endpoint: the eDMA window published with `edma publish`; host: the one validated by `edma probe`.
     private var published: EDMAPeerWindow.Published?
     private var validated: ValidatedEDMAWindow?
+    /// Whether `edma traffic` ran on the current window-0 buffer: its rings hold that run's indices.
+    private var trafficAreaUsed = false
     /// Endpoint: the write channel's LL region for `edma dma`.
     private var localLinkedList: DMABuffer?
 
@@ -45,6 +47,9 @@ final class ToolSession<Device: NTBDevice> {
         edma dma SRC DST LEN [COUNT]     a chain of COUNT DMAs of LEN bytes (consecutive addresses): endpoint with
                                          local write channel 0, host with remote read channel 0 through the window
         edma inject-abort read|write CH ELEMENT   endpoint: the model aborts that channel at that element once
+        edma traffic QPS COUNT SEED      host → endpoint over the RFC rings (after `mw trans 0 SIZE` on both sides):
+                                         the host sends COUNT messages per queue pair, the endpoint checks them
+                                         (once per window-0 buffer: the rings keep that run's indices)
         events | sleep MS | help
         Numbers are decimal or 0x-prefixed hex; HEX data is a string of hex digit pairs.
         """
@@ -162,6 +167,7 @@ final class ToolSession<Device: NTBDevice> {
             let buffer = try device.allocateInboundBuffer(length: Int(size), alignment: Int(a.addressAlignment))
             try device.setMemoryWindowTranslation(n, busAddress: buffer.region.busAddress, size: Int(size))
             inbound[n] = buffer
+            if n == 0 { trafficAreaUsed = false }   // a new, zeroed buffer
             return "mw \(n): \(hex(buffer.region.busAddress)) + \(size)"
         case ("mw", "clear"):
             let n = try index(2, "window", below: device.memoryWindowCount)
@@ -219,6 +225,27 @@ final class ToolSession<Device: NTBDevice> {
             let element = try num(4, "element")
             model.injectAbort(direction: direction, channel: channel, element: Int(element))
             return "edma: abort armed on \(name) channel \(channel) at element \(element)"
+        case ("edma", "traffic"):
+            guard let mock = device as? MockNTBDevice else { throw Failure("edma traffic needs a mock port") }
+            let qps = Int(try num(2, "queue pairs")), count = Int(try num(3, "messages per queue pair")), seed = try num(4, "seed")
+            guard (1...EDMATraffic.maxQueuePairs).contains(qps), (1...100_000).contains(count) else {
+                throw Failure("edma traffic: 1...\(EDMATraffic.maxQueuePairs) queue pairs and 1...100000 messages")
+            }
+            guard let own = inbound[0], own.region.length >= EDMATraffic.windowBytes else {
+                throw Failure("edma traffic: run `mw trans 0 \(EDMATraffic.windowBytes)` (or more) on both sides first")
+            }
+            // The rings keep free-running indices: a second run needs fresh (zeroed) areas on both sides.
+            guard !trafficAreaUsed else {
+                throw Failure("edma traffic: this window-0 buffer's rings were used by the last run; run `mw trans 0 SIZE` on both sides first")
+            }
+            trafficAreaUsed = true
+            if mock.role == .host {
+                guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
+                return try EDMATraffic.send(device: mock, window: window, own: own, queuePairs: qps, count: count, seed: seed,
+                                            dataChannels: window.info.channelCount - 1, timeout: .seconds(30))
+            }
+            guard published != nil else { throw Failure("run `edma publish` first") }
+            return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, timeout: .seconds(30))
         case ("edma", "probe"):
             switch EDMAPeerWindow.probe(device, locator: EDMALocator()) {
             case let .success(window):

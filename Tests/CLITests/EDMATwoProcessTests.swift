@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import NTBMock
 
@@ -74,6 +75,35 @@ import NTBMock
             #expect(FileManager.default.fileExists(atPath: dir + "/" + EDMAModelFiles.registers))
             try MockLink.remove(at: dir)
             #expect(!FileManager.default.fileExists(atPath: dir))
+        }
+    }
+
+    /// The RFC data path (rings, channel senders sharing channels by qp % 4, queue receivers posting by
+    /// bus address) between the two processes, host → endpoint; the endpoint checks every byte.
+    @Test(arguments: [(1, 300, UInt64(1)), (3, 200, 2), (4, 150, 3)])
+    func randomSizesAndQueuePairCountsArriveIntactBetweenTwoProcesses(queuePairs: Int, count: Int, seed: UInt64) throws {
+        try withTwoProcessLink { dir in
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1"))
+            let host = try ToolProcess(directory: dir, role: .host)
+            #expect(host.send("link up") == "link: up")
+            #expect(ep.send("link wait up 3000") == "link: up")
+            #expect(host.send("edma probe").hasPrefix("edma: valid in peer-mw 1"))
+            #expect(host.send("mw trans 0 524288").hasPrefix("mw 0: 0x"))
+            #expect(ep.send("mw trans 0 524288").hasPrefix("mw 0: 0x"))
+            let received = Mutex<String>("")
+            let receiver = Thread { received.withLock { $0 = ep.send("edma traffic \(queuePairs) \(count) \(seed)", timeout: .seconds(40)) } }
+            receiver.start()
+            let sent = host.send("edma traffic \(queuePairs) \(count) \(seed)", timeout: .seconds(40))
+            while received.withLock({ $0.isEmpty }) { usleep(1000) }
+            let total = queuePairs * count
+            #expect(sent.hasPrefix("edma traffic: sent \(total) messages") && sent.hasSuffix(" s/GB, 0 aborted"), "\(sent)")
+            #expect(received.withLock { $0 }.hasPrefix("edma traffic: received \(total) messages"), "\(received.withLock { $0 })")
+            #expect(received.withLock { $0 }.hasSuffix("every byte checked"))
+            // The rings keep this run's indices: a second run needs fresh areas, and says so.
+            #expect(host.send("edma traffic 1 1 1").hasPrefix("error: edma traffic: this window-0 buffer's rings were used by the last run"))
+            host.quit()
+            ep.quit()
         }
     }
 
