@@ -7,22 +7,23 @@ import Glibc
 #endif
 
 /// `tool` command `edma traffic`: the RFC edma data path (rings, channel senders, queue receivers)
-/// between two processes over the mock link, host → endpoint: the host sends with the endpoint's read
-/// channels driven through the eDMA window; the endpoint posts its buffers and checks every byte.
+/// between two processes over the mock link, either way: the host sends with the endpoint's read
+/// channels driven through the eDMA window, the endpoint with its local write channels; the receiver
+/// posts its buffers by bus address and checks every byte.
 ///
 /// Layout of each side's window-0 buffer (`mw trans 0 SIZE`, SIZE ≥ ``EDMATraffic/windowBytes``):
 /// queue pair q's ring area at q·0x2000, receive slot s of q at 0x10000 + (q·16 + s)·4 KiB, and on the
-/// host a 64 KiB source pattern at 0x50000. Message m of q has a seeded random length (1-4096) and
+/// sender a 64 KiB source pattern at 0x90000. Message m of q has a seeded random length (1-4096) and
 /// comes from the pattern at a position derived from (q, m), so both sides know what it must hold.
 enum EDMATraffic {
     static let areaStride = 0x2000
     static let slots = 16
     static let slotBytes = 4096
     static let receiveBase = 0x10000
-    static let patternBase = 0x50000
+    static let patternBase = 0x90000
     static let patternBytes = 0x10000
     static let windowBytes = patternBase + patternBytes
-    static let maxQueuePairs = 4
+    static let maxQueuePairs = 8
 
     static func patternByte(_ i: Int, seed: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: i &* 13 &+ (i >> 8) &+ Int(truncatingIfNeeded: seed)) }
     static func length(_ q: Int, _ m: Int, seed: UInt64) -> Int {
@@ -37,15 +38,26 @@ enum EDMATraffic {
     struct Failure: Error, CustomStringConvertible { let description: String }
 
     /// Host: sends `count` messages on each of `queuePairs` queue pairs; returns how many completed.
-    static func send(device: MockNTBDevice, window: ValidatedEDMAWindow, own: DMABuffer, queuePairs: Int, count: Int,
+    /// How the sending side reaches its eDMA: the host drives the endpoint's read channels through the
+    /// validated window; the endpoint its own write channels, with LL regions in its memory.
+    enum Engine {
+        case remote(ValidatedEDMAWindow)
+        case local(EDMAEngineModel, linkedLists: DMABuffer)
+    }
+
+    /// Sends `count` messages on each of `queuePairs` queue pairs (the pattern in `own`, this side's memory).
+    static func send(device: MockNTBDevice, engine: Engine, own: DMABuffer, queuePairs: Int, count: Int,
                      seed: UInt64, dataChannels: Int, timeout: Duration) throws -> String {
         let peer = try device.peerMemoryWindow(0)
-        let peerWindow = try device.peerMemoryWindow(window.window)
         let mmio = own.region.mmio
         for i in 0..<patternBytes { mmio.store8(patternByte(i, seed: seed), at: patternBase + i) }
-        let controller = try DWEDMAController(registers: try device.peerEDMARegisters(), mode: .remote, ownership: .channels)
+        let controller: DWEDMAController<PostedWriteRegisterSpace>
+        switch engine {
+        case .remote: controller = try DWEDMAController(registers: try device.peerEDMARegisters(), mode: .remote, ownership: .channels)
+        case let .local(model, _): controller = try DWEDMAController(registers: model.registerSpace(.endpoint), mode: .local, ownership: .channels)
+        }
         typealias Sender = EDMAChannelSender<MMIORegion, MMIORegion, EDMAv0Core<PostedWriteRegisterSpace>, MMIORegion>
-        let tx = EDMARing.ringNumber(.transmit, isEndpoint: false)
+        let tx = EDMARing.ringNumber(.transmit, isEndpoint: device.role == .endpoint)
         var senders: [Box<Sender>] = []
         for c in 0..<min(dataChannels, queuePairs) {
             let qps = Array(stride(from: c, to: queuePairs, by: dataChannels))
@@ -53,9 +65,16 @@ enum EDMATraffic {
                 EDMARingSender(local: mmio.subregion(offset: $0 * areaStride + EDMARing.ringOffset(tx), length: EDMARing.size),
                                remote: peer.subregion(offset: $0 * areaStride + EDMARing.ringOffset(tx), length: EDMARing.size))
             }
-            let ll = peerWindow.subregion(offset: window.layout.linkedListOffset(c), length: window.layout.pageSize)
-            senders.append(Box(Sender(channel: try controller.channel(.read, c, ll: ll, llBusAddress: window.info.linkedListAddresses[c]),
-                                      core: controller.core, queuePairs: qps, rings: rings, stallBound: .seconds(2))))
+            let channel: EDMAChannel<EDMAv0Core<PostedWriteRegisterSpace>, MMIORegion>
+            switch engine {
+            case let .remote(window):
+                let ll = try device.peerMemoryWindow(window.window).subregion(offset: window.layout.linkedListOffset(c), length: window.layout.pageSize)
+                channel = try controller.channel(.read, c, ll: ll, llBusAddress: window.info.linkedListAddresses[c])
+            case let .local(_, lists):
+                channel = try controller.channel(.write, c, ll: lists.region.mmio.subregion(offset: c * 4096, length: 4096),
+                                                 llBusAddress: lists.region.busAddress + UInt64(c * 4096))
+            }
+            senders.append(Box(Sender(channel: channel, core: controller.core, queuePairs: qps, rings: rings, stallBound: .seconds(2))))
         }
         var sent = [Int](repeating: 0, count: queuePairs)
         var done = 0, aborted = 0, bytes = 0
@@ -105,7 +124,7 @@ enum EDMATraffic {
     static func receive(device: MockNTBDevice, own: DMABuffer, queuePairs: Int, count: Int, seed: UInt64, timeout: Duration) throws -> String {
         let peer = try device.peerMemoryWindow(0)
         let mmio = own.region.mmio
-        let rx = EDMARing.ringNumber(.transmit, isEndpoint: false)   // the host's transmit ring
+        let rx = EDMARing.ringNumber(.transmit, isEndpoint: device.role == .host)   // the peer's transmit ring
         var receivers = (0..<queuePairs).map {
             EDMAQueueReceiver(ring: EDMARingReceiver(local: mmio.subregion(offset: $0 * areaStride + EDMARing.ringOffset(rx), length: EDMARing.size),
                                                      remote: peer.subregion(offset: $0 * areaStride + EDMARing.ringOffset(rx), length: EDMARing.size)))

@@ -19,6 +19,8 @@ final class ToolSession<Device: NTBDevice> {
     private var validated: ValidatedEDMAWindow?
     /// Whether `edma traffic` ran on the current window-0 buffer: its rings hold that run's indices.
     private var trafficAreaUsed = false
+    /// Endpoint: the write channels' LL regions for `edma traffic send`.
+    private var localLinkedLists: DMABuffer?
     /// Endpoint: the write channel's LL region for `edma dma`.
     private var localLinkedList: DMABuffer?
 
@@ -47,8 +49,8 @@ final class ToolSession<Device: NTBDevice> {
         edma dma SRC DST LEN [COUNT]     a chain of COUNT DMAs of LEN bytes (consecutive addresses): endpoint with
                                          local write channel 0, host with remote read channel 0 through the window
         edma inject-abort read|write CH ELEMENT   endpoint: the model aborts that channel at that element once
-        edma traffic QPS COUNT SEED      host → endpoint over the RFC rings (after `mw trans 0 SIZE` on both sides):
-                                         the host sends COUNT messages per queue pair, the endpoint checks them
+        edma traffic send|receive QPS COUNT SEED   the RFC data path (after `mw trans 0 SIZE` on both sides):
+                                         one side sends COUNT messages per queue pair, the other checks them
                                          (once per window-0 buffer: the rings keep that run's indices)
         events | sleep MS | help
         Numbers are decimal or 0x-prefixed hex; HEX data is a string of hex digit pairs.
@@ -227,7 +229,9 @@ final class ToolSession<Device: NTBDevice> {
             return "edma: abort armed on \(name) channel \(channel) at element \(element)"
         case ("edma", "traffic"):
             guard let mock = device as? MockNTBDevice else { throw Failure("edma traffic needs a mock port") }
-            let qps = Int(try num(2, "queue pairs")), count = Int(try num(3, "messages per queue pair")), seed = try num(4, "seed")
+            let way = try arg(2, "send or receive")
+            guard way == "send" || way == "receive" else { throw Failure("edma traffic: expected send or receive, not `\(way)`") }
+            let qps = Int(try num(3, "queue pairs")), count = Int(try num(4, "messages per queue pair")), seed = try num(5, "seed")
             guard (1...EDMATraffic.maxQueuePairs).contains(qps), (1...100_000).contains(count) else {
                 throw Failure("edma traffic: 1...\(EDMATraffic.maxQueuePairs) queue pairs and 1...100000 messages")
             }
@@ -239,13 +243,20 @@ final class ToolSession<Device: NTBDevice> {
                 throw Failure("edma traffic: this window-0 buffer's rings were used by the last run; run `mw trans 0 SIZE` on both sides first")
             }
             trafficAreaUsed = true
+            if way == "receive" {
+                return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, timeout: .seconds(30))
+            }
             if mock.role == .host {
                 guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
-                return try EDMATraffic.send(device: mock, window: window, own: own, queuePairs: qps, count: count, seed: seed,
+                return try EDMATraffic.send(device: mock, engine: .remote(window), own: own, queuePairs: qps, count: count, seed: seed,
                                             dataChannels: window.info.channelCount - 1, timeout: .seconds(30))
             }
-            guard published != nil else { throw Failure("run `edma publish` first") }
-            return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, timeout: .seconds(30))
+            guard published != nil else { throw Failure("run `edma publish` first (it starts the engine model)") }
+            let dataChannels = EDMALocator().dataChannels
+            let lists = try localLinkedLists ?? device.allocateInboundBuffer(length: dataChannels * 4096, alignment: 4096)
+            localLinkedLists = lists
+            return try EDMATraffic.send(device: mock, engine: .local(try mock.startEDMAModel(), linkedLists: lists), own: own,
+                                        queuePairs: qps, count: count, seed: seed, dataChannels: dataChannels, timeout: .seconds(30))
         case ("edma", "probe"):
             switch EDMAPeerWindow.probe(device, locator: EDMALocator()) {
             case let .success(window):

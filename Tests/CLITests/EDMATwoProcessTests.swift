@@ -79,9 +79,10 @@ import NTBMock
     }
 
     /// The RFC data path (rings, channel senders sharing channels by qp % 4, queue receivers posting by
-    /// bus address) between the two processes, host → endpoint; the endpoint checks every byte.
-    @Test(arguments: [(1, 300, UInt64(1)), (3, 200, 2), (4, 150, 3)])
-    func randomSizesAndQueuePairCountsArriveIntactBetweenTwoProcesses(queuePairs: Int, count: Int, seed: UInt64) throws {
+    /// bus address) between the two processes, both ways: the host through the endpoint's read channels,
+    /// the endpoint with its write channels; the receiver checks every byte.
+    @Test(arguments: [(true, 1, 300, UInt64(1)), (true, 3, 200, 2), (true, 4, 150, 3), (false, 1, 300, 4), (false, 4, 150, 5), (false, 6, 100, 6)])
+    func randomSizesAndQueuePairCountsArriveIntactBetweenTwoProcesses(hostSends: Bool, queuePairs: Int, count: Int, seed: UInt64) throws {
         try withTwoProcessLink { dir in
             let ep = try ToolProcess(directory: dir, role: .endpoint)
             #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1"))
@@ -89,19 +90,20 @@ import NTBMock
             #expect(host.send("link up") == "link: up")
             #expect(ep.send("link wait up 3000") == "link: up")
             #expect(host.send("edma probe").hasPrefix("edma: valid in peer-mw 1"))
-            #expect(host.send("mw trans 0 524288").hasPrefix("mw 0: 0x"))
-            #expect(ep.send("mw trans 0 524288").hasPrefix("mw 0: 0x"))
+            #expect(host.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            #expect(ep.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            let (sender, receiving) = hostSends ? (host, ep) : (ep, host)
             let received = Mutex<String>("")
-            let receiver = Thread { received.withLock { $0 = ep.send("edma traffic \(queuePairs) \(count) \(seed)", timeout: .seconds(40)) } }
+            let receiver = Thread { received.withLock { $0 = receiving.send("edma traffic receive \(queuePairs) \(count) \(seed)", timeout: .seconds(40)) } }
             receiver.start()
-            let sent = host.send("edma traffic \(queuePairs) \(count) \(seed)", timeout: .seconds(40))
+            let sent = sender.send("edma traffic send \(queuePairs) \(count) \(seed)", timeout: .seconds(40))
             while received.withLock({ $0.isEmpty }) { usleep(1000) }
             let total = queuePairs * count
             #expect(sent.hasPrefix("edma traffic: sent \(total) messages") && sent.hasSuffix(" s/GB, 0 aborted"), "\(sent)")
             #expect(received.withLock { $0 }.hasPrefix("edma traffic: received \(total) messages"), "\(received.withLock { $0 })")
             #expect(received.withLock { $0 }.hasSuffix("every byte checked"))
             // The rings keep this run's indices: a second run needs fresh areas, and says so.
-            #expect(host.send("edma traffic 1 1 1").hasPrefix("error: edma traffic: this window-0 buffer's rings were used by the last run"))
+            #expect(sender.send("edma traffic send 1 1 1").hasPrefix("error: edma traffic: this window-0 buffer's rings were used by the last run"))
             host.quit()
             ep.quit()
         }
