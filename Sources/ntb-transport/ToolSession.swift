@@ -49,8 +49,9 @@ final class ToolSession<Device: NTBDevice> {
         edma dma SRC DST LEN [COUNT]     a chain of COUNT DMAs of LEN bytes (consecutive addresses): endpoint with
                                          local write channel 0, host with remote read channel 0 through the window
         edma inject-abort read|write CH ELEMENT   endpoint: the model aborts that channel at that element once
-        edma traffic send|receive QPS COUNT SEED   the RFC data path (after `mw trans 0 SIZE` on both sides):
+        edma traffic send|receive QPS COUNT SEED [ABORTS]   the RFC data path (after `mw trans 0 SIZE` on both sides):
                                          one side sends COUNT messages per queue pair, the other checks them
+                                         (receive: up to ABORTS messages may be missing, each named)
                                          (once per window-0 buffer: the rings keep that run's indices)
         events | sleep MS | help
         Numbers are decimal or 0x-prefixed hex; HEX data is a string of hex digit pairs.
@@ -244,7 +245,9 @@ final class ToolSession<Device: NTBDevice> {
             }
             trafficAreaUsed = true
             if way == "receive" {
-                return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, timeout: .seconds(30))
+                let tolerating = w.count > 6 ? Int(try num(6, "aborted messages to tolerate")) : 0
+                return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, tolerating: tolerating,
+                                               timeout: .seconds(30))
             }
             if mock.role == .host {
                 guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }

@@ -109,6 +109,40 @@ import NTBMock
         }
     }
 
+    /// An abort injected in the model (in the endpoint process) fails exactly one message: the sender
+    /// reports it as aborted, the receiver finds exactly that one missing and everything else intact,
+    /// in order; the channel and the queue pair go on.
+    @Test(arguments: [true, false])
+    func anInjectedAbortFailsExactlyTheAffectedMessageBetweenTwoProcesses(hostSends: Bool) throws {
+        try withTwoProcessLink { dir in
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1"))
+            let host = try ToolProcess(directory: dir, role: .host)
+            #expect(host.send("link up") == "link: up")
+            #expect(ep.send("link wait up 3000") == "link: up")
+            #expect(host.send("edma probe").hasPrefix("edma: valid in peer-mw 1"))
+            #expect(host.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            #expect(ep.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            let direction = hostSends ? "read" : "write"
+            #expect(ep.send("edma inject-abort \(direction) 0 5") == "edma: abort armed on \(direction) channel 0 at element 5")
+            let (sender, receiving) = hostSends ? (host, ep) : (ep, host)
+            let received = Mutex<String>("")
+            let receiver = Thread { received.withLock { $0 = receiving.send("edma traffic receive 1 60 9 1", timeout: .seconds(40)) } }
+            receiver.start()
+            let sent = sender.send("edma traffic send 1 60 9", timeout: .seconds(40))
+            while received.withLock({ $0.isEmpty }) { usleep(1000) }
+            let got = received.withLock { $0 }
+            #expect(sent.hasPrefix("edma traffic: sent 59 messages") && sent.contains(", 1 aborted (0:"), "\(sent)")
+            #expect(got.hasPrefix("edma traffic: received 59 messages") && got.contains("every byte checked, missing 0:"), "\(got)")
+            // The same message on both sides.
+            let abortedMessage = sent.split(separator: "(").last.map { $0.dropLast() }
+            let missingMessage = got.split(separator: " ").last
+            #expect(abortedMessage != nil && abortedMessage.map(String.init) == missingMessage.map(String.init), "\(sent) / \(got)")
+            host.quit()
+            ep.quit()
+        }
+    }
+
     @Test func autoPicksEDMAWhenTheEndpointPublishes_andHostWhenNot() throws {
         try withTwoProcessLink { dir in
             let policy = dir + ".policy.conf"
