@@ -1,5 +1,7 @@
+import DWEDMA
 import NTBHardware
 import NTBMock
+import NTBTransport
 import PCIKit
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +14,15 @@ final class ToolSession<Device: NTBDevice> {
     let device: Device
     /// Inbound buffers set up with `mw trans` (ntb_tool mw_transN), by window.
     private var inbound: [Int: DMABuffer] = [:]
+    /// Endpoint: the eDMA window published with `edma publish`; host: the one validated by `edma probe`.
+    private var published: EDMAPeerWindow.Published?
+    private var validated: ValidatedEDMAWindow?
+    /// Whether `edma traffic` ran on the current window-0 buffer: its rings hold that run's indices.
+    private var trafficAreaUsed = false
+    /// Endpoint: the write channels' LL regions for `edma traffic send`.
+    private var localLinkedLists: DMABuffer?
+    /// Endpoint: the write channel's LL region for `edma dma`.
+    private var localLinkedList: DMABuffer?
 
     init(device: Device) { self.device = device }
 
@@ -33,6 +44,15 @@ final class ToolSession<Device: NTBDevice> {
         mw trans N SIZE | mw clear N     allocate an inbound buffer and translate window N to it (mw_transN)
         mw read N OFF LEN | mw write N OFF HEX      own inbound buffer of window N (ntb_tool: mwN)
         peer-mw read N OFF LEN | peer-mw write N OFF HEX   the peer's memory through outbound window N
+        edma publish | edma retract      endpoint (mock link): start the DW eDMA engine model, publish the eDMA window
+        edma probe                       host: read and validate the eDMA window the peer published
+        edma dma SRC DST LEN [COUNT]     a chain of COUNT DMAs of LEN bytes (consecutive addresses): endpoint with
+                                         local write channel 0, host with remote read channel 0 through the window
+        edma inject-abort read|write CH ELEMENT   endpoint: the model aborts that channel at that element once
+        edma traffic send|receive QPS COUNT SEED [ABORTS]   the RFC data path (after `mw trans 0 SIZE` on both sides):
+                                         one side sends COUNT messages per queue pair, the other checks them
+                                         (receive: up to ABORTS messages may be missing, each named)
+                                         (once per window-0 buffer: the rings keep that run's indices)
         events | sleep MS | help
         Numbers are decimal or 0x-prefixed hex; HEX data is a string of hex digit pairs.
         """
@@ -150,6 +170,7 @@ final class ToolSession<Device: NTBDevice> {
             let buffer = try device.allocateInboundBuffer(length: Int(size), alignment: Int(a.addressAlignment))
             try device.setMemoryWindowTranslation(n, busAddress: buffer.region.busAddress, size: Int(size))
             inbound[n] = buffer
+            if n == 0 { trafficAreaUsed = false }   // a new, zeroed buffer
             return "mw \(n): \(hex(buffer.region.busAddress)) + \(size)"
         case ("mw", "clear"):
             let n = try index(2, "window", below: device.memoryWindowCount)
@@ -184,6 +205,99 @@ final class ToolSession<Device: NTBDevice> {
             }
             bytes.withUnsafeBytes { region.copy(from: $0, toOffset: Int(off)) }
             return "\(verb) \(n) @\(hex(off)): wrote \(bytes.count) bytes"
+        case ("edma", "publish"):
+            guard let mock = device as? MockNTBDevice else { throw Failure("edma publish needs a mock port: only the mock link hosts the eDMA engine model") }
+            let locator = EDMALocator()
+            _ = try mock.startEDMAModel(writeChannels: locator.dataChannels, readChannels: locator.publishedChannelCount)
+            let p = try published ?? EDMAPeerWindow.publish(device, locator: locator, registerSize: EDMAModelFiles.registerFileSize)
+            published = p
+            inbound[p.window] = p.buffer
+            return "edma: published in mw \(p.window) at \(hex(p.buffer.region.busAddress)): ch_cnt \(p.info.channelCount), reg_size \(hex(UInt64(p.info.registerSize)))"
+        case ("edma", "retract"):
+            guard let p = published else { throw Failure("nothing published; run `edma publish` first") }
+            EDMAInfo.retract(from: p.buffer.region.mmio)
+            return "edma: retracted"
+        case ("edma", "inject-abort"):
+            guard let mock = device as? MockNTBDevice, mock.role == .endpoint, published != nil else {
+                throw Failure("edma inject-abort runs on the endpoint of a mock port after `edma publish`")
+            }
+            let name = try arg(2, "read or write")
+            guard let direction = EDMADirection.allCases.first(where: { "\($0)" == name }) else { throw Failure("edma inject-abort: expected read or write, not `\(name)`") }
+            let model = try mock.startEDMAModel()
+            let channel = try index(3, "channel", below: direction == .read ? model.configuration.readChannels : model.configuration.writeChannels)
+            let element = try num(4, "element")
+            model.injectAbort(direction: direction, channel: channel, element: Int(element))
+            return "edma: abort armed on \(name) channel \(channel) at element \(element)"
+        case ("edma", "traffic"):
+            guard let mock = device as? MockNTBDevice else { throw Failure("edma traffic needs a mock port") }
+            let way = try arg(2, "send or receive")
+            guard way == "send" || way == "receive" else { throw Failure("edma traffic: expected send or receive, not `\(way)`") }
+            let qps = Int(try num(3, "queue pairs")), count = Int(try num(4, "messages per queue pair")), seed = try num(5, "seed")
+            guard (1...EDMATraffic.maxQueuePairs).contains(qps), (1...100_000).contains(count) else {
+                throw Failure("edma traffic: 1...\(EDMATraffic.maxQueuePairs) queue pairs and 1...100000 messages")
+            }
+            guard let own = inbound[0], own.region.length >= EDMATraffic.windowBytes else {
+                throw Failure("edma traffic: run `mw trans 0 \(EDMATraffic.windowBytes)` (or more) on both sides first")
+            }
+            // The rings keep free-running indices: a second run needs fresh (zeroed) areas on both sides.
+            guard !trafficAreaUsed else {
+                throw Failure("edma traffic: this window-0 buffer's rings were used by the last run; run `mw trans 0 SIZE` on both sides first")
+            }
+            trafficAreaUsed = true
+            if way == "receive" {
+                let tolerating = w.count > 6 ? Int(try num(6, "aborted messages to tolerate")) : 0
+                return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, tolerating: tolerating,
+                                               timeout: .seconds(30))
+            }
+            if mock.role == .host {
+                guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
+                return try EDMATraffic.send(device: mock, engine: .remote(window), own: own, queuePairs: qps, count: count, seed: seed,
+                                            dataChannels: window.info.channelCount - 1, timeout: .seconds(30))
+            }
+            guard published != nil else { throw Failure("run `edma publish` first (it starts the engine model)") }
+            let dataChannels = EDMALocator().dataChannels
+            let lists = try localLinkedLists ?? device.allocateInboundBuffer(length: dataChannels * 4096, alignment: 4096)
+            localLinkedLists = lists
+            return try EDMATraffic.send(device: mock, engine: .local(try mock.startEDMAModel(), linkedLists: lists), own: own,
+                                        queuePairs: qps, count: count, seed: seed, dataChannels: dataChannels, timeout: .seconds(30))
+        case ("edma", "probe"):
+            switch EDMAPeerWindow.probe(device, locator: EDMALocator()) {
+            case let .success(window):
+                validated = window
+                return "edma: valid in peer-mw \(window.window): ch_cnt \(window.info.channelCount), reg_size \(hex(UInt64(window.info.registerSize)))"
+            case let .failure(error):
+                validated = nil
+                return "edma: not usable: \(error)"
+            }
+        case ("edma", "dma"):
+            guard let mock = device as? MockNTBDevice else { throw Failure("edma dma needs a mock port") }
+            let source = try num(2, "source bus address"), destination = try num(3, "destination bus address")
+            let length = try num(4, "length"), count = w.count > 5 ? try num(5, "count") : 1
+            guard length > 0 && length <= UInt64(UInt32.max) else { throw Failure("edma dma: the length must be 1...\(UInt32.max)") }
+            guard count > 0 && count <= 64 else { throw Failure("edma dma: the count must be 1...64 (one LL page)") }
+            let transfers = (0..<count).map { EDMATransfer(source: source + $0 * length, destination: destination + $0 * length, length: UInt32(length)) }
+            let completion: EDMACompletion
+            if mock.role == .host {
+                guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
+                let controller = try DWEDMAController(registers: try mock.peerEDMARegisters(), mode: .remote, ownership: .channels)
+                let ll = try device.peerMemoryWindow(window.window).subregion(offset: window.layout.linkedListOffset(0), length: window.layout.pageSize)
+                var channel = try controller.channel(.read, 0, ll: ll, llBusAddress: window.info.linkedListAddresses[0])
+                _ = try channel.submit(transfers)
+                completion = try channel.wait(timeout: .seconds(2))
+            } else {
+                guard published != nil else { throw Failure("run `edma publish` first (it starts the engine model)") }
+                let model = try mock.startEDMAModel()
+                let controller = try DWEDMAController(registers: model.registerSpace(.endpoint), mode: .local, ownership: .channels)
+                let ll = try localLinkedList ?? device.allocateInboundBuffer(length: 4096, alignment: 4096)
+                localLinkedList = ll
+                var channel = try controller.channel(.write, 0, ll: ll.region.mmio, llBusAddress: ll.region.busAddress)
+                _ = try channel.submit(transfers)
+                completion = try channel.wait(timeout: .seconds(2))
+            }
+            switch completion {
+            case .done: return "edma dma: \(length * count) bytes done"
+            case let .aborted(abort): throw Failure("edma dma: \(abort)")
+            }
         case ("events", _):
             let e = device.pollEvents()
             return "events:" + (e.contains(.link) ? " link" : "") + (e.contains(.doorbell) ? " doorbell" : "") + (e.isEmpty ? " none" : "")

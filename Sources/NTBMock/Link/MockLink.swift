@@ -94,6 +94,8 @@ public struct MockMemorySegment: @unchecked Sendable {
     public let length: Int
     public let pointer: UnsafeMutableRawPointer
     public var region: DMARegion { unsafe DMARegion(address: pointer, busAddress: busAddress, length: length) }
+    /// The segment in the DW eDMA engine model's address map.
+    public var busSegment: BusSegment { unsafe BusSegment(base: busAddress, length: length, pointer: pointer) }
     public func contains(_ bus: UInt64, length: Int) -> Bool {
         bus >= busAddress && length >= 0 && bus - busAddress <= UInt64(self.length) && UInt64(length) <= UInt64(self.length) - (bus - busAddress)
     }
@@ -212,9 +214,11 @@ public final class MockLink: @unchecked Sendable {
     }
 
     /// Files the link, and the tools run on it, create: the link page, locks, BARs, RAMs, MSI FIFOs,
-    /// and the transport's per-role counter files (`stats.host`, `stats.endpoint`).
+    /// the hosted eDMA model's files, and the transport's per-role counter files (`stats.host`,
+    /// `stats.endpoint`).
     static func isOurFile(_ name: String) -> Bool {
-        name == pageFile || name.hasPrefix("stats.") || name.hasSuffix(".lock") || name.hasSuffix(".bar") || name.hasSuffix(".ram") || name.hasSuffix(".fifo")
+        name == pageFile || name.hasPrefix("stats.") || name == EDMAModelFiles.registers || name == EDMAModelFiles.rings
+            || name.hasSuffix(".lock") || name.hasSuffix(".bar") || name.hasSuffix(".ram") || name.hasSuffix(".fifo")
     }
 
     /// Sides whose lock is held by a live process.

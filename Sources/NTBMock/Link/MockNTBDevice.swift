@@ -30,6 +30,8 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     private let needsRelink = Flag()
     private let closed = Flag()
     private let embeddedDoorbell: EventNotifier?
+    /// Endpoint: the DW eDMA engine model this process hosts; host: its attached register mapping.
+    private let edma = Mutex<(model: EDMAEngineModel?, mapping: EDMARegisterMapping?)>((nil, nil))
 
     /// Options for opening a side.
     public struct Options: Sendable {
@@ -143,8 +145,61 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     /// Stops the side's threads; the side is released when the device is freed.
     public func close() {
         closed.value.store(true, ordering: .releasing)
+        edma.withLock { $0.model?.stop() }
         link.close()
         endpoint?.stop()
+    }
+
+    // MARK: DW eDMA engine model (docs/mock-device.md, "DW eDMA engine model" and "Mock NTB link")
+
+    /// Endpoint: starts the DW eDMA engine model in this process, as the endpoint SoC's eDMA: its
+    /// local address space is the endpoint RAM (inbound windows included, so host writes through a
+    /// window are seen by the engine), its PCIe space the host RAM. The model's files (`edma-regs`,
+    /// `edma-rings`) live in the link directory, where the host side attaches to them. Started once;
+    /// later calls return the same model. Stopped by ``close()``.
+    /// - Parameter localInterrupt: the endpoint's eDMA interrupt (DONE/ABORT with LIE), if wanted.
+    public func startEDMAModel(writeChannels: Int = 4, readChannels: Int = 5,
+                               localInterrupt: EventNotifier? = nil) throws(NTBError) -> EDMAEngineModel {
+        guard role == .endpoint else {
+            throw .unsupported("\(name): the eDMA engine model runs on the endpoint side; open the port with --role endpoint")
+        }
+        precondition((1...8).contains(writeChannels) && (1...8).contains(readChannels), "the model has 1...8 channels per direction")
+        let local = BusAddressSpace([memorySegments[0].busSegment]), pcie = BusAddressSpace([memorySegments[1].busSegment])
+        return try edma.withLock { (state) throws(NTBError) -> EDMAEngineModel in
+            if let model = state.model { return model }
+            do {
+                let model = try EDMAEngineModel(EDMAModelConfiguration(
+                    directory: link.directory, writeChannels: writeChannels, readChannels: readChannels,
+                    localSpace: local, pcieSpace: pcie, localInterrupt: localInterrupt))
+                state.model = model
+                return model
+            } catch {
+                throw .unsupported("\(name): cannot start the eDMA engine model: \(error); check that \(link.directory) is writable")
+            }
+        }
+    }
+
+    /// Host: the endpoint's eDMA registers as the host reaches them through the eDMA window (the
+    /// register block at 2P of the last memory window, V3-25): the model's host-side posted-write
+    /// register space. On silicon that part of the BAR is an inbound iATU sub-mapping of the
+    /// controller's registers; the mock's window files are plain memory, which cannot forward
+    /// accesses to the model, so the host reaches the model's register space here instead. The
+    /// mapping lives as long as the device.
+    /// - Throws: when no endpoint process hosts a model on this link.
+    public func peerEDMARegisters() throws(NTBError) -> PostedWriteRegisterSpace {
+        guard role == .host else {
+            throw .unsupported("\(name): the endpoint drives its eDMA locally (startEDMAModel); peer registers are the host's view")
+        }
+        return try edma.withLock { (state) throws(NTBError) -> PostedWriteRegisterSpace in
+            if let mapping = state.mapping { return mapping.space(.host) }
+            do {
+                let mapping = try EDMARegisterMapping.attach(directory: link.directory)
+                state.mapping = mapping
+                return mapping.space(.host)
+            } catch {
+                throw .unsupported("\(name): no DW eDMA engine model serves this link (\(error)); the endpoint process starts one (tool: `edma publish`)")
+            }
+        }
     }
 
     // MARK: NTBDevice

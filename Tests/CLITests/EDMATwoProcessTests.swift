@@ -1,0 +1,175 @@
+import Foundation
+import Synchronization
+import Testing
+import NTBMock
+
+/// The eDMA window and the DW eDMA engine model over the mock link in two processes: the endpoint
+/// process hosts the model and publishes the window before link-up; the host validates it, drives the
+/// endpoint's read channel through it, and the policy's `auto` decides from it.
+@Suite(.serialized) struct EDMATwoProcessTests {
+    /// The bus address in a `mw trans` answer (`mw 0: 0x1000 + 4096`).
+    static func busAddress(_ answer: String) -> UInt64? {
+        guard let hex = answer.split(separator: " ").first(where: { $0.hasPrefix("0x") }) else { return nil }
+        return UInt64(hex.dropFirst(2), radix: 16)
+    }
+
+    static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
+
+    static func payload(_ count: Int, seed: UInt8) -> String {
+        (0..<count).map { i -> String in
+            let b = UInt8(truncatingIfNeeded: i &* 37 &+ Int(seed))
+            return (b < 16 ? "0" : "") + String(b, radix: 16)
+        }.joined()
+    }
+
+    @Test func theEndpointPublishes_theHostValidates_andDMAsRunBothWaysThroughTheModelInTheEndpointProcess() throws {
+        try withTwoProcessLink { dir in
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1 at 0x"))
+            let host = try ToolProcess(directory: dir, role: .host)
+            #expect(host.send("link up") == "link: up")
+            #expect(ep.send("link wait up 3000") == "link: up")
+            #expect(host.send("edma probe") == "edma: valid in peer-mw 1: ch_cnt 5, reg_size 0x2000")
+
+            let h = try #require(Self.busAddress(host.send("mw trans 0 8192")))
+            let e = try #require(Self.busAddress(ep.send("mw trans 0 8192")))
+            #expect(h >= MockLinkConfiguration.hostRAMBus && e >= MockLinkConfiguration.endpointRAMBus && e < MockLinkConfiguration.hostRAMBus)
+
+            // Host → endpoint: remote read channel 0, programmed through the window, run by the model
+            // in the endpoint process (PCIe → endpoint memory).
+            let down = Self.payload(1000, seed: 3)
+            #expect(host.send("mw write 0 0 \(down)") == "mw 0 @0x0: wrote 1000 bytes")
+            #expect(host.send("edma dma \(Self.hex(h)) \(Self.hex(e + 16)) 1000") == "edma dma: 1000 bytes done")
+            let seen = ep.send("mw read 0 16 1000")
+            #expect(seen == "mw 0 @0x10: \(down)")
+
+            // Endpoint → host: local write channel 0 (endpoint memory → PCIe).
+            let up = Self.payload(777, seed: 91)
+            #expect(ep.send("mw write 0 4096 \(up)") == "mw 0 @0x1000: wrote 777 bytes")
+            #expect(ep.send("edma dma \(Self.hex(e + 4096)) \(Self.hex(h + 5000)) 777") == "edma dma: 777 bytes done")
+            #expect(host.send("mw read 0 5000 777") == "mw 0 @0x1388: \(up)")
+
+            // A DMA to an address no segment holds aborts, is reported, and the channel works again.
+            #expect(host.send("edma dma \(Self.hex(h)) 0x10 8").hasPrefix("error: edma dma: submission"))
+            #expect(host.send("edma dma \(Self.hex(h)) \(Self.hex(e + 16)) 8") == "edma dma: 8 bytes done")
+
+            // An abort injected in the model at element 3 of an 8-element chain: elements 0-2 landed,
+            // the abort names element 3, nothing from it on was written; the channel goes on.
+            let chain = Self.payload(8 * 64, seed: 200)
+            #expect(host.send("mw write 0 6144 \(chain)") == "mw 0 @0x1800: wrote 512 bytes")
+            #expect(ep.send("edma inject-abort read 0 3") == "edma: abort armed on read channel 0 at element 3")
+            let aborted = host.send("edma dma \(Self.hex(h + 6144)) \(Self.hex(e + 6144)) 64 8")
+            #expect(aborted.hasPrefix("error: edma dma: submission") && aborted.contains("aborted at element 3"), "\(aborted)")
+            #expect(ep.send("mw read 0 6144 192") == "mw 0 @0x1800: \(chain.prefix(384))")
+            #expect(ep.send("mw read 0 6336 320") == "mw 0 @0x18c0: \(String(repeating: "00", count: 320))")
+            #expect(host.send("edma dma \(Self.hex(h + 6144)) \(Self.hex(e + 6144)) 64 8") == "edma dma: 512 bytes done")
+            #expect(ep.send("mw read 0 6144 512") == "mw 0 @0x1800: \(chain)")
+
+            // Withdrawn: the host refuses the window and says why.
+            #expect(ep.send("edma retract") == "edma: retracted")
+            let withdrawn = host.send("edma probe")
+            #expect(withdrawn.hasPrefix("edma: not usable: ") && withdrawn.contains("bad magic 0x00000000 at offset 0 of window 1"), "\(withdrawn)")
+            host.quit()
+            ep.quit()
+            // `mock down` takes the model's files with the link.
+            #expect(FileManager.default.fileExists(atPath: dir + "/" + EDMAModelFiles.registers))
+            try MockLink.remove(at: dir)
+            #expect(!FileManager.default.fileExists(atPath: dir))
+        }
+    }
+
+    /// The RFC data path (rings, channel senders sharing channels by qp % 4, queue receivers posting by
+    /// bus address) between the two processes, both ways: the host through the endpoint's read channels,
+    /// the endpoint with its write channels; the receiver checks every byte.
+    @Test(arguments: [(true, 1, 300, UInt64(1)), (true, 3, 200, 2), (true, 4, 150, 3), (false, 1, 300, 4), (false, 4, 150, 5), (false, 6, 100, 6)])
+    func randomSizesAndQueuePairCountsArriveIntactBetweenTwoProcesses(hostSends: Bool, queuePairs: Int, count: Int, seed: UInt64) throws {
+        try withTwoProcessLink { dir in
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1"))
+            let host = try ToolProcess(directory: dir, role: .host)
+            #expect(host.send("link up") == "link: up")
+            #expect(ep.send("link wait up 3000") == "link: up")
+            #expect(host.send("edma probe").hasPrefix("edma: valid in peer-mw 1"))
+            #expect(host.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            #expect(ep.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            let (sender, receiving) = hostSends ? (host, ep) : (ep, host)
+            let received = Mutex<String>("")
+            let receiver = Thread { received.withLock { $0 = receiving.send("edma traffic receive \(queuePairs) \(count) \(seed)", timeout: .seconds(40)) } }
+            receiver.start()
+            let sent = sender.send("edma traffic send \(queuePairs) \(count) \(seed)", timeout: .seconds(40))
+            while received.withLock({ $0.isEmpty }) { usleep(1000) }
+            let total = queuePairs * count
+            #expect(sent.hasPrefix("edma traffic: sent \(total) messages") && sent.hasSuffix(" s/GB, 0 aborted"), "\(sent)")
+            #expect(received.withLock { $0 }.hasPrefix("edma traffic: received \(total) messages"), "\(received.withLock { $0 })")
+            #expect(received.withLock { $0 }.hasSuffix("every byte checked"))
+            // The rings keep this run's indices: a second run needs fresh areas, and says so.
+            #expect(sender.send("edma traffic send 1 1 1").hasPrefix("error: edma traffic: this window-0 buffer's rings were used by the last run"))
+            host.quit()
+            ep.quit()
+        }
+    }
+
+    /// An abort injected in the model (in the endpoint process) fails exactly one message: the sender
+    /// reports it as aborted, the receiver finds exactly that one missing and everything else intact,
+    /// in order; the channel and the queue pair go on.
+    @Test(arguments: [true, false])
+    func anInjectedAbortFailsExactlyTheAffectedMessageBetweenTwoProcesses(hostSends: Bool) throws {
+        try withTwoProcessLink { dir in
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1"))
+            let host = try ToolProcess(directory: dir, role: .host)
+            #expect(host.send("link up") == "link: up")
+            #expect(ep.send("link wait up 3000") == "link: up")
+            #expect(host.send("edma probe").hasPrefix("edma: valid in peer-mw 1"))
+            #expect(host.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            #expect(ep.send("mw trans 0 655360").hasPrefix("mw 0: 0x"))
+            let direction = hostSends ? "read" : "write"
+            #expect(ep.send("edma inject-abort \(direction) 0 5") == "edma: abort armed on \(direction) channel 0 at element 5")
+            let (sender, receiving) = hostSends ? (host, ep) : (ep, host)
+            let received = Mutex<String>("")
+            let receiver = Thread { received.withLock { $0 = receiving.send("edma traffic receive 1 60 9 1", timeout: .seconds(40)) } }
+            receiver.start()
+            let sent = sender.send("edma traffic send 1 60 9", timeout: .seconds(40))
+            while received.withLock({ $0.isEmpty }) { usleep(1000) }
+            let got = received.withLock { $0 }
+            #expect(sent.hasPrefix("edma traffic: sent 59 messages") && sent.contains(", 1 aborted (0:"), "\(sent)")
+            #expect(got.hasPrefix("edma traffic: received 59 messages") && got.contains("every byte checked, missing 0:"), "\(got)")
+            // The same message on both sides.
+            let abortedMessage = sent.split(separator: "(").last.map { $0.dropLast() }
+            let missingMessage = got.split(separator: " ").last
+            #expect(abortedMessage != nil && abortedMessage.map(String.init) == missingMessage.map(String.init), "\(sent) / \(got)")
+            host.quit()
+            ep.quit()
+        }
+    }
+
+    @Test func autoPicksEDMAWhenTheEndpointPublishes_andHostWhenNot() throws {
+        try withTwoProcessLink { dir in
+            let policy = dir + ".policy.conf"
+            try "auto@mock:\(dir)\n".write(toFile: policy, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: policy) }
+            func show() throws -> String {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: ntbTransportBinary())
+                p.arguments = ["policy", "show", "mock:\(dir)", "--probe", "--policy", policy]
+                let out = Pipe()
+                p.standardOutput = out
+                p.standardError = Pipe()
+                try p.run()
+                let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                return text
+            }
+            let ep = try ToolProcess(directory: dir, role: .endpoint)
+            #expect(ep.send("link status") == "link: down")
+            let before = try show()
+            #expect(before.contains("mock:\(dir): host\n"), "nothing published: \(before)")
+            #expect(before.contains("edma is not usable: bad magic"))
+
+            #expect(ep.send("edma publish").hasPrefix("edma: published in mw 1"))
+            let after = try show()
+            #expect(after.contains("mock:\(dir): edma\n"), "published: \(after)")
+            ep.quit()
+        }
+    }
+}
