@@ -29,6 +29,9 @@ struct PortOptions: ParsableArguments {
     @Option(name: .customLong("poll-us"), help: ArgumentHelp("Endpoint poll interval in microseconds (overrides --fast).", valueName: "us"))
     var pollMicroseconds: Int?
 
+    @Option(name: .customLong("peer-timeout-ms"), help: ArgumentHelp("ivshmem ports: milliseconds without the peer's heartbeat before the link is down.", valueName: "ms"))
+    var peerTimeoutMilliseconds: Int = 500
+
     /// Where the port is (mock links; see ``pciAddress`` for devices).
     enum Target: Equatable {
         case mock(directory: String)
@@ -72,6 +75,9 @@ struct PortOptions: ParsableArguments {
             _ = try target
             guard role != nil else { throw ValidationError("--port \(port) needs --role host or --role endpoint") }
         }
+        guard peerTimeoutMilliseconds >= 50 && peerTimeoutMilliseconds <= 600_000 else {
+            throw ValidationError("--peer-timeout-ms must be 50...600000")
+        }
         if let us = pollMicroseconds, us < 0 || us > 1_000_000 {
             throw ValidationError("--poll-us must be 0...1000000")
         }
@@ -81,6 +87,13 @@ struct PortOptions: ParsableArguments {
     var mockOptions: MockNTBDevice.Options {
         var o: MockNTBDevice.Options = fast ? .fast : .init()
         if let us = pollMicroseconds { o.pollInterval = .microseconds(us) }
+        return o
+    }
+
+    /// Options for opening an ivshmem side.
+    var ivshmemOptions: IVSHMEMDevice.Options {
+        var o = IVSHMEMDevice.Options()
+        o.peerTimeout = .milliseconds(peerTimeoutMilliseconds)
         return o
     }
 
@@ -101,11 +114,11 @@ struct PortOptions: ParsableArguments {
         }
         switch try target {
         case let .ivshmem(address):
-            let device = try IVSHMEMDevice.open(vfio: address, side: role == .endpoint ? .b : .a)
+            let device = try IVSHMEMDevice.open(vfio: address, side: role == .endpoint ? .b : .a, options: ivshmemOptions)
             defer { device.close() }
             return try job.run(device)
         case let .ivshmemFile(path):
-            let device = try IVSHMEMDevice.open(file: path, side: role == .endpoint ? .b : .a)
+            let device = try IVSHMEMDevice.open(file: path, side: role == .endpoint ? .b : .a, options: ivshmemOptions)
             defer { device.close() }
             return try job.run(device)
         case .mock: break
