@@ -116,6 +116,8 @@ scenario_ivshmem_share() {
 #    and link-down while b runs transport-serve (one `serve` answering all three) and transport-poweroff.
 TPORT="--port ivshmem:$IVSHMEM"
 TWAIT=100   # seconds a side waits for the other guest (they boot together but run at their own pace)
+# The first error line of the last step (stdout and stderr interleave in /tmp/step.out), else its last line.
+step_reason() { grep -m1 -i 'error' /tmp/step.out || tail -n1 /tmp/step.out; }
 transport_role() { [ "${RIG_GUEST:-a}" = b ] && echo endpoint || echo host; }
 # The file both guests can produce: the first MiB of the (identical) ntb-transport binary.
 transport_payload() { head -c 1048576 /usr/local/bin/ntb-transport > /tmp/payload.bin; }
@@ -130,7 +132,7 @@ scenario_transport_link() {
     n=transport-link
     ensure_ivshmem_bound || { fail $n "ntb-transport bind failed"; return; }
     step ntb-transport tool $TPORT --role "$(transport_role)" "link up" "link wait up $((TWAIT * 1000))" "sleep 3000" \
-        || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+        || { fail $n "$(step_reason)"; return; }
     pass $n
 }
 
@@ -138,7 +140,7 @@ scenario_transport_link() {
 scenario_transport_perf() {
     n=transport-perf
     step ntb-transport perf $TPORT --role host --link-timeout $TWAIT --size 65524 --duration 2 \
-        || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+        || { fail $n "$(step_reason)"; return; }
     grep -q '^host ' /tmp/step.out || { fail $n "perf printed no result row"; return; }
     sed -n 's/^host .*/RIG-FIGURE: perf &/p' /tmp/step.out
     pass $n
@@ -148,7 +150,7 @@ scenario_transport_perf() {
 scenario_transport_pingpong() {
     n=transport-pingpong
     step ntb-transport pingpong $TPORT --role host --link-timeout $TWAIT --size 64 --count 300 \
-        || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+        || { fail $n "$(step_reason)"; return; }
     grep -q '^host ' /tmp/step.out || { fail $n "pingpong printed no result row"; return; }
     sed -n 's/^host .*/RIG-FIGURE: pingpong &/p' /tmp/step.out
     pass $n
@@ -160,7 +162,7 @@ scenario_transport_file() {
     n=transport-file
     transport_payload
     step ntb-transport send $TPORT --role host --link-timeout $TWAIT /tmp/payload.bin \
-        || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+        || { fail $n "$(step_reason)"; return; }
     grep -q 'verified by the peer' /tmp/step.out || { fail $n "the peer did not verify the checksum"; return; }
     echo "    sha256 $(sha256sum /tmp/payload.bin | cut -d' ' -f1)"
     pass $n
@@ -171,7 +173,7 @@ scenario_transport_file() {
 scenario_transport_link_down() {
     n=transport-link-down
     step ntb-transport tool $TPORT --role host "link up" "link wait up $((TWAIT * 1000))" "link wait down 60000" \
-        || { fail $n "$(tail -n1 /tmp/step.out)"; return; }
+        || { fail $n "$(step_reason)"; return; }
     [ "$(tail -n1 /tmp/step.out)" = "link: down" ] || { fail $n "the survivor did not see link down"; return; }
     pass $n
 }
