@@ -150,7 +150,8 @@ func eventually(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) -> B
         let stopped = ContinuousClock.now
         #expect(eventually { !a.isLinkUp })
         let took = ContinuousClock.now - stopped
-        #expect(took >= .milliseconds(150) && took < .milliseconds(400), "link down after \(took); the bound is 200 ms")
+        // 200 ms timeout + one 5 ms beat; the upper limit leaves room for a loaded CI machine's scheduling.
+        #expect(took >= .milliseconds(150) && took < .milliseconds(500), "link down after \(took); the bound is 200 ms")
     }
 
     /// A peer that restarts faster than the timeout (a new session, still beating) is still a link
