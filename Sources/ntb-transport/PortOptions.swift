@@ -12,13 +12,15 @@ protocol DeviceJob {
 }
 
 /// Which NTB port a command works on: `--port mock[:DIR] --role host|endpoint` (a mock link in DIR, default
-/// /dev/shm/ntb-mock) or `--port 0000:01:00.0` (an endpoint-function NTB bound to vfio-pci; host side).
+/// /dev/shm/ntb-mock), `--port 0000:01:00.0` (an endpoint-function NTB bound to vfio-pci; host side),
+/// `--port ivshmem:0000:00:06.0 --role host|endpoint` (an ivshmem-plain device bound to vfio-pci: VM to VM)
+/// or `--port ivshmem-file:PATH --role host|endpoint` (the same adapter over a shared file).
 /// Shared by `tool`, `perf`, `pingpong` and the other commands that open a port.
 struct PortOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The NTB port: mock[:DIR] for a mock link (default DIR: \(MockLink.defaultDirectory)), or the PCI address of an EPF NTB bound to vfio-pci.", valueName: "port"))
+    @Option(name: .long, help: ArgumentHelp("The NTB port: mock[:DIR] for a mock link (default DIR: \(MockLink.defaultDirectory)), the PCI address of an EPF NTB bound to vfio-pci, ivshmem:PCI-ADDRESS (ivshmem-plain bound to vfio-pci) or ivshmem-file:PATH.", valueName: "port"))
     var port: String = "mock"
 
-    @Option(name: .long, help: "The side this process plays on a mock link: host or endpoint.")
+    @Option(name: .long, help: "The side this process plays on a mock link or an ivshmem port: host or endpoint.")
     var role: MockRole?
 
     @Flag(name: .long, help: "Fast mode: the endpoint polls commands and doorbells every 100 µs instead of 5 ms (as vNTB).")
@@ -27,14 +29,19 @@ struct PortOptions: ParsableArguments {
     @Option(name: .customLong("poll-us"), help: ArgumentHelp("Endpoint poll interval in microseconds (overrides --fast).", valueName: "us"))
     var pollMicroseconds: Int?
 
+    @Option(name: .customLong("peer-timeout-ms"), help: ArgumentHelp("ivshmem ports: milliseconds without the peer's heartbeat before the link is down.", valueName: "ms"))
+    var peerTimeoutMilliseconds: Int = 500
+
     /// Where the port is (mock links; see ``pciAddress`` for devices).
     enum Target: Equatable {
         case mock(directory: String)
+        case ivshmem(PCIAddress)
+        case ivshmemFile(path: String)
     }
 
     /// The PCI address when `--port` names a device (`0000:01:00.0` or `01:00.0`).
     var pciAddress: PCIAddress? {
-        port.hasPrefix("mock") ? nil : try? PCIAddress(parsing: port)
+        port.hasPrefix("mock") || port.hasPrefix("ivshmem") ? nil : try? PCIAddress(parsing: port)
     }
 
     var target: Target {
@@ -45,8 +52,19 @@ struct PortOptions: ParsableArguments {
                 guard !dir.isEmpty else { throw ValidationError("--port mock: needs a directory, e.g. mock:/dev/shm/ntb0") }
                 return .mock(directory: dir)
             }
+            if port.hasPrefix("ivshmem:") {
+                guard let address = try? PCIAddress(parsing: String(port.dropFirst(8))) else {
+                    throw ValidationError("--port \(port): expected ivshmem:PCI-ADDRESS, e.g. ivshmem:0000:00:06.0")
+                }
+                return .ivshmem(address)
+            }
+            if port.hasPrefix("ivshmem-file:") {
+                let path = String(port.dropFirst(13))
+                guard !path.isEmpty else { throw ValidationError("--port ivshmem-file: needs a path, e.g. ivshmem-file:/dev/shm/ntb-ivshmem") }
+                return .ivshmemFile(path: path)
+            }
             if pciAddress != nil { throw ValidationError("--port \(port) is a PCI device; this command runs on mock ports only") }
-            throw ValidationError("--port \(port): expected mock, mock:DIR or a PCI address such as 0000:01:00.0")
+            throw ValidationError("--port \(port): expected mock, mock:DIR, ivshmem:PCI-ADDRESS, ivshmem-file:PATH or a PCI address such as 0000:01:00.0")
         }
     }
 
@@ -56,6 +74,9 @@ struct PortOptions: ParsableArguments {
         } else {
             _ = try target
             guard role != nil else { throw ValidationError("--port \(port) needs --role host or --role endpoint") }
+        }
+        guard peerTimeoutMilliseconds >= 50 && peerTimeoutMilliseconds <= 600_000 else {
+            throw ValidationError("--peer-timeout-ms must be 50...600000")
         }
         if let us = pollMicroseconds, us < 0 || us > 1_000_000 {
             throw ValidationError("--poll-us must be 0...1000000")
@@ -69,11 +90,20 @@ struct PortOptions: ParsableArguments {
         return o
     }
 
+    /// Options for opening an ivshmem side.
+    var ivshmemOptions: IVSHMEMDevice.Options {
+        var o = IVSHMEMDevice.Options()
+        o.peerTimeout = .milliseconds(peerTimeoutMilliseconds)
+        return o
+    }
+
     /// Opens a mock port.
     func open() throws -> MockNTBDevice {
         switch try target {
         case let .mock(directory):
             return try MockNTBDevice(directory: directory, role: role!, options: mockOptions)
+        case .ivshmem, .ivshmemFile:
+            throw ValidationError("--port \(port): this command runs on mock ports only")
         }
     }
 
@@ -81,6 +111,17 @@ struct PortOptions: ParsableArguments {
     func withDevice<J: DeviceJob>(_ job: J) throws -> J.Result {
         if let address = pciAddress {
             return try job.run(try EPFHostDevice.open(vfio: address))
+        }
+        switch try target {
+        case let .ivshmem(address):
+            let device = try IVSHMEMDevice.open(vfio: address, side: role == .endpoint ? .b : .a, options: ivshmemOptions)
+            defer { device.close() }
+            return try job.run(device)
+        case let .ivshmemFile(path):
+            let device = try IVSHMEMDevice.open(file: path, side: role == .endpoint ? .b : .a, options: ivshmemOptions)
+            defer { device.close() }
+            return try job.run(device)
+        case .mock: break
         }
         let device = try open()
         defer { device.close() }

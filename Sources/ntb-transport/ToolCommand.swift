@@ -23,6 +23,7 @@ struct ToolCommand: ParsableCommand {
               ntb-transport tool --port mock:/dev/shm/ntb0 --role endpoint          # interactive, keep it running
               ntb-transport tool --port mock:/dev/shm/ntb0 --role host "link up" "peer-spad write 0 42" "db ring 0x1"
               ntb-transport tool --port 0000:01:00.0 "link up" "link status"            # EPF NTB bound to vfio-pci
+              ntb-transport tool --port ivshmem:0000:00:06.0 --role host "link up" "link wait up"   # VM to VM
             """
     )
 

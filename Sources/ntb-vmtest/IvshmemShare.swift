@@ -4,9 +4,11 @@ import PCIKit
 /// will stand on. Each guest maps BAR2 of its ivshmem device through VFIO (PCIKit) and the two
 /// exchange a pattern through it, the way two hosts share an NTB memory window.
 ///
-/// Layout of the first 12 KiB of the window (this scenario's own, not the transport's):
+/// Layout of the LAST 12 KiB of the window (this scenario's own; relative offsets below):
 /// 0x0 guest a's flag, 0x4 guest b's flag, 0x1000 a's 2048-byte pattern, 0x2000 b's pattern.
-/// The rig zeroes the backing file before the guests boot.
+/// The rig zeroes the backing file before the guests boot. The end, not the start: the transport
+/// scenarios that follow put the ivshmem NTB header at offset 0 (which must be zeroed or valid) and
+/// reinitialise the window headers they use, so leftovers at the end are harmless.
 enum IvshmemShare {
     static let flagA = 0x0
     static let flagB = 0x4
@@ -26,10 +28,11 @@ func runIvshmemShare(_ address: PCIAddress, role: String) throws(VMTestError) {
     let device = try attempt("opening \(address) through VFIO") { () throws(PCIKitError) in try VFIODevice.open(address) }
     let bar2 = try attempt("mapping BAR2") { () throws(PCIKitError) in try device.mapBAR(2) }
     report("guest \(role): ivshmem BAR2 mapped, \(bar2.length) bytes")
-    let window = bar2.mmio
-    guard window.length >= IvshmemShare.dataB + IvshmemShare.count else {
-        throw .check("the ivshmem window has \(window.length) bytes, the scenario needs \(IvshmemShare.dataB + IvshmemShare.count)")
+    let area = IvshmemShare.dataB + 0x1000
+    guard bar2.length >= area else {
+        throw .check("the ivshmem window has \(bar2.length) bytes, the scenario needs \(area)")
     }
+    let window = bar2.mmio.subregion(offset: bar2.length - area, length: area)
     let (mine, theirs) = role == "a" ? (IvshmemShare.flagA, IvshmemShare.flagB) : (IvshmemShare.flagB, IvshmemShare.flagA)
     let (myReady, theirReady) = role == "a" ? (IvshmemShare.readyA, IvshmemShare.readyB) : (IvshmemShare.readyB, IvshmemShare.readyA)
     let (myData, theirData) = role == "a" ? (IvshmemShare.dataA, IvshmemShare.dataB) : (IvshmemShare.dataB, IvshmemShare.dataA)

@@ -7,7 +7,9 @@
 # Environment:
 #   RIG_BIN_DIR      take ntb-transport and ntb-vmtest from here instead of building them
 #   RIG_SCENARIOS    space-separated subset, in order, of: boot vfio-dma uio-irq iommu-isolation
-#                    broken-ioctl ivshmem-share (this one boots a second guest sharing the window)
+#                    broken-ioctl ivshmem-share transport-link transport-perf transport-pingpong
+#                    transport-file transport-link-down (ivshmem-share and transport-link boot a second
+#                    guest sharing the window; the transport-* ones need transport-link first)
 #   RIG_TIMEOUT      seconds the guest may run (default 300)
 #   RIG_KERNEL_PKG   pin the kernel package (default: what linux-image-cloud-amd64 depends on)
 #   RIG_ACCEL        QEMU accelerator (default tcg; CI machines have no usable KVM)
@@ -18,7 +20,7 @@ repo="$(cd "$here/../.." && pwd)"
 work="$here/work"
 mkdir -p "$work"
 
-scenarios="${RIG_SCENARIOS:-boot ivshmem-share vfio-dma uio-irq iommu-isolation broken-ioctl}"
+scenarios="${RIG_SCENARIOS:-boot ivshmem-share transport-link transport-perf transport-pingpong transport-file transport-link-down vfio-dma uio-irq iommu-isolation broken-ioctl}"
 timeout_s="${RIG_TIMEOUT:-300}"
 accel="${RIG_ACCEL:-tcg}"
 t0=$(date +%s)
@@ -59,11 +61,18 @@ log_b="$work/guest-b.log"
 rm -f "$log" "$log_b"
 # The window two guests share (ivshmem-share): a file, zeroed for every run.
 shm="$work/ivshmem.bin"
-rm -f "$shm" && truncate -s 1M "$shm"
+# 4 MiB: the ivshmem NTB header page and two windows of 2 MiB - 4 KiB (transport-*).
+shm_size=4M
+rm -f "$shm" && truncate -s "$shm_size" "$shm"
 # ivshmem-share runs right after boot in guest a, so both guests reach it at about the same time
-# however slow the machine is (guest b waits for guest a's flag at most 100 s).
+# however slow the machine is (guest b waits for guest a's flag at most 100 s). With transport-link,
+# guest b then serves guest a's transport sessions and powers off with the link up (transport-serve,
+# transport-poweroff); guest a is the survivor (transport-link-down).
 two_guests=0
-case " $scenarios " in *" ivshmem-share "*) two_guests=1 ;; esac
+scenarios_b=""
+case " $scenarios " in *" ivshmem-share "*) two_guests=1; scenarios_b="ivshmem-share" ;; esac
+case " $scenarios " in *" transport-link "*) two_guests=1; scenarios_b="$scenarios_b transport-link transport-serve transport-poweroff" ;; esac
+scenarios_b="${scenarios_b# }"
 
 # q35 with the emulated Intel IOMMU (DMA and interrupt remapping; caching-mode so that VFIO's map
 # requests reach QEMU), split irqchip as interrupt remapping needs. Every guest has an ivshmem-plain
@@ -74,7 +83,7 @@ guest() {   # guest LOG APPEND [extra QEMU arguments]
         -accel "$accel" -cpu max -smp 1 -m 512M \
         -machine q35,kernel-irqchip=split \
         -device intel-iommu,intremap=on,caching-mode=on \
-        -object memory-backend-file,id=shm,share=on,mem-path="$shm",size=1M \
+        -object memory-backend-file,id=shm,share=on,mem-path="$shm",size="$shm_size" \
         -device ivshmem-plain,memdev=shm,addr=06.0 \
         "$@" \
         -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" -append "$cmdline" \
@@ -85,7 +94,7 @@ set +e
 if [ $two_guests = 1 ]; then
     # The second guest only answers through the shared window; it boots alongside the first.
     say "booting guest b ($accel)"
-    guest "$log_b" "$common rig.guest=b rig.scenarios=ivshmem-share" &
+    guest "$log_b" "$common rig.guest=b rig.scenarios=$(echo $scenarios_b | tr ' ' ,)" &
     pid_b=$!
 fi
 say "booting guest a ($accel): $append"
@@ -126,7 +135,9 @@ for out in "$log" $([ $two_guests = 0 ] || echo "$log_b"); do
 done
 echo "-----------------------"
 result "$log" "$qemu_rc" "" $scenarios
-[ $two_guests = 0 ] || result "$log_b" "$qemu_rc_b" "guest b" ivshmem-share
+[ $two_guests = 0 ] || result "$log_b" "$qemu_rc_b" "guest b" $scenarios_b
+# The two-guest transport figures (TCG: slow; recorded as they are).
+grep -h '^RIG-FIGURE: ' "$log.txt" 2>/dev/null | sed 's/^RIG-FIGURE: /rig: figure: /' || true
 say "wall time $(( $(date +%s) - t0 ))s"
 # The plain closing line test harnesses read.
 echo "rig: $((total - failed)) passed, $failed failed"

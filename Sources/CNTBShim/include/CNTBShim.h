@@ -15,5 +15,6 @@
 #include "ntb_epf.h"         /* EPF NTB control region, mock link page (NTBHardware, NTBMock) */
 #include "ntb_transport.h"   /* ntb_transport v4 wire layout      (NTBTransport) */
 #include "ntb_edma_transport.h" /* RFC v3 eDMA window and ring layouts (NTBTransport) */
+#include "ntb_ivshmem.h"     /* ivshmem NTB adapter header layout (NTBHardware) */
 
 #endif

@@ -81,3 +81,57 @@ public func spawnThread(detached: Bool = false, _ body: @escaping @Sendable () -
     if detached { pthread_detach(tid) }
     return tid
 }
+
+/// A shared file mapped read-write (the ivshmem adapter's file form); unmapped when released.
+@safe
+final class SharedFileMapping: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let length: Int
+
+    /// Maps `path` shared. A missing or empty file is created with `createSize` bytes (zeroed) if given.
+    init(path: String, createSize: Int?) throws(NTBError) {
+        func failure(_ call: String, _ remedy: String) -> NTBError {
+            .unsupported("\(call) \(path): \(String(cString: strerror(errno))); \(remedy)")
+        }
+        let fd = open(path, createSize != nil ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw failure("open", "check the path and its permissions") }
+        defer { close(fd) }
+        var st = stat()
+        guard unsafe fstat(fd, &st) == 0 else { throw failure("fstat", "check the file") }
+        var size = Int(st.st_size)
+        if size == 0, let createSize {
+            guard ftruncate(fd, off_t(createSize)) == 0 else { throw failure("ftruncate", "check the free space of the file system") }
+            size = createSize
+        }
+        guard size > 0 else { throw .unsupported("\(path) is empty; create it with a size first (truncate -s 4M \(path))") }
+        let p = unsafe mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else { throw failure("mmap", "check the process's address-space limit") }
+        unsafe base = p
+        length = size
+    }
+
+    deinit { _ = unsafe munmap(base, length) }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`, a UUID) as 16 bytes; empty if unreadable.
+func readBootID() -> [UInt8] {
+    let fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var text = [UInt8](repeating: 0, count: 64)
+    let n = unsafe text.withUnsafeMutableBytes { unsafe read(fd, $0.baseAddress, $0.count) }
+    guard n > 0 else { return [] }
+    var bytes: [UInt8] = []
+    var high: UInt8?
+    for c in text[0..<n] {
+        let v: UInt8
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
+        default: continue
+        }
+        if let h = high { bytes.append(h << 4 | v); high = nil } else { high = v }
+        if bytes.count == 16 { break }
+    }
+    return bytes
+}

@@ -60,6 +60,8 @@ extension PortOptions {
         guard let target = try? target else { return nil }
         switch target {
         case let .mock(directory): return "\(directory)/stats.\(role?.rawValue ?? "host")"
+        case let .ivshmem(address): return "/dev/shm/ntb-transport-ivshmem-\(address).stats.\(role?.rawValue ?? "host")"
+        case let .ivshmemFile(path): return "\(path).stats.\(role?.rawValue ?? "host")"
         }
     }
 

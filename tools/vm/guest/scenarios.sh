@@ -109,6 +109,105 @@ scenario_ivshmem_share() {
     pass $n
 }
 
+# 4. The transport between the two guests over the ivshmem NTB adapter (--port ivshmem:ADDR, polled
+#    header + windows in BAR2) with the host backend (Linux ntb_transport v4). Guest a (--role host)
+#    drives; guest b (--role endpoint) serves and, at the end, powers off with the link up, so a is the
+#    survivor that must see link down. Both sides run transport-link; then a runs perf, pingpong, file
+#    and link-down while b runs transport-serve (one `serve` answering all three) and transport-poweroff.
+TPORT="--port ivshmem:$IVSHMEM"
+TWAIT=100   # seconds a side waits for the other guest (they boot together but run at their own pace)
+# The first error line of the last step (stdout and stderr interleave in /tmp/step.out), else its last line.
+step_reason() { grep -m1 -i 'error' /tmp/step.out || tail -n1 /tmp/step.out; }
+transport_role() { [ "${RIG_GUEST:-a}" = b ] && echo endpoint || echo host; }
+# The file both guests can produce: the first MiB of the (identical) ntb-transport binary.
+transport_payload() { head -c 1048576 /usr/local/bin/ntb-transport > /tmp/payload.bin; }
+
+ensure_ivshmem_bound() {
+    [ "$(driver_of $IVSHMEM)" = vfio-pci ] || step ntb-transport bind $IVSHMEM --driver vfio-pci
+}
+
+# Both guests: the NTB link comes up (each side sees the other's heartbeat and link-enable); each then
+# keeps its side open for 3 s, so the slower guest sees it too before the faster one closes.
+scenario_transport_link() {
+    n=transport-link
+    ensure_ivshmem_bound || { fail $n "ntb-transport bind failed"; return; }
+    step ntb-transport tool $TPORT --role "$(transport_role)" "link up" "link wait up $((TWAIT * 1000))" "sleep 3000" \
+        || { fail $n "$(step_reason)"; return; }
+    pass $n
+}
+
+# Guest a: throughput for 2 s with 64 KiB messages (TCG: slow; the figure is recorded, not judged).
+scenario_transport_perf() {
+    n=transport-perf
+    step ntb-transport perf $TPORT --role host --link-timeout $TWAIT --size 65524 --duration 2 \
+        || { fail $n "$(step_reason)"; return; }
+    grep -q '^host ' /tmp/step.out || { fail $n "perf printed no result row"; return; }
+    sed -n 's/^host .*/RIG-FIGURE: perf &/p' /tmp/step.out
+    pass $n
+}
+
+# Guest a: 300 round trips of 64 bytes (after perf's own 1000 warm-up ones).
+scenario_transport_pingpong() {
+    n=transport-pingpong
+    step ntb-transport pingpong $TPORT --role host --link-timeout $TWAIT --size 64 --count 300 \
+        || { fail $n "$(step_reason)"; return; }
+    grep -q '^host ' /tmp/step.out || { fail $n "pingpong printed no result row"; return; }
+    sed -n 's/^host .*/RIG-FIGURE: pingpong &/p' /tmp/step.out
+    pass $n
+}
+
+# Guest a: a 1 MiB file; the receiver checks the CRC-32C end to end (send says "verified by the peer");
+# guest b also compares the bytes with its own copy (transport-serve).
+scenario_transport_file() {
+    n=transport-file
+    transport_payload
+    step ntb-transport send $TPORT --role host --link-timeout $TWAIT /tmp/payload.bin \
+        || { fail $n "$(step_reason)"; return; }
+    grep -q 'verified by the peer' /tmp/step.out || { fail $n "the peer did not verify the checksum"; return; }
+    echo "    sha256 $(sha256sum /tmp/payload.bin | cut -d' ' -f1)"
+    pass $n
+}
+
+# Guest a: the survivor. Holds the link while guest b powers off (b's side never shuts down cleanly:
+# its heartbeat stops); the link must go down within the peer timeout (500 ms) plus scheduling.
+scenario_transport_link_down() {
+    n=transport-link-down
+    step ntb-transport tool $TPORT --role host "link up" "link wait up $((TWAIT * 1000))" "link wait down 60000" \
+        || { fail $n "$(step_reason)"; return; }
+    [ "$(tail -n1 /tmp/step.out)" = "link: down" ] || { fail $n "the survivor did not see link down"; return; }
+    pass $n
+}
+
+# Guest b: one `serve` answers a's perf, pingpong and file sessions; passes when the file arrived, is
+# the same as b's own copy, and serve is still running (it holds the link for transport-poweroff).
+scenario_transport_serve() {
+    n=transport-serve
+    ensure_ivshmem_bound || { fail $n "ntb-transport bind failed"; return; }
+    transport_payload
+    mkdir -p /tmp/rx
+    ntb-transport serve $TPORT --role endpoint --link-timeout $TWAIT --dir /tmp/rx > /tmp/serve.out 2>&1 &
+    serve_pid=$!
+    waited=0
+    while [ ! -f /tmp/rx/payload.bin ] && [ $waited -lt $((STEP_TIMEOUT * 3)) ] && kill -0 $serve_pid 2>/dev/null; do
+        sleep 1; waited=$((waited + 1))
+    done
+    sed 's/^/    /' /tmp/serve.out
+    [ -f /tmp/rx/payload.bin ] || { fail $n "no file arrived within ${waited} s"; return; }
+    cmp /tmp/rx/payload.bin /tmp/payload.bin || { fail $n "the received file differs from the sent one"; return; }
+    echo "    sha256 $(sha256sum /tmp/rx/payload.bin | cut -d' ' -f1)"
+    kill -0 $serve_pid 2>/dev/null || { fail $n "serve exited"; return; }
+    pass $n
+}
+
+# Guest b: gives guest a time to take the link up again (its transport-link-down), then the guest
+# powers off (init's poweroff -f) with serve still holding its side: no clean shutdown reaches a.
+scenario_transport_poweroff() {
+    n=transport-poweroff
+    sleep 8
+    kill -0 "${serve_pid:-0}" 2>/dev/null || { fail $n "serve is not running, so the link is not held"; return; }
+    pass $n
+}
+
 run_scenarios() {
     dmesg > /tmp/dmesg.boot
     for s in $RIG_SCENARIOS; do
@@ -119,6 +218,13 @@ run_scenarios() {
             uio-irq) scenario_uio_irq ;;
             broken-ioctl) scenario_broken_ioctl ;;
             ivshmem-share) scenario_ivshmem_share ;;
+            transport-link) scenario_transport_link ;;
+            transport-perf) scenario_transport_perf ;;
+            transport-pingpong) scenario_transport_pingpong ;;
+            transport-file) scenario_transport_file ;;
+            transport-link-down) scenario_transport_link_down ;;
+            transport-serve) scenario_transport_serve ;;
+            transport-poweroff) scenario_transport_poweroff ;;
             *) fail "$s" "unknown scenario" ;;
         esac
     done
