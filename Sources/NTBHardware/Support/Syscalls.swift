@@ -91,9 +91,9 @@ final class SharedFileMapping: @unchecked Sendable {
     /// Maps `path` shared. A missing or empty file is created with `createSize` bytes (zeroed) if given.
     init(path: String, createSize: Int?) throws(NTBError) {
         func failure(_ call: String, _ remedy: String) -> NTBError {
-            .unsupported("\(call) \(path): \(String(cString: strerror(errno))); \(remedy)")
+            unsafe .unsupported("\(call) \(path): \(String(cString: strerror(errno))); \(remedy)")
         }
-        let fd = open(path, createSize != nil ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0o600)
+        let fd = unsafe open(path, createSize != nil ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open", "check the path and its permissions") }
         defer { close(fd) }
         var st = stat()
@@ -105,7 +105,7 @@ final class SharedFileMapping: @unchecked Sendable {
         }
         guard size > 0 else { throw .unsupported("\(path) is empty; create it with a size first (truncate -s 4M \(path))") }
         let p = unsafe mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        guard let p, p != MAP_FAILED else { throw failure("mmap", "check the process's address-space limit") }
+        guard let p = unsafe p, unsafe p != MAP_FAILED else { throw failure("mmap", "check the process's address-space limit") }
         unsafe base = p
         length = size
     }
@@ -115,7 +115,7 @@ final class SharedFileMapping: @unchecked Sendable {
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`, a UUID) as 16 bytes; empty if unreadable.
 func readBootID() -> [UInt8] {
-    let fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
+    let fd = unsafe open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return [] }
     defer { close(fd) }
     var text = [UInt8](repeating: 0, count: 64)
