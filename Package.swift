@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "DWEDMATests", dependencies: ["DWEDMA", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
-        .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
+        .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .executableTarget(name: "transport-bench", dependencies: ["NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),

@@ -304,3 +304,14 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
         switch backend { case let .host(d): d.waitForEvents(timeout: timeout); case let .endpoint(d): d.waitForEvents(timeout: timeout) }
     }
 }
+
+/// The mock link's eDMA engine model as the generic capability the transport uses: the endpoint
+/// hosts the model (``MockNTBDevice/startEDMAModel(writeChannels:readChannels:localInterrupt:)``),
+/// the host reaches its registers (``MockNTBDevice/peerEDMARegisters()``).
+extension MockNTBDevice: PeerEDMAAccess {
+    public var edmaSide: EDMASide { role == .host ? .host : .endpoint }
+
+    public func localEDMARegisters(writeChannels: Int, readChannels: Int) throws(NTBError) -> PostedWriteRegisterSpace {
+        try startEDMAModel(writeChannels: writeChannels, readChannels: readChannels).registerSpace(.endpoint)
+    }
+}
