@@ -109,10 +109,19 @@ public protocol TransportBackend: Sendable {
     static var name: String { get }
     /// One line for `--help` and the demo table.
     static var summary: String { get }
+    /// Memory windows the backend keeps for itself at the end of the device's windows (kernel-facts
+    /// §4, V3-25: the edma backend keeps the last one for the eDMA window, `mw_count -= 1`). The
+    /// transport uses only the windows before them, on both sides, so the handshake's NUM_MWS agrees.
+    /// Default 0.
+    static var reservedMemoryWindows: Int { get }
     /// Makes the backend for `device` at set-up.
     init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError)
     /// Builds queue pair `memory.queuePair`'s channel once the link is up.
     func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> Channel
+}
+
+extension TransportBackend {
+    public static var reservedMemoryWindows: Int { 0 }
 }
 
 /// The backends by name. `host` is built in; other modules add theirs with ``register(_:)`` before set-up.

@@ -16,6 +16,8 @@ public struct TransportConfiguration: Sendable, Equatable {
     /// How often the link monitor thread runs the handshake and link checks; nil: call
     /// ``Transport/poll()`` yourself.
     public var linkMonitorInterval: Duration? = .milliseconds(1)
+    /// Where the port's eDMA is (the policy's per-port options), for backends that use one.
+    public var edmaLocator: EDMALocator = EDMALocator()
 
     public init() {}
 

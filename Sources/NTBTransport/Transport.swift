@@ -72,8 +72,17 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         guard spads >= HostWire.minimumScratchpads else {
             throw .invalidConfiguration("\(device.name) has \(spads) scratchpads; ntb_transport needs at least \(HostWire.minimumScratchpads)")
         }
-        let windows = min(device.peerMemoryWindowCount, (spads - HostWire.Scratchpad.sizeHigh(0)) / 2, device.memoryWindowCount)
-        guard windows > 0 else { throw .invalidConfiguration("\(device.name) has no memory windows; the transport needs at least one") }
+        // The backend's reserved windows are the device's last ones (V3-25: mw_count -= 1 for the eDMA
+        // window), taken off both counts so that both sides advertise the same NUM_MWS.
+        let reserved = Backend.reservedMemoryWindows
+        precondition(reserved >= 0, "a backend reserves a non-negative number of memory windows")
+        let windows = min(device.peerMemoryWindowCount - reserved, (spads - HostWire.Scratchpad.sizeHigh(0)) / 2, device.memoryWindowCount - reserved)
+        guard windows > 0 else {
+            if reserved > 0 {
+                throw .invalidConfiguration("\(device.name) has \(device.memoryWindowCount) memory windows; the \(Backend.name) backend keeps the last \(reserved) for itself and the transport needs at least one more (use the host backend on this port)")
+            }
+            throw .invalidConfiguration("\(device.name) has no memory windows; the transport needs at least one")
+        }
         memoryWindowCount = windows
         // qp_count = ilog2(db_valid_mask), then max_num_clients if smaller, else at most mw_count.
         let mask = device.doorbellValidMask
