@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import PCIKit
 
 @Suite struct MMIORegionTests {
@@ -39,5 +42,32 @@ import Testing
         #expect(n.wait(timeout: .milliseconds(100)))
         #expect(n.consume() == 2)
         #expect(n.consume() == 0)
+    }
+
+    /// A FIFO with a pending word (the mock link's MSI FIFOs): a raise while pending writes nothing, a
+    /// consume re-arms it, and two notifiers on the same FIFO and word (raiser and consumer processes)
+    /// never lose a wake-up.
+    @Test func fifoNotifierCoalescesWhilePending() throws {
+        final class Owner { let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1); deinit { word.deallocate() } }
+        let owner = Owner()
+        owner.word.pointee = 0
+        let path = "/tmp/pcikit-test-\(getpid())-coalesce.fifo"
+        defer { unlink(path) }
+        let raiser = try EventNotifier(fifoAt: path, pendingWord: owner.word, retaining: owner)
+        let consumer = try EventNotifier(fifoAt: path, pendingWord: owner.word, retaining: owner)
+        #expect(consumer.wait(timeout: .milliseconds(1)) == false)
+        raiser.signal(); raiser.signal(); raiser.signal()
+        #expect(owner.word.pointee == 1)
+        #expect(consumer.wait(timeout: .milliseconds(100)))
+        #expect(consumer.consume() == 1)          // one byte for three raises: coalesced
+        #expect(owner.word.pointee == 0)
+        #expect(consumer.wait(timeout: .milliseconds(1)) == false)
+        raiser.signal()                           // re-armed: writes again
+        #expect(consumer.wait(timeout: .milliseconds(100)))
+        #expect(consumer.consume() == 1)
+        // A plain FIFO notifier (no word) writes on every raise.
+        let plain = try EventNotifier(fifoAt: path)
+        plain.signal(); plain.signal()
+        #expect(consumer.consume() == 2)
     }
 }

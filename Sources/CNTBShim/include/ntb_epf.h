@@ -108,11 +108,12 @@ static inline __attribute__((always_inline)) uint32_t ntb_xchg32(volatile uint32
  */
 enum {
     NTB_MOCK_MAGIC          = 0x4E54424D,  /* "NTBM" */
-    NTB_MOCK_LAYOUT_VERSION = 1,
+    NTB_MOCK_LAYOUT_VERSION = 2,   /* 2: fifo_pending[] */
     NTB_MOCK_SIDE_HOST      = 0,
     NTB_MOCK_SIDE_ENDPOINT  = 1,
     NTB_MOCK_FLAG_MSI_DOORBELL = 1,  /* host doorbell writes also interrupt the endpoint (pci_epf_alloc_doorbell) */
     NTB_MOCK_FLAG_RFC_OFFSETS  = 2,  /* control region version 1: mw_offset[]/mw_size[] (RFC V3-02) */
+    NTB_MOCK_FIFO_SLOTS        = 64, /* fifo_pending[]: MSI vector n uses slot n, the endpoint doorbell the last */
 };
 
 struct ntb_mock_side {
@@ -144,10 +145,15 @@ struct ntb_mock_link {
     struct ntb_mock_side side[2];
     uint64_t mw_inbound_seq;       /* even = stable; the endpoint bumps it around updates (seqlock) */
     uint64_t mw_inbound_bus[NTB_EPF_MAX_MW]; /* EP RAM bus address each MW BAR translates to */
+    /* One word per interrupt FIFO: 1 while a raised interrupt has not been consumed. A raiser writes the FIFO
+     * only on the 0 -> 1 transition (the interrupt is already pending otherwise), the consumer clears the word
+     * before draining the FIFO; so a spinning peer that never sleeps costs no system call per interrupt. */
+    uint32_t fifo_pending[NTB_MOCK_FIFO_SLOTS];
 };
 _Static_assert(offsetof(struct ntb_mock_link, mw_size) == 40, "mock mw_size");
 _Static_assert(offsetof(struct ntb_mock_link, side) == 152, "mock side array");
 _Static_assert(offsetof(struct ntb_mock_link, mw_inbound_seq) == 216, "mock inbound seq");
-_Static_assert(sizeof(struct ntb_mock_link) == 256, "mock link size");
+_Static_assert(offsetof(struct ntb_mock_link, fifo_pending) == 256, "mock fifo_pending");
+_Static_assert(sizeof(struct ntb_mock_link) == 512, "mock link size");
 
 #endif /* NTB_EPF_H */

@@ -59,7 +59,7 @@ public final class MockEndpointController: EndpointController, @unchecked Sendab
         }
         windowFDs = fds
         unsafe outbound = out
-        msi = try (0..<c.msiVectors).map { n throws(NTBError) in try MockLink.fifo(link.path(MockLink.msiFile(n))) }
+        msi = try (0..<c.msiVectors).map { n throws(NTBError) in try link.interrupt(MockLink.msiFile(n), slot: n) }
         inbound.withLock { $0 = Array(repeating: nil, count: c.memoryWindowCount) }
         // pci_epf_alloc_space at bind: each MW BAR gets its own buffer in endpoint memory.
         for n in 0..<c.memoryWindowCount {

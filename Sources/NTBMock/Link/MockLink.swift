@@ -235,6 +235,17 @@ public final class MockLink: @unchecked Sendable {
         do { return try EventNotifier(fifoAt: path) } catch { throw .pci(PCIKitErrorDescription(error)) }
     }
 
+    /// Slot of `fifo_pending[]` for the endpoint doorbell FIFO (MSI vector n uses slot n).
+    static let endpointDoorbellSlot = Int(NTB_MOCK_FIFO_SLOTS) - 1
+
+    /// An interrupt FIFO of this link that coalesces through its `fifo_pending[slot]` word in the link page
+    /// (raised again while pending = no system call; see `EventNotifier(fifoAt:pendingWord:retaining:)`).
+    func interrupt(_ file: String, slot: Int) throws(NTBError) -> EventNotifier {
+        precondition(slot >= 0 && slot < Int(NTB_MOCK_FIFO_SLOTS))
+        let word = unsafe (page.baseAddress + Page.fifoPending + 4 * slot).assumingMemoryBound(to: UInt32.self)
+        do { return try unsafe EventNotifier(fifoAt: path(file), pendingWord: word, retaining: self) } catch { throw .pci(PCIKitErrorDescription(error)) }
+    }
+
     /// Reads the configuration a directory was made with.
     public static func configuration(at directory: String) throws(NTBError) -> MockLinkConfiguration {
         let path = "\(directory)/\(pageFile)"
@@ -461,6 +472,7 @@ enum Page {
     static let sides = MemoryLayout<ntb_mock_link>.offset(of: \.side)!
     static let inboundSeq = MemoryLayout<ntb_mock_link>.offset(of: \.mw_inbound_seq)!
     static let inboundBus = MemoryLayout<ntb_mock_link>.offset(of: \.mw_inbound_bus)!
+    static let fifoPending = MemoryLayout<ntb_mock_link>.offset(of: \.fifo_pending)!
     static func side(_ n: Int) -> Int { sides + n * MemoryLayout<ntb_mock_side>.stride }
     static let sidePID = MemoryLayout<ntb_mock_side>.offset(of: \.pid)!
     static let sideReady = MemoryLayout<ntb_mock_side>.offset(of: \.ready)!

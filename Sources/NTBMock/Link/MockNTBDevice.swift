@@ -66,7 +66,7 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
         switch role {
         case .endpoint:
             let controller = try MockEndpointController(link: link)
-            let interrupt = c.msiDoorbell ? try MockLink.fifo(link.path(MockLink.endpointDoorbellFile)) : nil
+            let interrupt = c.msiDoorbell ? try link.interrupt(MockLink.endpointDoorbellFile, slot: MockLink.endpointDoorbellSlot) : nil
             interrupt?.consume()
             let device = try VNTBEndpointDevice(
                 name: name, controller: controller, scratchpadCount: c.scratchpadCount, doorbellSlots: c.doorbellSlots,
@@ -96,8 +96,8 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             }
             let ram = try link.mapFile(MockLink.hostRAMFile)
             let arena = RAMArena(segment: unsafe MockMemorySegment(name: "host RAM", busAddress: MockLinkConfiguration.hostRAMBus, length: ram.region.length, pointer: ram.region.baseAddress))
-            let vectors = try (0..<c.msiVectors).map { n throws(NTBError) in try MockLink.fifo(link.path(MockLink.msiFile(n))) }
-            embeddedDoorbell = c.msiDoorbell ? try MockLink.fifo(link.path(MockLink.endpointDoorbellFile)) : nil
+            let vectors = try (0..<c.msiVectors).map { n throws(NTBError) in try link.interrupt(MockLink.msiFile(n), slot: n) }
+            embeddedDoorbell = c.msiDoorbell ? try link.interrupt(MockLink.endpointDoorbellFile, slot: MockLink.endpointDoorbellSlot) : nil
             // A control region never written means no endpoint ever ran here: wait for one.
             let ctrl = bars[map.config]!
             let deadline = ContinuousClock.now + options.endpointWait

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SystemPackage
+import CNTBShim
 
 /// An interrupt delivered through a file descriptor: an eventfd (VFIO MSI/MSI-X/INTx, in-process
 /// models), a FIFO in a mock link's directory (a model in another process raising an interrupt), or a
@@ -10,6 +11,7 @@ import SystemPackage
 /// `wait(timeout:)` blocks in `poll(2)` until the interrupt fires; `consume()` acknowledges it and
 /// returns how many times it fired (at least 1) or 0 if it had not. Several notifiers can be waited on
 /// together with ``InterruptSet``. System calls go through `Internals/Syscalls.swift`.
+@safe
 public final class EventNotifier: @unchecked Sendable {
     public enum Kind: Sendable, Equatable {
         /// eventfd(2): 8-byte counter.
@@ -23,12 +25,27 @@ public final class EventNotifier: @unchecked Sendable {
     public let fd: Int32
     public let kind: Kind
     private let ownsDescriptor: Bool
+    /// FIFO only: a word in memory shared by raiser and consumer, 1 while a raised interrupt has not been
+    /// consumed (see ``init(fifoAt:pendingWord:retaining:)``); nil = every signal writes the FIFO.
+    private let pendingWord: UnsafeMutablePointer<UInt32>?
+    /// Keeps the memory behind `pendingWord` mapped.
+    private let pendingOwner: AnyObject?
 
     /// Wraps an existing descriptor (taking ownership unless `owned` is false).
     public init(fd: Int32, kind: Kind, owned: Bool = true) {
         self.fd = fd
         self.kind = kind
         self.ownsDescriptor = owned
+        self.pendingWord = nil
+        self.pendingOwner = nil
+    }
+
+    private init(fd: Int32, pendingWord: UnsafeMutablePointer<UInt32>, owner: AnyObject) {
+        self.fd = fd
+        self.kind = .fifo
+        self.ownsDescriptor = true
+        unsafe self.pendingWord = pendingWord
+        self.pendingOwner = owner
     }
 
     /// A new non-blocking eventfd.
@@ -43,6 +60,20 @@ public final class EventNotifier: @unchecked Sendable {
     /// Opens (creating if needed) a FIFO at `path`, read-write and non-blocking, so that another
     /// process can raise this interrupt by opening the same path.
     public convenience init(fifoAt path: String) throws(PCIKitError) {
+        self.init(fd: try Self.openFIFO(path), kind: .fifo)
+    }
+
+    /// A FIFO interrupt that coalesces like a pending interrupt line: `pendingWord` (in memory every raiser
+    /// and the consumer of this FIFO share, kept mapped by `owner`) is 1 while a raised interrupt was not
+    /// consumed. ``signal()`` writes the FIFO only when it turns the word from 0 to 1 (otherwise the
+    /// interrupt is already pending: no system call), ``consume()`` clears the word BEFORE draining the FIFO,
+    /// so a signal after the clear writes a new byte and no wake-up is lost. A peer that spins and never
+    /// consumes costs the raiser one atomic exchange per interrupt.
+    public convenience init(fifoAt path: String, pendingWord: UnsafeMutablePointer<UInt32>, retaining owner: AnyObject) throws(PCIKitError) {
+        unsafe self.init(fd: try Self.openFIFO(path), pendingWord: pendingWord, owner: owner)
+    }
+
+    private static func openFIFO(_ path: String) throws(PCIKitError) -> Int32 {
         do { try Syscalls.mkfifo(path, mode: 0o600) } catch {
             if error != .fileExists {
                 throw .system(call: "mkfifo \(path)", errno: error.rawValue, remedy: "check that the directory exists and is writable")
@@ -52,7 +83,7 @@ public final class EventNotifier: @unchecked Sendable {
         do { fd = try Syscalls.open(path, O_RDWR | O_NONBLOCK) } catch {
             throw .system(call: "open \(path)", errno: error.rawValue, remedy: "check the permissions of the mock directory")
         }
-        self.init(fd: fd, kind: .fifo)
+        return fd
     }
 
     deinit { if ownsDescriptor { Syscalls.close(fd) } }
@@ -65,6 +96,7 @@ public final class EventNotifier: @unchecked Sendable {
             var one: UInt64 = 1
             _ = try? unsafe Syscalls.write(fd, &one, 8)
         case .fifo:
+            if let word = unsafe pendingWord, unsafe ntb_xchg32(word, 1) != 0 { return }   // already pending
             var one: UInt8 = 1
             _ = try? unsafe Syscalls.write(fd, &one, 1)   // EAGAIN when full: the interrupt is pending anyway
         case .uio:
@@ -81,6 +113,8 @@ public final class EventNotifier: @unchecked Sendable {
             var count: UInt64 = 0
             return (try? unsafe Syscalls.read(fd, &count, 8)) == 8 ? count : 0
         case .fifo:
+            // Clear before draining: a signal after this point writes a new byte (see init(fifoAt:pendingWord:)).
+            if let word = unsafe pendingWord { _ = unsafe ntb_xchg32(word, 0) }
             var total: UInt64 = 0
             var buffer = [UInt8](repeating: 0, count: 64)
             while true {
