@@ -36,7 +36,7 @@ public final class EventNotifier: @unchecked Sendable {
         self.fd = fd
         self.kind = kind
         self.ownsDescriptor = owned
-        self.pendingWord = nil
+        unsafe self.pendingWord = nil
         self.pendingOwner = nil
     }
 
