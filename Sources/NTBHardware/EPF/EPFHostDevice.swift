@@ -46,8 +46,7 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     /// Host doorbell vectors minus the link vector (`ndev->db_count`).
     public let doorbellCount: Int
 
-    private let pending = Atomic<UInt64>(0)
-    private let mask = Atomic<UInt64>(0)
+    private let doorbells = SoftwareDoorbells()
     private let linkSeen = Atomic<Bool>(false)
     private let linkEventPending = Atomic<Bool>(false)
     private let commandLock = Mutex<Void>(())
@@ -282,12 +281,12 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
         vector >= 2 && vector <= doorbellCount ? UInt64(1) << UInt64(vector - 2) : 0
     }
 
-    public func readDoorbell() -> UInt64 { pending.load(ordering: .acquiring) }
-    public func clearDoorbell(_ bits: UInt64) { pending.bitwiseAnd(~bits, ordering: .acquiringAndReleasing) }
-    public func setDoorbellMask(_ bits: UInt64) { mask.bitwiseOr(bits, ordering: .relaxed) }
-    public func clearDoorbellMask(_ bits: UInt64) { mask.bitwiseAnd(~bits, ordering: .relaxed) }
+    public func readDoorbell() -> UInt64 { doorbells.read() }
+    public func clearDoorbell(_ bits: UInt64) { doorbells.clear(bits) }
+    public func setDoorbellMask(_ bits: UInt64) { doorbells.setMask(bits) }
+    public func clearDoorbellMask(_ bits: UInt64) { doorbells.clearMask(bits) }
     /// Masked bits (kept in software: vNTB has no mask register, `ntb_epf_db_set_mask` is a no-op).
-    public var doorbellMask: UInt64 { mask.load(ordering: .relaxed) }
+    public var doorbellMask: UInt64 { doorbells.maskBits }
 
     /// Writes `db_data[n]` to slot `n = bit + 2` of the doorbell BAR for every set bit (ntb_epf_peer_db_set).
     public func ringPeerDoorbell(_ bits: UInt64) {
@@ -333,13 +332,13 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
             if v == 0 {
                 events.insert(.link)
             } else if v >= 2 {
-                pending.bitwiseOr(UInt64(1) << UInt64(v - 2), ordering: .releasing)
+                doorbells.post(UInt64(1) << UInt64(v - 2))
             }
         }
         for e in 0..<extraSources.count where poller.isReady(vectors.count + e) {
             if extraSources[e].consume() > 0 { events.insert(.link) }   // link-side changes (mock link monitor)
         }
-        if pending.load(ordering: .acquiring) & ~mask.load(ordering: .relaxed) != 0 { events.insert(.doorbell) }
+        if doorbells.hasUnmasked { events.insert(.doorbell) }
         let up = Self.linkBit(ctrl)
         if linkSeen.exchange(up, ordering: .relaxed) != up { events.insert(.link) }
         if linkEventPending.exchange(false, ordering: .acquiring) { events.insert(.link) }

@@ -27,8 +27,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     private let dbSpace: MMIORegion
     private let windowSizes: [Int]
 
-    private let pending = Atomic<UInt64>(0)
-    private let mask = Atomic<UInt64>(0)
+    private let doorbells = SoftwareDoorbells()
     private let linkEventPending = Atomic<Bool>(false)
     private let linkSeen = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
@@ -224,8 +223,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
             if unsafe ntb_xchg32(p, 0) != 0 { found |= UInt64(1) << UInt64(slot - 2) }
         }
         guard found != 0 else { return false }
-        let (before, _) = pending.bitwiseOr(found, ordering: .acquiringAndReleasing)
-        if (before | found) & ~mask.load(ordering: .relaxed) != 0 { eventNotifier.signal() }
+        if doorbells.post(found) { eventNotifier.signal() }
         return true
     }
 
@@ -296,12 +294,12 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         vector >= 2 && vector < doorbellSlots ? UInt64(1) << UInt64(vector - 2) : 0
     }
 
-    public func readDoorbell() -> UInt64 { pending.load(ordering: .acquiring) }
-    public func clearDoorbell(_ bits: UInt64) { pending.bitwiseAnd(~bits, ordering: .acquiringAndReleasing) }
+    public func readDoorbell() -> UInt64 { doorbells.read() }
+    public func clearDoorbell(_ bits: UInt64) { doorbells.clear(bits) }
     /// vntb_epf_db_set_mask is a no-op; the mask is kept in software.
-    public func setDoorbellMask(_ bits: UInt64) { mask.bitwiseOr(bits, ordering: .relaxed) }
-    public func clearDoorbellMask(_ bits: UInt64) { mask.bitwiseAnd(~bits, ordering: .relaxed) }
-    public var doorbellMask: UInt64 { mask.load(ordering: .relaxed) }
+    public func setDoorbellMask(_ bits: UInt64) { doorbells.setMask(bits) }
+    public func clearDoorbellMask(_ bits: UInt64) { doorbells.clearMask(bits) }
+    public var doorbellMask: UInt64 { doorbells.maskBits }
 
     /// Raises MSI `b + 3` for every set bit `b` (vntb_epf_peer_db_set: `ffs(db_bits) + 1`, plus one because
     /// MSI numbers are 1-based).
@@ -321,7 +319,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     public func pollEvents() -> NTBEvents {
         scanDoorbells()
         var events: NTBEvents = []
-        if pending.load(ordering: .acquiring) & ~mask.load(ordering: .relaxed) != 0 { events.insert(.doorbell) }
+        if doorbells.hasUnmasked { events.insert(.doorbell) }
         let up = isLinkUp
         if linkSeen.exchange(up, ordering: .relaxed) != up { events.insert(.link) }
         if linkEventPending.exchange(false, ordering: .acquiring) { events.insert(.link) }
