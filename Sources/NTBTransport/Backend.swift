@@ -99,6 +99,105 @@ public protocol TransportChannel: Sendable {
     var receiveIndex: UInt32 { get }
     /// Frames in the receive ring (`rx_max_entry`).
     var receiveEntries: Int { get }
+
+    // MARK: DMA channels (the payload moves by bus address; see ``movesByDMA``)
+
+    /// Whether this channel moves payloads with a DMA engine by bus address (the `edma` backend),
+    /// instead of the CPU copying frames (`host`). Static, so the queue pair's data path keeps only
+    /// one of the two paths after specialisation. Default false: the frame methods above are used;
+    /// when true, the methods below are.
+    static var movesByDMA: Bool { get }
+    /// DMA: queues one message (a send completes when its DMA completes). `busAddress` is where the
+    /// engine reads the payload; nil copies it into a bounce buffer first. `tag` identifies the send
+    /// in ``reapDMATransmits(now:_:)``.
+    mutating func enqueueTransmit(_ payload: UnsafeRawBufferPointer, busAddress: UInt64?, tag: Int) -> TransmitRefusal?
+    /// DMA: starts the queued messages (one chain) if the engine is idle; otherwise they start when
+    /// the chain in flight completes.
+    mutating func startTransmit()
+    /// DMA: takes finished transfers; calls `finished(tag, ok)` for each (not necessarily in order:
+    /// an abort fails one message and retries the ones after it).
+    mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap
+    /// DMA: receive buffers the channel can still offer to the peer.
+    var receivePostable: Int { get }
+    /// DMA: offers a receive buffer to the peer (by bus address; nil = through a bounce buffer of the
+    /// channel). Returns false when none can be offered now. Call ``publishReceives()`` after.
+    mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool
+    /// DMA: makes the offered buffers visible to the peer.
+    mutating func publishReceives()
+    /// DMA: takes the next filled buffer, in offer order.
+    mutating func takeReceived() -> DMAReceiveEvent
+    /// DMA: the bounce buffer of the buffer just taken (when it was offered without a bus address).
+    func bouncedBytes(length: Int) -> UnsafeRawBufferPointer
+    /// DMA: releases the bounce buffer of the buffer just taken, if it had one.
+    mutating func releaseReceived()
+    /// DMA: tells the peer this queue pair goes down (a LINK_DOWN descriptor) if the ring allows it now.
+    mutating func sendLinkDown() -> Bool
+}
+
+/// Why a DMA channel did not queue a message.
+public enum TransmitRefusal: Equatable, Sendable {
+    /// No buffer posted by the peer, the chain is full, or no bounce buffer is free: poll, then retry.
+    case busy
+    /// The peer's next posted buffer holds at most `capacity` bytes.
+    case tooLarge(capacity: Int)
+    /// The peer wrote an impossible ring value: the queue pair must go down.
+    case corrupt
+}
+
+/// What ``TransportChannel/reapDMATransmits(now:_:)`` found besides finished sends.
+public struct DMATransmitReap: Equatable, Sendable {
+    /// The peer must be told (its ring tail moved) by the queue pair's doorbell.
+    public var ringDoorbell = false
+    /// The engine stopped completing or vanished: the queue pair must go down (a link fault).
+    public var fault = false
+    @inlinable public init(ringDoorbell: Bool = false, fault: Bool = false) {
+        self.ringDoorbell = ringDoorbell
+        self.fault = fault
+    }
+}
+
+/// What ``TransportChannel/takeReceived()`` found.
+public enum DMAReceiveEvent: Equatable, Sendable {
+    case empty
+    /// The oldest offered buffer holds `length` bytes; `inPlace`: in the client's buffer itself,
+    /// else in the bounce buffer (``TransportChannel/bouncedBytes(length:)``).
+    case received(length: Int, inPlace: Bool)
+    /// The peer took the queue pair down.
+    case linkDown
+    /// The peer wrote something impossible: the queue pair must go down.
+    case corrupt
+}
+
+/// Frame channels (`host`) need none of the DMA methods; DMA channels none of the frame methods.
+/// Calling a method of the other family is a programmer error (``TransportChannel/movesByDMA`` decides).
+extension TransportChannel {
+    @inlinable public static var movesByDMA: Bool { false }
+    public mutating func enqueueTransmit(_ payload: UnsafeRawBufferPointer, busAddress: UInt64?, tag: Int) -> TransmitRefusal? { preconditionFailure("not a DMA channel") }
+    public mutating func startTransmit() { preconditionFailure("not a DMA channel") }
+    public mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap { preconditionFailure("not a DMA channel") }
+    public var receivePostable: Int { 0 }
+    public mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool { preconditionFailure("not a DMA channel") }
+    public mutating func publishReceives() { preconditionFailure("not a DMA channel") }
+    public mutating func takeReceived() -> DMAReceiveEvent { preconditionFailure("not a DMA channel") }
+    public func bouncedBytes(length: Int) -> UnsafeRawBufferPointer { preconditionFailure("not a DMA channel") }
+    public mutating func releaseReceived() { preconditionFailure("not a DMA channel") }
+    public mutating func sendLinkDown() -> Bool { preconditionFailure("not a DMA channel") }
+}
+
+/// Frame-method defaults for DMA channels (never called: ``TransportChannel/movesByDMA`` is true).
+public protocol DMATransportChannel: TransportChannel {}
+extension DMATransportChannel {
+    @inlinable public static var movesByDMA: Bool { true }
+    public mutating func transmit(_ payload: UnsafeRawBufferPointer, flags: UInt32) { preconditionFailure("a DMA channel has no frames") }
+    public mutating func stageTransmit(_ payload: UnsafeRawBufferPointer) { preconditionFailure("a DMA channel has no frames") }
+    public mutating func publishStaged() { preconditionFailure("a DMA channel has no frames") }
+    public func flushTransmit() { preconditionFailure("a DMA channel has no frames") }
+    public mutating func reapTransmitted() -> Int { preconditionFailure("a DMA channel has no frames") }
+    public mutating func peekReceive() -> ReceivePeek { preconditionFailure("a DMA channel has no frames") }
+    public func receivedBytes(length: Int) -> UnsafeRawBufferPointer { preconditionFailure("a DMA channel has no frames") }
+    public mutating func consumeReceived() { preconditionFailure("a DMA channel has no frames") }
+    public mutating func clearLinkDownFrame() { preconditionFailure("a DMA channel has no frames") }
+    public mutating func publishReceiveTail() { preconditionFailure("a DMA channel has no frames") }
 }
 
 /// A backend: how queue pairs move bytes. Chosen once by name at set-up (``TransportBackends``); the
@@ -138,13 +237,24 @@ public enum TransportBackends {
         }
     }
 
-    /// Registered names, in registration order.
-    public static var names: [String] { registry.withLock { $0.map(\.name) } }
+    /// Backends built in but generic over the device (they need a device capability, e.g. the eDMA
+    /// of ``PeerEDMAAccess``); ``visit(_:device:_:)`` opens them with the device's type.
+    public static let deviceSpecificNames = [EDMABackendName.name]
+
+    /// Every backend name: the registered ones (host first), then the device-specific built-ins.
+    public static var names: [String] {
+        var list = registry.withLock { $0.map(\.name) }
+        for n in deviceSpecificNames where !list.contains(n) { list.insert(n, at: min(1, list.count)) }
+        return list
+    }
 
     /// The backend called `name`. Pass the result to a generic function to open it once:
     /// `func run<B: TransportBackend>(_: B.Type)`; everything below is statically dispatched.
     public static func lookup(_ name: String) throws(TransportError) -> any TransportBackend.Type {
         guard let type = registry.withLock({ $0.first { $0.name == name }?.type }) else {
+            if deviceSpecificNames.contains(name) {
+                throw .invalidConfiguration("the \(name) backend is opened with its device (TransportBackends.visit(_:device:_:))")
+            }
             throw .unknownBackend(name, available: names)
         }
         return type
@@ -172,5 +282,26 @@ extension TransportBackends {
     @inlinable
     static func openAndVisit<B: TransportBackend, V: TransportBackendVisitor>(_ backend: B.Type, _ visitor: V) throws -> V.Result {
         try visitor.visit(backend)
+    }
+
+    /// Calls `visitor.visit(B.self)` for the backend named `name` on a device of type `Device`: the
+    /// device-specific backends (`edma`) are opened with the device's type when it has the capability
+    /// they need, and refused with what to use instead when it has not.
+    @inlinable
+    public static func visit<Device: NTBDevice, V: TransportBackendVisitor>(_ name: String, device: Device.Type, _ visitor: V) throws -> V.Result {
+        switch name {
+        case HostBackend.name: return try visitor.visit(HostBackend.self)
+        case EDMABackendName.name:
+            guard let edma = Device.self as? any PeerEDMAAccess.Type else {
+                throw TransportError.invalidConfiguration("the edma backend needs a DesignWare eDMA the transport can reach over the link (an endpoint's eDMA behind the NTB, kernel-facts §4); this port's device (\(Device.self)) has none; use --backend host")
+            }
+            return try openEDMA(edma, visitor)
+        default: return try openAndVisit(try lookup(name), visitor)
+        }
+    }
+
+    @inlinable
+    static func openEDMA<D: PeerEDMAAccess, V: TransportBackendVisitor>(_ device: D.Type, _ visitor: V) throws -> V.Result {
+        try visitor.visit(EDMABackend<D>.self)
     }
 }

@@ -20,6 +20,9 @@ public struct Completion: Equatable, Sendable {
         case overflow
         /// The peer wrote a frame we could not accept (length beyond the frame); the frame was skipped.
         case invalidFrame
+        /// The DMA engine aborted the transfer of this send; nothing was delivered for it. The
+        /// channel recovered: later sends go on (`edma`).
+        case aborted
     }
 
     public var kind: Kind

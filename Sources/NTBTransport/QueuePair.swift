@@ -1,4 +1,5 @@
 public import NTBHardware
+public import PCIKit
 public import Synchronization
 
 /// What the control plane (link management) and one queue pair's data path share.
@@ -71,9 +72,16 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         @usableFromInline var spinLimit = 4096
         // Polls since the gauges (ring positions for `stats`) were last refreshed.
         @usableFromInline var pollsSinceGauges = 0
-        @usableFromInline init(txCookies: UnsafeMutablePointer<UInt64>, txLengths: UnsafeMutablePointer<Int>) {
+        // DMA channels: per send slot 0 = in flight, 1 = done, 2 = aborted (sends finish by tag).
+        @usableFromInline var txStatus: UnsafeMutablePointer<UInt8>
+        // DMA channels: posted receive buffers (from the oldest) offered to the peer's ring.
+        @usableFromInline var rxOffered = 0
+        // DMA channels: the channel reported a fault or corruption; the next poll takes the queue pair down.
+        @usableFromInline var faulted = false
+        @usableFromInline init(txCookies: UnsafeMutablePointer<UInt64>, txLengths: UnsafeMutablePointer<Int>, txStatus: UnsafeMutablePointer<UInt8>) {
             unsafe self.txCookies = txCookies
             unsafe self.txLengths = txLengths
+            unsafe self.txStatus = txStatus
         }
     }
     @usableFromInline let state: UnsafeMutablePointer<State>
@@ -142,11 +150,25 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         get { unsafe state.pointee.spinLimit }
         set { unsafe state.pointee.spinLimit = newValue }
     }
+    @inlinable var txStatus: UnsafeMutablePointer<UInt8> {
+        get { unsafe state.pointee.txStatus }
+        set { unsafe state.pointee.txStatus = newValue }
+    }
+    @inlinable var rxOffered: Int {
+        get { unsafe state.pointee.rxOffered }
+        set { unsafe state.pointee.rxOffered = newValue }
+    }
+    @inlinable var faulted: Bool {
+        get { unsafe state.pointee.faulted }
+        set { unsafe state.pointee.faulted = newValue }
+    }
 
     // Posted receive buffers: FIFO storage (fixed at set-up).
     @usableFromInline let rxBases: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     @usableFromInline let rxCapacities: UnsafeMutablePointer<Int>
     @usableFromInline let rxCookies: UnsafeMutablePointer<UInt64>
+    /// Bus addresses of the posted buffers (DMA channels; nil = not DMA-mapped, through a bounce buffer).
+    @usableFromInline let rxBusAddresses: UnsafeMutablePointer<UInt64?>
     @usableFromInline let rxDepth: Int
 
     init(index: Int, device: Device, link: QueuePairLink<Channel>, counters: QueuePairCounters, configuration: TransportConfiguration) {
@@ -162,17 +184,21 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe rxBases.initialize(repeating: nil, count: rxDepth)
         unsafe rxCapacities = .allocate(capacity: rxDepth)
         unsafe rxCookies = .allocate(capacity: rxDepth)
+        unsafe rxBusAddresses = .allocate(capacity: rxDepth)
+        unsafe rxBusAddresses.initialize(repeating: nil, count: rxDepth)
         unsafe channelSlot = .allocate(capacity: 1)
         unsafe state = .allocate(capacity: 1)
-        unsafe state.initialize(to: State(txCookies: .allocate(capacity: 1), txLengths: .allocate(capacity: 1)))
+        unsafe state.initialize(to: State(txCookies: .allocate(capacity: 1), txLengths: .allocate(capacity: 1), txStatus: .allocate(capacity: 1)))
     }
 
     deinit {
         unsafe rxBases.deallocate()
         unsafe rxCapacities.deallocate()
         unsafe rxCookies.deallocate()
+        unsafe rxBusAddresses.deallocate()
         unsafe txCookies.deallocate()
         unsafe txLengths.deallocate()
+        unsafe txStatus.deallocate()
         unsafe state.deinitialize(count: 1)
         unsafe state.deallocate()
         if hasChannel { unsafe channelSlot.deinitialize(count: 1) }
@@ -200,15 +226,28 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
 
     /// Posts a buffer for one incoming message. The buffer must stay valid until its completion.
     /// - Throws: ``TransportError/receiveQueueFull(queuePair:capacity:)`` when `receiveQueueDepth` are posted.
+    ///
+    /// `busAddress` is where a DMA engine reaches `buffer` (memory from ``allocateBuffer(length:)``):
+    /// a backend that moves payloads by DMA (`edma`) then receives into the buffer itself; without it
+    /// the payload goes through one of the channel's bounce buffers and is copied. `host` ignores it.
     @inlinable
-    public func postReceive(_ buffer: UnsafeMutableRawBufferPointer, cookie: UInt64) throws(TransportError) {
+    public func postReceive(_ buffer: UnsafeMutableRawBufferPointer, busAddress: UInt64? = nil, cookie: UInt64) throws(TransportError) {
         guard rxCount < rxDepth else { throw .receiveQueueFull(queuePair: index, capacity: rxDepth) }
         var slot = rxOldest &+ rxCount
         if slot >= rxDepth { slot &-= rxDepth }
         unsafe rxBases[slot] = buffer.baseAddress
         unsafe rxCapacities[slot] = buffer.count
         unsafe rxCookies[slot] = cookie
+        unsafe rxBusAddresses[slot] = busAddress
         rxCount &+= 1
+    }
+
+    /// Memory a DMA engine on this port can reach (IOMMU-mapped on VFIO; the mock link's RAM): send
+    /// from it and post it for receives with its bus address, and the `edma` backend moves messages
+    /// without a CPU copy. The buffer is the caller's; close it after the transport is closed.
+    public func allocateBuffer(length: Int) throws(TransportError) -> DMABuffer {
+        do throws(NTBError) { return try device.allocateInboundBuffer(length: length, alignment: 4096) }
+        catch { throw .device(error) }
     }
 
     /// Takes back every posted receive buffer not filled yet (`ntb_transport_rx_remove`), oldest first,
@@ -217,11 +256,14 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable
     public func removeReceives(_ handle: (UInt64) -> Void = { _ in }) -> Int {
         let n = rxCount
+        // Buffers already offered to the peer's ring stay there until the link resets; the queue pair
+        // forgets them (the peer can still fill them: only remove receives whose memory stays valid).
         while rxCount > 0 {
             let (_, _, cookie) = unsafe popReceive()
             handle(cookie)
         }
         rxOldest = 0
+        rxOffered = 0
         return n
     }
 
@@ -230,15 +272,78 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// Sends one message: copies it into the next frame and rings the peer's doorbell. The buffer is
     /// free again on return; the completion (cookie) reports when the peer consumed it.
     /// - Throws: `linkDown`, `emptyMessage`, `messageTooLarge`, `ringFull` (poll and retry).
+    ///
+    /// With a backend that moves payloads by DMA (`edma`), the send completes when its DMA did, and
+    /// the buffer must stay unchanged until then; `busAddress` (memory from ``allocateBuffer(length:)``)
+    /// lets the engine read it in place, without it the message is copied to a bounce buffer first.
     @inlinable
-    public func send(_ bytes: UnsafeRawBufferPointer, cookie: UInt64) throws(TransportError) {
+    public func send(_ bytes: UnsafeRawBufferPointer, busAddress: UInt64? = nil, cookie: UInt64) throws(TransportError) {
         try unsafe admit(bytes)
         if free == 0 {
             reap()
             guard free > 0 else { counters.add(.txRingFull); throw .ringFull(queuePair: index) }
         }
+        if Channel.movesByDMA {
+            try unsafe writeDMA(bytes, busAddress: busAddress, cookie: cookie)
+            channel.startTransmit()
+            return
+        }
         unsafe write(bytes, cookie: cookie)
         ring()
+    }
+
+    /// Sends up to `count` messages from DMA memory (``allocateBuffer(length:)``) as one chain (`edma`)
+    /// or with one doorbell (`host`); `message(i)` gives the i-th message, its bus address and cookie.
+    /// Returns how many were sent, as ``sendBatch(count:_:)``.
+    @inlinable
+    public func sendBatch(count: Int, dma message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64, cookie: UInt64)) throws(TransportError) -> Int {
+        guard Channel.movesByDMA else { return try unsafe sendBatch(count: count) { i in let m = unsafe message(i); return unsafe (m.bytes, m.cookie) } }
+        guard isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
+        if free < count { reap() }
+        var sent = 0
+        while sent < count {
+            if free == 0 { counters.add(.txRingFull); break }
+            let m = unsafe message(sent)
+            do throws(TransportError) {
+                try unsafe admit(m.bytes)
+                try unsafe writeDMA(m.bytes, busAddress: m.busAddress, cookie: m.cookie)
+            } catch .ringFull {
+                break
+            } catch {
+                if sent > 0 { channel.startTransmit() }
+                throw error
+            }
+            sent &+= 1
+        }
+        if sent > 0 { channel.startTransmit() }
+        return sent
+    }
+
+    /// Queues one message on a DMA channel, in the next send slot (its tag).
+    @inlinable @inline(__always)
+    func writeDMA(_ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) {
+        var slot = txOldest &+ txPending
+        if slot >= txCapacity { slot &-= txCapacity }
+        if let refusal = unsafe channel.enqueueTransmit(bytes, busAddress: busAddress, tag: slot) {
+            switch refusal {
+            case .busy:
+                counters.add(.txRingFull)
+                throw .ringFull(queuePair: index)
+            case let .tooLarge(capacity):
+                throw .messageTooLarge(length: bytes.count, maxPayload: capacity)
+            case .corrupt:
+                counters.add(.txErrIndex)
+                faulted = true
+                throw .linkDown(queuePair: index)
+            }
+        }
+        unsafe txCookies[slot] = cookie
+        unsafe txLengths[slot] = bytes.count
+        unsafe txStatus[slot] = 0
+        txPending &+= 1
+        counters.add(.txPackets)
+        counters.add(.txBytes, UInt64(bytes.count))
+        counters.add(.txAsync)
     }
 
     /// Sends up to `count` messages with one doorbell; `message(i)` gives the i-th message and cookie.
@@ -248,6 +353,27 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable
     public func sendBatch(count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, cookie: UInt64)) throws(TransportError) -> Int {
         guard isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
+        if Channel.movesByDMA {
+            // Through bounce buffers (no bus addresses): ``sendBatch(count:dma:)`` avoids the copy.
+            if free < count { reap() }
+            var sent = 0
+            while sent < count, free > 0 {
+                let m = unsafe message(sent)
+                do throws(TransportError) {
+                    try unsafe admit(m.bytes)
+                    try unsafe writeDMA(m.bytes, busAddress: nil, cookie: m.cookie)
+                } catch .ringFull {
+                    break
+                } catch {
+                    if sent > 0 { channel.startTransmit() }
+                    throw error
+                }
+                sent &+= 1
+            }
+            if sent < count && free == 0 { counters.add(.txRingFull) }
+            if sent > 0 { channel.startTransmit() }
+            return sent
+        }
         if free < count { reap() }
         var sent = 0
         while sent < count {
@@ -296,6 +422,20 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
 
     @inlinable @inline(__always)
     func reap() {
+        if Channel.movesByDMA {
+            guard txPending > 0 else { return }
+            let status = unsafe txStatus, counters = counters
+            let r = channel.reapDMATransmits(now: .now) { tag, ok in
+                unsafe status[tag] = ok ? 1 : 2
+                if !ok { counters.add(.txErrAbort) }
+            }
+            if r.ringDoorbell {
+                device.ringPeerDoorbell(doorbellBit)
+                counters.add(.doorbells)
+            }
+            if r.fault { counters.add(.dmaFaults); faulted = true }
+            return
+        }
         let consumed = channel.reapTransmitted()
         if consumed < 0 { counters.add(.txErrIndex) } else { txReaped &+= consumed }
     }
@@ -318,6 +458,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             handle(Completion(kind: .linkUp, status: .ok, cookie: 0, length: 0))
             reported &+= 1
         }
+        if Channel.movesByDMA { return reported &+ pollDMA(limit: limit, handle) }
         // Sends the peer consumed.
         reap()
         while txReaped > 0 {
@@ -380,6 +521,75 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         return reported &+ received
     }
 
+    /// ``poll(limit:_:)`` on a DMA channel: finished DMAs, buffers the peer's engine filled.
+    @inlinable
+    func pollDMA(limit: Int, _ handle: (Completion) -> Void) -> Int {
+        var reported = 0
+        reap()
+        if faulted {
+            faulted = false
+            return peerTookDown(handle)
+        }
+        while txPending > 0 {
+            let s = unsafe txStatus[txOldest]
+            if s == 0 { break }
+            unsafe txStatus[txOldest] = 0
+            let c = unsafe txCookies[txOldest], l = unsafe txLengths[txOldest]
+            txOldest = txOldest &+ 1 == txCapacity ? 0 : txOldest &+ 1
+            txPending &-= 1
+            handle(Completion(kind: .send, status: s == 1 ? .ok : .aborted, cookie: c, length: s == 1 ? l : 0))
+            reported &+= 1
+        }
+        offerReceives()
+        var received = 0
+        loop: while received < limit {
+            switch channel.takeReceived() {
+            case .empty:
+                counters.add(.rxRingEmpty)
+                break loop
+            case let .received(length, inPlace):
+                // Every filled buffer was offered, so one is posted (the channel checked the length
+                // against what was offered).
+                let (base, _, cookie) = unsafe popReceive()
+                rxOffered &-= 1
+                if !inPlace, let base = unsafe base, length > 0 {
+                    unsafe base.copyMemory(from: channel.bouncedBytes(length: length).baseAddress!, byteCount: length)
+                    counters.add(.rxMemcpy)
+                }
+                channel.releaseReceived()
+                counters.add(.rxPackets)
+                counters.add(.rxBytes, UInt64(length))
+                counters.add(.rxAsync)
+                handle(Completion(kind: .receive, status: .ok, cookie: cookie, length: length))
+                received &+= 1
+            case .linkDown:
+                return reported &+ received &+ peerTookDown(handle)
+            case .corrupt:
+                counters.add(.rxErrLength)
+                return reported &+ received &+ peerTookDown(handle)
+            }
+        }
+        if received > 0 { offerReceives() }
+        pollsSinceGauges &+= 1
+        if pollsSinceGauges >= 4096 { pollsSinceGauges = 0; updateGauges() }
+        return reported &+ received
+    }
+
+    /// Offers posted buffers the peer has not seen yet to the channel (DMA channels).
+    @inlinable
+    func offerReceives() {
+        guard rxOffered < rxCount else { return }
+        var offered = false
+        while rxOffered < rxCount {
+            var slot = rxOldest &+ rxOffered
+            if slot >= rxDepth { slot &-= rxDepth }
+            guard unsafe channel.offerReceive(busAddress: rxBusAddresses[slot], capacity: min(rxCapacities[slot], channel.maxPayload)) else { break }
+            rxOffered &+= 1
+            offered = true
+        }
+        if offered { channel.publishReceives() }
+    }
+
     @inlinable @inline(__always)
     func popReceive() -> (UnsafeMutableRawPointer?, Int, UInt64) {
         let r = unsafe (rxBases[rxOldest], rxCapacities[rxOldest], rxCookies[rxOldest])
@@ -392,6 +602,18 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable
     func failInFlight(_ handle: (Completion) -> Void) -> Int {
         var n = 0
+        // DMA sends that finished before the link dropped keep their outcome.
+        if Channel.movesByDMA {
+            while txPending > 0 {
+                let s = unsafe txStatus[txOldest]
+                unsafe txStatus[txOldest] = 0
+                handle(Completion(kind: .send, status: s == 1 ? .ok : s == 2 ? .aborted : .linkDown, cookie: unsafe txCookies[txOldest], length: s == 1 ? unsafe txLengths[txOldest] : 0))
+                txOldest = txOldest &+ 1 == txCapacity ? 0 : txOldest &+ 1
+                txPending &-= 1; n &+= 1
+            }
+            rxOffered = 0
+            faulted = false
+        }
         // Sends the peer consumed before the link dropped still succeeded.
         while txReaped > 0, txPending > 0 {
             handle(Completion(kind: .send, status: .ok, cookie: unsafe txCookies[txOldest], length: unsafe txLengths[txOldest]))
@@ -430,14 +652,18 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         if target != 0, var next = link.slot.withLock({ slot -> Channel? in defer { slot = nil }; return slot }) {
             next.resetIndices()
             if 2 * next.transmitEntries != txCapacity {
-                unsafe txCookies.deallocate(); unsafe txLengths.deallocate()
+                unsafe txCookies.deallocate(); unsafe txLengths.deallocate(); unsafe txStatus.deallocate()
                 txCapacity = 2 * next.transmitEntries
                 unsafe txCookies = .allocate(capacity: txCapacity)
                 unsafe txLengths = .allocate(capacity: txCapacity)
+                unsafe txStatus = .allocate(capacity: txCapacity)
+                unsafe txStatus.initialize(repeating: 0, count: txCapacity)
             }
             if hasChannel { channel = next } else { unsafe channelSlot.initialize(to: next); hasChannel = true }
         }
         txOldest = 0; txPending = 0; txReaped = 0
+        rxOffered = 0
+        faulted = false
         adopted = target
         link.acknowledged.store(target, ordering: .releasing)
         updateGauges()
@@ -476,6 +702,15 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     public func hasWork() -> Bool {
         if link.target.load(ordering: .relaxed) != adopted { return true }
         if !isUp { return adopted != 0 && link.up.load(ordering: .relaxed) == adopted }
+        if Channel.movesByDMA {
+            if faulted || channel.receivePending() { return true }
+            if rxOffered < rxCount && channel.receivePostable > 0 { return true }
+            guard txPending > 0 else { return false }
+            if unsafe txStatus[txOldest] != 0 { return true }
+            reap()
+            if faulted { return true }
+            return unsafe txStatus[txOldest] != 0
+        }
         if txReaped > 0 || channel.receivePending() { return true }
         if txPending > 0 { reap(); return txReaped > 0 }
         return false
@@ -547,7 +782,9 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         let spad = HostWire.Scratchpad.queuePairLinks
         let val = device.readScratchpad(spad)
         device.writePeerScratchpad(spad, val & ~UInt32(truncatingIfNeeded: doorbellBit))
-        if isUp {
+        if isUp && Channel.movesByDMA {
+            if channel.sendLinkDown() { device.ringPeerDoorbell(doorbellBit) }
+        } else if isUp {
             reap()
             if channel.transmitFree > 0 {
                 unsafe channel.transmit(UnsafeRawBufferPointer(start: nil, count: 0), flags: HostWire.linkDownFlag)

@@ -13,6 +13,10 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
     case txErrIndex
     /// ours: sends refused because the queue pair link was down.
     case txErrLinkDown
+    /// ours: sends the DMA engine aborted (each failed back to the client).
+    case txErrAbort
+    /// ours: the DMA engine stopped completing or vanished (the queue pair went down).
+    case dmaFaults
     /// ours: doorbells rung, link transitions, adaptive wait decisions.
     case doorbells, linkUps, linkDowns, interruptWaits, pollWaits
     /// gauges (current values, not counts).
@@ -38,6 +42,8 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
         case .txErrNoBuf: "tx_err_no_buf"
         case .txErrIndex: "tx_err_index"
         case .txErrLinkDown: "tx_err_link_down"
+        case .txErrAbort: "tx_err_abort"
+        case .dmaFaults: "dma_faults"
         case .doorbells: "doorbells"
         case .linkUps: "link_ups"
         case .linkDowns: "link_downs"

@@ -66,7 +66,7 @@ struct DemoCommand: ParsableCommand {
             // The directory is ours alone: remove the link, then everything else in it (logs, files, stats).
             defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
             var config = MockLinkConfiguration()
-            config.memoryWindowCount = 1
+            config.memoryWindowCount = 2   // the edma backend keeps the last one for the eDMA window
             try MockLink.create(at: dir, configuration: config)
             let largeSize = 0x10000 - 12
             if !json { writeStderr("measuring the memcpy baseline...\n") }
@@ -128,7 +128,7 @@ struct DemoCommand: ParsableCommand {
         do {
             let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
             defer { device.close() }
-            result = try TransportBackends.visit(name, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: job))
+            result = try TransportBackends.visit(name, device: MockNTBDevice.self, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: job))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))

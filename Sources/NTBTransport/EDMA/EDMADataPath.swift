@@ -120,6 +120,41 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
         channel.useInterrupt(msiAddress: msiAddress, baseData: baseData, vector: vector)
     }
 
+    /// Messages that can be queued now for `rings[ring]`: the peer's posted buffers not reserved yet,
+    /// at most the room left in the chain being built; nil if the peer's `head` is impossible.
+    public func room(ring: Int) -> Int? {
+        guard let n = rings[ring].available() else { return nil }
+        return min(Int(n), chainCapacity - pending.count)
+    }
+
+    /// The ring positions of `rings[ring]` (for statistics): reserved, completed.
+    public func positions(ring: Int) -> (issued: UInt32, completed: UInt32) {
+        (rings[ring].issued, rings[ring].completed)
+    }
+
+    /// A new link generation (the driving thread, with the queue pairs' sends already failed back):
+    /// forgets everything queued or in flight without reporting it and serves `rings` from now on. A
+    /// chain still running in the engine is taken by the next ``poll(now:_:)`` and reported as nothing.
+    public mutating func adopt(rings: [EDMARingSender<Local, Remote>]) {
+        precondition(rings.count == self.rings.count, "a channel sender keeps its queue pairs")
+        clearFlight()
+        pending.removeAll(keepingCapacity: true)
+        pendingOwners.removeAll(keepingCapacity: true)
+        self.rings = rings
+        watch = EDMAProgressWatch(bound: watch.bound)
+    }
+
+    /// Tells the peer of `rings[ring]` that the queue pair goes down: a LINK_DOWN descriptor on its
+    /// next posted buffer, then the tail (V3-26 `ntb_edma_send_link_down`-style). Only when nothing is
+    /// queued or in flight (the descriptor must come after every transfer) and a buffer is posted.
+    /// - Returns: whether it was written (then notify the peer).
+    public mutating func sendLinkDown(ring: Int) -> Bool {
+        guard pending.isEmpty, flight.isEmpty, !channel.isBusy else { return false }
+        guard case .success(_?) = rings[ring].reserve() else { return false }
+        rings[ring].complete(flags: EDMARing.linkDownFlag)
+        return true
+    }
+
     /// Elements one chain may hold.
     public var chainCapacity: Int { pending.capacity }
     /// Messages queued or in flight.

@@ -107,7 +107,7 @@ struct OpenTransport<J: TransportJob>: DeviceJob {
     let job: J
 
     func run<Device: NTBDevice>(_ device: Device) throws -> J.Result {
-        try TransportBackends.visit(options.backend, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
+        try TransportBackends.visit(options.backend, device: Device.self, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
     }
 }
 

@@ -1,0 +1,232 @@
+import Testing
+import DWEDMA
+import NTBHardware
+import NTBMock
+import PCIKit
+@testable import NTBTransport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
+
+/// The `edma` backend through the queue pair API (kernel-facts §4): both roles in one process over
+/// the mock link, the endpoint hosting the DW eDMA engine model.
+@Suite(.serialized) struct EDMABackendTests {
+    final class Pair {
+        let link: LinkFixture
+        let hostDevice: MockNTBDevice, endpointDevice: MockNTBDevice
+        let host: EDMATransport, endpoint: EDMATransport
+        init(_ name: String, qps: Int, mtu: Int = 4096) throws {
+            link = try LinkFixture(name, windowSize: 1 << 20)
+            endpointDevice = try link.open(.endpoint)
+            hostDevice = try link.open(.host)
+            // kernel-facts §4.3 "Init order": the endpoint publishes its eDMA window before link-up.
+            endpoint = try EDMATransport(device: endpointDevice, configuration: LinkFixture.configuration(qps: qps, mtu: mtu))
+            host = try EDMATransport(device: hostDevice, configuration: LinkFixture.configuration(qps: qps, mtu: mtu))
+        }
+        deinit {
+            host.close(); endpoint.close()
+            hostDevice.close(); endpointDevice.close()
+        }
+        func linkUp() -> Bool {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !(host.queuePairs + endpoint.queuePairs).allSatisfy(\.isLinkUp) {
+                if ContinuousClock.now > deadline { return false }
+                for qp in host.queuePairs + endpoint.queuePairs { qp.poll { _ in } }
+                TransportThread.sleep(.microseconds(100))
+            }
+            return true
+        }
+    }
+
+    /// Deterministic message lengths and bytes, so the receiver knows what each message must hold.
+    static func length(_ q: Int, _ m: Int, mtu: Int) -> Int {
+        var x = UInt64(q) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(m) &* 0xBF58_476D_1CE4_E5B9 &+ 17
+        x = (x ^ (x >> 31)) &* 0x94D0_49BB_1331_11EB
+        return Int((x ^ (x >> 29)) % UInt64(mtu)) + 1
+    }
+    static func byte(_ q: Int, _ m: Int, _ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: q &* 71 &+ m &* 13 &+ i &* 7 &+ (i >> 8)) }
+
+    /// Sends `count` messages per queue pair from `from` to `to`: even messages from DMA memory by bus
+    /// address, odd ones from plain memory (bounce); the receiver posts DMA buffers for even slots and
+    /// plain ones for odd slots. Checks every byte and the order.
+    static func transfer(from: EDMATransport, to: EDMATransport, count: Int, mtu: Int) throws {
+        let qps = from.queuePairCount
+        let slots = 16
+        let source = try from.queuePairs[0].allocateBuffer(length: qps * slots * mtu)
+        let sink = try to.queuePairs[0].allocateBuffer(length: qps * slots * mtu)
+        let plainSource = UnsafeMutableRawBufferPointer.allocate(byteCount: qps * slots * mtu, alignment: 64)
+        let plainSink = UnsafeMutableRawBufferPointer.allocate(byteCount: qps * slots * mtu, alignment: 64)
+        defer { source.close(); sink.close(); unsafe plainSource.deallocate(); unsafe plainSink.deallocate() }
+        func sinkSlot(_ q: Int, _ s: Int) -> (UnsafeMutableRawBufferPointer, UInt64?) {
+            let offset = (q * slots + s) * mtu
+            if s % 2 == 0 { return unsafe (UnsafeMutableRawBufferPointer(start: sink.region.mmio.baseAddress + offset, count: mtu), sink.region.busAddress + UInt64(offset)) }
+            return unsafe (UnsafeMutableRawBufferPointer(rebasing: plainSink[offset..<offset + mtu]), nil)
+        }
+        for q in 0..<qps {
+            for s in 0..<slots {
+                let (b, bus) = unsafe sinkSlot(q, s)
+                unsafe try to.queuePairs[q].postReceive(b, busAddress: bus, cookie: UInt64(s))
+            }
+        }
+        var sent = [Int](repeating: 0, count: qps), sendsDone = sent, received = sent
+        var inFlight = [Int](repeating: 0, count: qps)
+        var failures: [String] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        while received.reduce(0, +) < qps * count || sendsDone.reduce(0, +) < qps * count {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out: sent \(sent), sends done \(sendsDone), received \(received)")
+                return
+            }
+            for q in 0..<qps {
+                let qp = from.queuePairs[q]
+                // A source slot is reused only after its send completed (the DMA reads it in place).
+                while sent[q] < count && inFlight[q] < slots {
+                    let m = sent[q], n = length(q, m, mtu: mtu), s = m % slots, offset = (q * slots + s) * mtu
+                    let dma = m % 2 == 0
+                    let base = unsafe dma ? source.region.mmio.baseAddress + offset : plainSource.baseAddress! + offset
+                    for i in 0..<n { unsafe base.storeBytes(of: byte(q, m, i), toByteOffset: i, as: UInt8.self) }
+                    let accepted: Bool
+                    do throws(TransportError) {
+                        unsafe try qp.send(UnsafeRawBufferPointer(start: base, count: n), busAddress: dma ? source.region.busAddress + UInt64(offset) : nil, cookie: UInt64(m))
+                        accepted = true
+                    } catch {
+                        guard case .ringFull = error else { throw error }
+                        accepted = false
+                    }
+                    if !accepted { break }
+                    sent[q] += 1
+                    inFlight[q] += 1
+                }
+                qp.poll { c in
+                    if c.kind == .send {
+                        if c.status != .ok { failures.append("send \(q):\(c.cookie) \(c.status)") }
+                        #expect(Int(c.cookie) == sendsDone[q], "sends complete in order")
+                        sendsDone[q] += 1
+                        inFlight[q] -= 1
+                    }
+                }
+                let rq = to.queuePairs[q]
+                rq.poll { c in
+                    guard c.kind == .receive else { return }
+                    let m = received[q], s = Int(c.cookie)
+                    received[q] += 1
+                    guard c.status == .ok else { failures.append("receive \(q):\(m) \(c.status)"); return }
+                    let (b, bus) = unsafe sinkSlot(q, s)
+                    if c.length != length(q, m, mtu: mtu) { failures.append("receive \(q):\(m) has \(c.length) bytes, sent \(length(q, m, mtu: mtu))") }
+                    else if (0..<c.length).contains(where: { unsafe b[$0] != byte(q, m, $0) }) { failures.append("receive \(q):\(m) bytes differ") }
+                    unsafe try? rq.postReceive(b, busAddress: bus, cookie: UInt64(s))
+                }
+            }
+        }
+        #expect(failures.count == 0, "first failures: \(failures.prefix(5))")
+        // The client buffers with bus addresses were filled in place; the others through bounce buffers.
+        let stats = (0..<qps).map { to.queuePairs[$0].counters.snapshot }
+        #expect(stats.allSatisfy { $0[.rxAsync] > 0 && $0[.rxMemcpy] > 0 && $0[.rxMemcpy] < $0[.rxPackets] })
+        #expect((0..<qps).allSatisfy { from.queuePairs[$0].counters[.txAsync] == UInt64(count) })
+    }
+
+    @Test(arguments: [1, 3, 4])
+    func messagesArriveIntactHostToEndpoint(qps: Int) throws {
+        let pair = try Pair("edma-backend-h2e-\(qps)", qps: qps)
+        #expect(pair.linkUp())
+        try Self.transfer(from: pair.host, to: pair.endpoint, count: 120, mtu: 4096)
+    }
+
+    @Test(arguments: [1, 4])
+    func messagesArriveIntactEndpointToHost(qps: Int) throws {
+        let pair = try Pair("edma-backend-e2h-\(qps)", qps: qps)
+        #expect(pair.linkUp())
+        try Self.transfer(from: pair.endpoint, to: pair.host, count: 120, mtu: 4096)
+    }
+
+    /// An abort injected in the engine at element 3 of a ten-message chain fails exactly that message
+    /// back to the client (`aborted`); the others arrive, in order, and the queue pair goes on.
+    @Test func anInjectedAbortFailsExactlyOneSend() throws {
+        let pair = try Pair("edma-backend-abort", qps: 1)
+        #expect(pair.linkUp())
+        let model = try pair.endpointDevice.startEDMAModel()
+        let from = pair.host.queuePairs[0], to = pair.endpoint.queuePairs[0]
+        let rx = Buffers(count: 16, size: 4096)
+        for s in 0..<16 { unsafe try to.postReceive(rx.buffer(s), cookie: UInt64(s)) }
+        // The receiver offers its buffers when it polls.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while from.transmitFree < 10 {
+            guard ContinuousClock.now < deadline else { Issue.record("the endpoint posted no buffers"); return }
+            to.poll { _ in }; from.poll { _ in }
+        }
+        let source = try from.allocateBuffer(length: 10 * 4096)
+        defer { source.close() }
+        for m in 0..<10 { for i in 0..<100 { source.region.mmio.store8(UInt8(truncatingIfNeeded: m * 31 + i), at: m * 4096 + i) } }
+        // The host drives the endpoint's read channel 0 for queue pair 0.
+        model.injectAbort(direction: .read, channel: 0, element: 3)
+        let n = unsafe try from.sendBatch(count: 10, dma: { m in
+            unsafe (UnsafeRawBufferPointer(start: source.region.mmio.baseAddress + m * 4096, count: 100), source.region.busAddress + UInt64(m * 4096), UInt64(m))
+        })
+        #expect(n == 10)
+        var outcomes: [UInt64: Completion.Status] = [:]
+        var arrived: [[UInt8]] = []
+        while outcomes.count < 10 || arrived.count < 9 {
+            guard ContinuousClock.now < deadline else { Issue.record("outcomes \(outcomes), arrived \(arrived.count)"); return }
+            from.poll { c in if c.kind == .send { outcomes[c.cookie] = c.status } }
+            to.poll { c in if c.kind == .receive, c.status == .ok { arrived.append(rx.bytes(Int(c.cookie), c.length)) } }
+        }
+        #expect(outcomes[3] == .aborted)
+        #expect(outcomes.filter { $0.value == .ok }.count == 9)
+        #expect(arrived == [0, 1, 2, 4, 5, 6, 7, 8, 9].map { m in (0..<100).map { UInt8(truncatingIfNeeded: m * 31 + $0) } })
+        #expect(from.counters[.txErrAbort] == 1)
+        // The channel recovered: the next message goes through.
+        unsafe try from.send(UnsafeRawBufferPointer(start: source.region.mmio.baseAddress, count: 100), busAddress: source.region.busAddress, cookie: 99)
+        var again = false
+        while !again {
+            guard ContinuousClock.now < deadline else { Issue.record("no message after the abort"); return }
+            from.poll { _ in }
+            to.poll { c in if c.kind == .receive, c.status == .ok { again = rx.bytes(Int(c.cookie), c.length) == arrived[0] } }
+        }
+    }
+
+    /// Link down mid-transfer returns every in-flight send and posted receive (nothing lost silently).
+    @Test func closingThePeerReturnsEveryBuffer() throws {
+        let pair = try Pair("edma-backend-down", qps: 1)
+        #expect(pair.linkUp())
+        let to = pair.endpoint.queuePairs[0]
+        let rx = Buffers(count: 8, size: 4096)
+        for s in 0..<8 { unsafe try to.postReceive(rx.buffer(s), cookie: UInt64(s)) }
+        to.poll { _ in }
+        pair.host.close()
+        var returned = 0, down = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !down {
+            guard ContinuousClock.now < deadline else { Issue.record("no link-down event; \(returned) returned"); return }
+            to.poll { c in
+                if c.kind == .receive { #expect(c.status == .linkDown); returned += 1 }
+                if c.kind == .linkDown { down = true }
+            }
+            TransportThread.sleep(.microseconds(100))
+        }
+        #expect(returned == 8)
+    }
+
+    @Test func theRegistryOffersEDMAOnlyWhereAnEDMAIsReachable() throws {
+        #expect(TransportBackends.names.prefix(2) == ["host", "edma"])
+        struct NameOf: TransportBackendVisitor {
+            func visit<B: TransportBackend>(_ backend: B.Type) throws -> String { B.name }
+        }
+        #expect(try TransportBackends.visit("edma", device: MockNTBDevice.self, NameOf()) == "edma")
+        #expect(try TransportBackends.visit("host", device: IVSHMEMDevice.self, NameOf()) == "host")
+        #expect { try TransportBackends.visit("edma", device: IVSHMEMDevice.self, NameOf()) } throws: {
+            "\($0)".contains("needs a DesignWare eDMA") && "\($0)".contains("use --backend host")
+        }
+    }
+
+    @Test func moreQueuePairsThanDataChannelsIsRefusedClearly() throws {
+        let link = try LinkFixture("edma-backend-qps", windowSize: 1 << 20)
+        let ep = try link.open(.endpoint), host = try link.open(.host)
+        defer { host.close(); ep.close() }
+        let endpoint = try EDMATransport(device: ep, configuration: LinkFixture.configuration(qps: 5))
+        let h = try EDMATransport(device: host, configuration: LinkFixture.configuration(qps: 5))
+        defer { h.close(); endpoint.close() }
+        #expect { try h.waitForLink(timeout: .seconds(3)) } throws: { "\($0)".contains("one queue pair per eDMA data channel") }
+    }
+}
