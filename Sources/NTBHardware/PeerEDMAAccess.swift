@@ -26,6 +26,24 @@ public protocol PeerEDMAAccess: NTBDevice {
     /// counts) and returns its registers.
     /// - Throws: ``NTBError`` when this side is not the endpoint or the engine cannot start.
     func localEDMARegisters(writeChannels: Int, readChannels: Int) throws(NTBError) -> EDMARegisterSpace
+    /// Host: where the peer's eDMA writes (IMWr, RIE) when a transfer of queue pair `queuePair`
+    /// completes, so that this side's ``NTBDevice/waitForEvents(timeout:)`` wakes: one of this
+    /// side's MSI vectors. nil (the default): completions are found by polling.
+    func edmaCompletionInterrupt(queuePair: Int) -> EDMAInterruptTarget?
+}
+
+extension PeerEDMAAccess {
+    public func edmaCompletionInterrupt(queuePair: Int) -> EDMAInterruptTarget? { nil }
+}
+
+/// An MSI as a DMA engine raises it: a 32-bit memory write of `data` to `address` (the eDMA's IMWr).
+public struct EDMAInterruptTarget: Sendable, Equatable {
+    public var address: UInt64
+    public var data: UInt16
+    public init(address: UInt64, data: UInt16) {
+        self.address = address
+        self.data = data
+    }
 }
 
 /// The two sides of the eDMA over an NTB link (kernel-facts §4: ring selection and channel direction

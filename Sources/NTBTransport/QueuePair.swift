@@ -47,7 +47,6 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @usableFromInline let device: Device
     @usableFromInline let link: QueuePairLink<Channel>
     @usableFromInline let doorbellBit: UInt64
-    @usableFromInline let waitMode: TransportConfiguration.WaitMode
 
     /// The data path's mutable state lives behind a pointer: accesses through it are plain loads and
     /// stores, while stored `var`s of a class would pay a dynamic exclusivity check on every access.
@@ -78,6 +77,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         @usableFromInline var rxOffered = 0
         // DMA channels: the channel reported a fault or corruption; the next poll takes the queue pair down.
         @usableFromInline var faulted = false
+        @usableFromInline var waitMode: TransportConfiguration.WaitMode = .adaptive
         @usableFromInline init(txCookies: UnsafeMutablePointer<UInt64>, txLengths: UnsafeMutablePointer<Int>, txStatus: UnsafeMutablePointer<UInt8>) {
             unsafe self.txCookies = txCookies
             unsafe self.txLengths = txLengths
@@ -158,6 +158,12 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         get { unsafe state.pointee.rxOffered }
         set { unsafe state.pointee.rxOffered = newValue }
     }
+    /// How ``wait(timeout:)`` waits: from the configuration at set-up; the thread driving the queue
+    /// pair may change it between waits (e.g. interrupt-driven bulk sends, then polling round trips).
+    @inlinable public var waitMode: TransportConfiguration.WaitMode {
+        get { unsafe state.pointee.waitMode }
+        set { unsafe state.pointee.waitMode = newValue }
+    }
     @inlinable var faulted: Bool {
         get { unsafe state.pointee.faulted }
         set { unsafe state.pointee.faulted = newValue }
@@ -178,7 +184,6 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         self.link = link
         self.counters = counters
         self.doorbellBit = 1 << UInt64(index)
-        self.waitMode = configuration.waitMode
         rxDepth = configuration.receiveQueueDepth
         unsafe rxBases = .allocate(capacity: rxDepth)
         unsafe rxBases.initialize(repeating: nil, count: rxDepth)
@@ -189,6 +194,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe channelSlot = .allocate(capacity: 1)
         unsafe state = .allocate(capacity: 1)
         unsafe state.initialize(to: State(txCookies: .allocate(capacity: 1), txLengths: .allocate(capacity: 1), txStatus: .allocate(capacity: 1)))
+        unsafe state.pointee.waitMode = configuration.waitMode
     }
 
     deinit {

@@ -189,6 +189,17 @@ public final class EDMAEngineModel: @unchecked Sendable {
         shared.withLock { $0.lastAbort["\(d)\(channel)"] }
     }
 
+    /// CPU time the model's thread has used. The model stands for the silicon: benchmarks count it
+    /// apart from the driver's CPU (issue 6: "account for it apart").
+    public var threadCPUSeconds: Double {
+        guard let thread else { return 0 }
+        var clock = clockid_t()
+        guard unsafe pthread_getcpuclockid(thread, &clock) == 0 else { return 0 }
+        var t = timespec()
+        guard unsafe clock_gettime(clock, &t) == 0 else { return 0 }
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
     // MARK: Thread
 
     final class Box: @unchecked Sendable { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }

@@ -142,6 +142,10 @@ public final class MockEndpointController: EndpointController, @unchecked Sendab
         msi[vector].signal()
     }
 
+    /// The interrupt behind the host's MSI vector `vector` (0-based), for memory writes to the MSI
+    /// window that a model delivers as that vector (the eDMA's IMWr).
+    public func msiNotifier(_ vector: Int) -> EventNotifier? { vector >= 0 && vector < msi.count ? msi[vector] : nil }
+
     public func enableMSI(vectors: Int, msix: Bool) { enabledVectors.store(vectors, ordering: .releasing) }
 
     public func allocate(length: Int, alignment: Int) throws(NTBError) -> DMABuffer {

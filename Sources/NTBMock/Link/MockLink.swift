@@ -50,6 +50,10 @@ public struct MockLinkConfiguration: Sendable, Equatable {
 
     public init() {}
 
+    /// Where the endpoint's memory writes become the host's MSIs: the x86 MSI window (a write of data v
+    /// raises the endpoint function's MSI vector v at the host). The eDMA model's IMWr uses it.
+    public static let msiAddress: UInt64 = 0xFEE0_0000
+
     /// Host IOVAs start at 4 GiB (above a 32-bit hole); endpoint RAM at 2 GiB like an ARM SoC's DRAM.
     public static let hostRAMBus: UInt64 = 0x1_0000_0000
     public static let endpointRAMBus: UInt64 = 0x8000_0000

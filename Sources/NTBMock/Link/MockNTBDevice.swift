@@ -171,6 +171,13 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
                 let model = try EDMAEngineModel(EDMAModelConfiguration(
                     directory: link.directory, writeChannels: writeChannels, readChannels: readChannels,
                     localSpace: local, pcieSpace: pcie, localInterrupt: localInterrupt))
+                // The eDMA's IMWr to the host's MSI window raises the endpoint function's MSI vector
+                // (PCIe: an MSI is a memory write; the host's interrupt controller turns it into an IRQ).
+                if let controller = endpoint?.controller {
+                    for v in 0..<controller.msiVectorCount {
+                        if let n = controller.msiNotifier(v) { model.registerMSI(address: MockLinkConfiguration.msiAddress, data: UInt32(v), notifier: n) }
+                    }
+                }
                 state.model = model
                 return model
             } catch {
@@ -186,6 +193,9 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     /// accesses to the model, so the host reaches the model's register space here instead. The
     /// mapping lives as long as the device.
     /// - Throws: when no endpoint process hosts a model on this link.
+    /// The engine model this process hosts (endpoint, after ``startEDMAModel(writeChannels:readChannels:localInterrupt:)``), if any.
+    public var runningEDMAModel: EDMAEngineModel? { edma.withLock { $0.model } }
+
     public func peerEDMARegisters() throws(NTBError) -> PostedWriteRegisterSpace {
         guard role == .host else {
             throw .unsupported("\(name): the endpoint drives its eDMA locally (startEDMAModel); peer registers are the host's view")
@@ -311,7 +321,17 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
 extension MockNTBDevice: PeerEDMAAccess {
     public var edmaSide: EDMASide { role == .host ? .host : .endpoint }
 
+    /// Host: the queue pair's doorbell vector (bit q = vector q + 2), as an MSI the endpoint's eDMA
+    /// can write (IMWr) when a transfer completes, so that a waiting host wakes.
+    public func edmaCompletionInterrupt(queuePair: Int) -> EDMAInterruptTarget? {
+        guard role == .host, queuePair + 2 < link.configuration.msiVectors else { return nil }
+        return EDMAInterruptTarget(address: MockLinkConfiguration.msiAddress, data: UInt16(queuePair + 2))
+    }
+
     public func localEDMARegisters(writeChannels: Int, readChannels: Int) throws(NTBError) -> PostedWriteRegisterSpace {
-        try startEDMAModel(writeChannels: writeChannels, readChannels: readChannels).registerSpace(.endpoint)
+        // The engine's local interrupt (LIE: DONE/ABORT, the host's notify-channel DMA among them)
+        // wakes this side's waitForEvents, as the eDMA IRQ wakes the RFC's endpoint driver.
+        try startEDMAModel(writeChannels: writeChannels, readChannels: readChannels,
+                           localInterrupt: endpoint?.eventNotifier).registerSpace(.endpoint)
     }
 }

@@ -166,6 +166,10 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
             let sender = Sender(channel: channel, core: controller.core, queuePairs: [q],
                                 rings: [EDMARingSender(local: views.txLocal, remote: views.txRemote)],
                                 stallBound: locator.stallTimeout)
+            // Host: completions raise one of our MSI vectors (IMWr, RIE), so a waiting queue pair wakes.
+            if validated != nil, let target = device.edmaCompletionInterrupt(queuePair: q) {
+                sender.useInterrupt(msiAddress: target.address, baseData: target.data, vector: 0)
+            }
             // Bounce buffers for messages without a bus address: a few MTU-sized slots each way.
             let slotSize = (mtu + 63) & ~63
             let slots = max(2, min(EDMABounce.maxSlots, (2 << 20) / slotSize))

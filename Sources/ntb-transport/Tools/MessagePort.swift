@@ -1,5 +1,7 @@
 import NTBHardware
 import NTBTransport
+import PCIKit
+import Synchronization
 
 /// Errors of the tools' sessions.
 struct ToolError: Error, CustomStringConvertible {
@@ -7,14 +9,31 @@ struct ToolError: Error, CustomStringConvertible {
     init(_ text: String) { description = text }
 }
 
+/// The ports of DMA backends, by queue pair: their buffers are offered to the peer's ring by bus
+/// address and cannot be taken back while the link is up, so a port lives as long as its transport
+/// (``releaseDMAPorts()`` after the transport closed).
+private let dmaPorts = Mutex<[ObjectIdentifier: Handoff<AnyObject>]>([:])
+
+/// Lets go of every DMA port (call once their transports are closed: the buffers come back to the
+/// device and the queue pairs, with their devices, can go).
+func releaseDMAPorts() {
+    let ports = dmaPorts.withLock { d in defer { d.removeAll() }; return Array(d.values) }
+    _ = ports
+}
+
 /// A queue pair with a pool of receive buffers, as the tools use it: receive the next message, send
 /// with back-pressure. No allocation per message. One port per queue pair at a time: a port going away
-/// takes back every posted buffer of its queue pair.
+/// takes back every posted buffer of its queue pair. Open ports with ``open(_:)``.
+///
+/// With a backend that moves payloads by DMA (`edma`) the buffers are DMA memory posted by bus
+/// address (the payload lands in them, no copy), and the port of a queue pair is kept for the
+/// process's life: buffers the peer's ring holds cannot be taken back while the link is up.
 final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     let qp: QueuePair<Device, Backend>
     let bufferSize: Int
     let bufferCount: Int
     private let slab: UnsafeMutableRawPointer
+    private let dma: DMABuffer?
     private let controlBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlMessage.size, alignment: 64)
     // Received messages not yet taken: FIFO of (slot, length, status).
     private var inboxSlot: [Int]
@@ -25,11 +44,33 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     private(set) var linkLost = false
     let waitTimeout: Duration
 
-    init(_ qp: QueuePair<Device, Backend>, buffers: Int = 64, waitTimeout: Duration = .seconds(10)) throws(TransportError) {
+    /// The port of `qp`: a new one, or for DMA backends the one the queue pair already has (reset if
+    /// its link went down in between).
+    static func open(_ qp: QueuePair<Device, Backend>) throws(TransportError) -> MessagePort {
+        guard Backend.Channel.movesByDMA else { return try MessagePort(qp) }
+        let key = ObjectIdentifier(qp)
+        if let port = dmaPorts.withLock({ $0[key] })?.value as? MessagePort {
+            if port.linkLost { try port.reset() }
+            return port
+        }
+        let port = try MessagePort(qp)
+        let held = Handoff<AnyObject>(port)
+        dmaPorts.withLock { $0[key] = held }
+        return port
+    }
+
+    private init(_ qp: QueuePair<Device, Backend>, buffers: Int = 64, waitTimeout: Duration = .seconds(10)) throws(TransportError) {
         self.qp = qp
         bufferSize = qp.maxPayload
         bufferCount = buffers
-        slab = UnsafeMutableRawPointer.allocate(byteCount: buffers * max(bufferSize, 1), alignment: 4096)
+        if Backend.Channel.movesByDMA {
+            let buffer = try qp.allocateBuffer(length: buffers * max(bufferSize, 1))
+            dma = buffer
+            slab = buffer.region.mmio.baseAddress
+        } else {
+            dma = nil
+            slab = UnsafeMutableRawPointer.allocate(byteCount: buffers * max(bufferSize, 1), alignment: 4096)
+        }
         inboxSlot = Array(repeating: 0, count: buffers)
         inboxLength = Array(repeating: 0, count: buffers)
         self.waitTimeout = waitTimeout
@@ -39,12 +80,22 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     deinit {
         // The queue pair must not fill buffers of a port that is gone.
         qp.removeReceives()
-        slab.deallocate()
+        if let dma { dma.close() } else { slab.deallocate() }
         controlBuffer.deallocate()
     }
 
+    /// After a link down every buffer came back: start over with all of them posted.
+    private func reset() throws(TransportError) {
+        qp.removeReceives()
+        inboxHead = 0
+        inboxCount = 0
+        linkLost = false
+        for i in 0..<bufferCount { try post(i) }
+    }
+
     private func post(_ slot: Int) throws(TransportError) {
-        try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize), cookie: UInt64(slot))
+        try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize),
+                           busAddress: dma.map { $0.region.busAddress + UInt64(slot * bufferSize) }, cookie: UInt64(slot))
     }
 
     /// The bytes of a received slot.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Histogram
 import NTBHardware
+import NTBMock
 import PCIKit
 import NTBTransport
 
@@ -17,14 +18,18 @@ struct PerfResult: Codable {
     var seconds: Double
     var senderCPUSeconds: Double
     var receiverCPUSeconds: Double
+    /// CPU of a DMA engine model (the silicon's stand-in), counted apart from both sides.
+    var engineCPUSeconds: Double = 0
     var gigabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
     var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
     var senderCPUSecondsPerGB: Double { bytes > 0 ? senderCPUSeconds / (Double(bytes) / 1e9) : 0 }
     var receiverCPUSecondsPerGB: Double { bytes > 0 ? receiverCPUSeconds / (Double(bytes) / 1e9) : 0 }
+    var engineCPUSecondsPerGB: Double { bytes > 0 ? engineCPUSeconds / (Double(bytes) / 1e9) : 0 }
 
     enum CodingKeys: String, CodingKey {
         case backend, messageSize, queuePairs, batch, messages, bytes, seconds, senderCPUSeconds, receiverCPUSeconds
         case gigabytesPerSecond, messagesPerSecond, senderCPUSecondsPerGB, receiverCPUSecondsPerGB
+        case engineCPUSeconds, engineCPUSecondsPerGB
     }
     func encode(to e: any Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
@@ -35,11 +40,13 @@ struct PerfResult: Codable {
         try c.encode(senderCPUSeconds, forKey: .senderCPUSeconds); try c.encode(receiverCPUSeconds, forKey: .receiverCPUSeconds)
         try c.encode(gigabytesPerSecond, forKey: .gigabytesPerSecond); try c.encode(messagesPerSecond, forKey: .messagesPerSecond)
         try c.encode(senderCPUSecondsPerGB, forKey: .senderCPUSecondsPerGB); try c.encode(receiverCPUSecondsPerGB, forKey: .receiverCPUSecondsPerGB)
+        try c.encode(engineCPUSeconds, forKey: .engineCPUSeconds); try c.encode(engineCPUSecondsPerGB, forKey: .engineCPUSecondsPerGB)
     }
-    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double) {
+    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0) {
         self.backend = backend; self.messageSize = messageSize; self.queuePairs = queuePairs; self.batch = batch
         self.messages = messages; self.bytes = bytes; self.seconds = seconds
         self.senderCPUSeconds = senderCPUSeconds; self.receiverCPUSeconds = receiverCPUSeconds
+        self.engineCPUSeconds = engineCPUSeconds
     }
     init(from d: any Decoder) throws {
         let c = try d.container(keyedBy: CodingKeys.self)
@@ -48,6 +55,7 @@ struct PerfResult: Codable {
                   messages: try c.decode(UInt64.self, forKey: .messages), bytes: try c.decode(UInt64.self, forKey: .bytes),
                   seconds: try c.decode(Double.self, forKey: .seconds), senderCPUSeconds: try c.decode(Double.self, forKey: .senderCPUSeconds),
                   receiverCPUSeconds: try c.decode(Double.self, forKey: .receiverCPUSeconds))
+        engineCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .engineCPUSeconds) ?? 0
     }
 }
 
@@ -97,14 +105,14 @@ struct PerfInitiator: TransportJob {
 
     func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> PerfResult {
         let qps = min(queuePairs, transport.queuePairCount)
-        let ports = try transport.queuePairs.prefix(qps).map { try MessagePort($0) }
+        let ports = try transport.queuePairs.prefix(qps).map { try MessagePort.open($0) }
         let maxPayload = ports[0].bufferSize
         guard messageSize >= 1 && messageSize <= maxPayload else {
             throw ToolError("--size \(messageSize) does not fit a frame (1...\(maxPayload) bytes with this MTU and window)")
         }
         let perQP: UInt64 = totalBytes.map { max(1, $0 / UInt64(messageSize) / UInt64(qps)) } ?? 0
         try ports[0].send(ControlMessage(.startPerf, UInt64(messageSize), perQP, UInt64(qps), UInt64(batch)))
-        let cpu0 = TransportThread.processCPUSeconds()
+        let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(transport.device)
         let start = ContinuousClock.now
         let deadline = duration.map { start.advanced(by: $0) }
         var workers: [TransportThread] = []
@@ -128,7 +136,8 @@ struct PerfInitiator: TransportJob {
         if let e = errors.value.compactMap({ $0 }).first { throw e }
         let result = try ports[0].receiveControl(timeout: .seconds(60))
         let elapsed = ContinuousClock.now - start
-        let cpu = TransportThread.processCPUSeconds() - cpu0
+        let engine = engineCPUSeconds(transport.device) - engine0
+        let cpu = TransportThread.processCPUSeconds() - cpu0 - engine
         guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status))") }
         let sent = sentCounts.reduce(0, +)
         guard result.a.1 == sent else {
@@ -136,13 +145,19 @@ struct PerfInitiator: TransportJob {
         }
         return PerfResult(backend: Backend.name, messageSize: messageSize, queuePairs: qps, batch: batch,
                           messages: sent, bytes: result.a.0, seconds: elapsed.seconds,
-                          senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9)
+                          senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9,
+                          engineCPUSeconds: engine + Double(result.a.4) / 1e9)
     }
 
     /// Sends `count` messages (or until `deadline`) in batches, then END; returns how many were sent.
     static func sendLoop<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>, size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool) throws -> UInt64 {
-        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
-        defer { message.deallocate() }
+        // With a DMA backend the message is DMA memory the engine reads in place (every send reads the
+        // same bytes, so it may be in flight many times); the host backend copies it into each frame.
+        let dma = B.Channel.movesByDMA ? try port.qp.allocateBuffer(length: size) : nil
+        let message = dma.map { UnsafeMutableRawBufferPointer(start: $0.region.mmio.baseAddress, count: size) }
+            ?? UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        let bus = dma?.region.busAddress ?? 0
+        defer { if let dma { dma.close() } else { message.deallocate() } }
         for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
         let bytes = UnsafeRawBufferPointer(message)
         let qp = port.qp
@@ -161,7 +176,7 @@ struct PerfInitiator: TransportJob {
             rounds &+= 1
             let n: Int
             do throws(TransportError) {
-                n = try qp.sendBatch(count: want) { _ in (bytes, 0) }
+                n = dma == nil ? try qp.sendBatch(count: want) { _ in (bytes, 0) } : try qp.sendBatch(count: want, dma: { _ in (bytes, bus, 0) })
             } catch {
                 throw ToolError(error.description)
             }
@@ -192,7 +207,7 @@ struct PingpongInitiator: TransportJob {
     var waitMode: String
 
     func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> LatencyResult {
-        let port = try MessagePort(transport.queuePairs[0])
+        let port = try MessagePort.open(transport.queuePairs[0])
         guard messageSize >= 1 && messageSize <= port.bufferSize else {
             throw ToolError("--size must be 1...\(port.bufferSize) with this MTU and window")
         }
@@ -235,7 +250,7 @@ struct FileSender: TransportJob {
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw ToolError("\(path) is not a regular file") }
         let name = String(path.split(separator: "/").last ?? "")
-        let port = try MessagePort(transport.queuePairs[0])
+        let port = try MessagePort.open(transport.queuePairs[0])
         let nameBytes = Array(name.utf8)
         guard !nameBytes.isEmpty, nameBytes.count <= port.bufferSize, nameBytes.count != ControlMessage.size else {
             throw ToolError("the file name must be 1...\(port.bufferSize) bytes and not exactly 64")
@@ -288,7 +303,7 @@ struct FileSender: TransportJob {
 /// Tells the responder to exit.
 struct ByeJob: TransportJob {
     func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws {
-        let port = try MessagePort(transport.queuePairs[0])
+        let port = try MessagePort.open(transport.queuePairs[0])
         try port.send(ControlMessage(.bye))
         try port.drain()
     }
@@ -303,7 +318,7 @@ struct Responder: TransportJob {
     var log: (String) -> Void = { writeStderr($0 + "\n") }
 
     func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws {
-        var ports = try transport.queuePairs.map { try MessagePort($0) }
+        var ports = try transport.queuePairs.map { try MessagePort.open($0) }
         log("serving \(Backend.name) on \(transport.device.name) with \(transport.queuePairCount) queue pair(s)")
         while true {
             if ports.contains(where: \.linkLost) {
@@ -311,7 +326,7 @@ struct Responder: TransportJob {
                 log("peer gone; waiting for it to come back")
                 ports = []   // the old ports take their buffers back before new ones post theirs
                 try transport.waitForLink(timeout: .seconds(24 * 3600))
-                ports = try transport.queuePairs.map { try MessagePort($0) }
+                ports = try transport.queuePairs.map { try MessagePort.open($0) }
             }
             let m: ControlMessage
             do { m = try ports[0].receiveControl(timeout: .seconds(24 * 3600)) } catch {
@@ -321,7 +336,7 @@ struct Responder: TransportJob {
             do {
                 switch m.kind {
                 case .startPerf:
-                    try perfSink(ports, qps: Int(m.a.2))
+                    try perfSink(ports, qps: Int(m.a.2), device: transport.device)
                 case .startPingpong:
                     try echo(ports[0])
                 case .startFile:
@@ -339,9 +354,9 @@ struct Responder: TransportJob {
         }
     }
 
-    func perfSink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], qps: Int) throws {
+    func perfSink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], qps: Int, device: D) throws {
         guard qps >= 1 && qps <= ports.count else { throw ToolError("the peer asked for \(qps) queue pairs; we run \(ports.count)") }
-        let cpu0 = TransportThread.processCPUSeconds()
+        let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(device)
         let start = ContinuousClock.now
         let totals = Handoff(UnsafeMutableBufferPointer<(UInt64, UInt64)>.allocate(capacity: qps))
         totals.value.initialize(repeating: (0, 0))
@@ -355,9 +370,12 @@ struct Responder: TransportJob {
         totals.value[0] = try Self.sink(ports[0])
         for w in workers { w.join() }
         let elapsed = ContinuousClock.now - start
-        let cpu = TransportThread.processCPUSeconds() - cpu0
+        let engine = engineCPUSeconds(device) - engine0
+        let cpu = TransportThread.processCPUSeconds() - cpu0 - engine
         let bytes = totals.value.reduce(0) { $0 + $1.0 }, messages = totals.value.reduce(0) { $0 + $1.1 }
-        try ports[0].send(ControlMessage(.result, status: 0, bytes, messages, UInt64(cpu * 1e9), elapsed.nanoseconds))
+        var result = ControlMessage(.result, status: 0, bytes, messages, UInt64(max(cpu, 0) * 1e9), elapsed.nanoseconds)
+        result.a.4 = UInt64(max(engine, 0) * 1e9)
+        try ports[0].send(result)
     }
 
     /// Counts data messages until END; reposts each buffer at once.
@@ -476,4 +494,10 @@ struct MemcpyBaseline: Codable {
 func writeStderr(_ text: String) {
     var t = text
     t.withUTF8 { b in _ = write(2, b.baseAddress, b.count) }
+}
+
+/// CPU seconds of the DMA engine model this process hosts (the mock endpoint's eDMA), 0 without one:
+/// the model stands for the silicon, so perf counts it apart from the transport's CPU.
+func engineCPUSeconds<Device: NTBDevice>(_ device: Device) -> Double {
+    (device as? MockNTBDevice)?.runningEDMAModel?.threadCPUSeconds ?? 0
 }
