@@ -122,8 +122,10 @@ public protocol TransportChannel: Sendable {
     /// DMA: offers a receive buffer to the peer (by bus address; nil = through a bounce buffer of the
     /// channel). Returns false when none can be offered now. Call ``publishReceives()`` after.
     mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool
-    /// DMA: makes the offered buffers visible to the peer.
-    mutating func publishReceives()
+    /// DMA: makes the offered buffers visible to the peer. Returns whether to ring the peer's doorbell:
+    /// the peer had no buffer of ours left and may be waiting for one (a channel that tells the peer
+    /// another way does so itself and returns false).
+    mutating func publishReceives() -> Bool
     /// DMA: takes the next filled buffer, in offer order.
     mutating func takeReceived() -> DMAReceiveEvent
     /// DMA: the bounce buffer of the buffer just taken (when it was offered without a bus address).
@@ -177,7 +179,7 @@ extension TransportChannel {
     public mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap { preconditionFailure("not a DMA channel") }
     public var receivePostable: Int { 0 }
     public mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool { preconditionFailure("not a DMA channel") }
-    public mutating func publishReceives() { preconditionFailure("not a DMA channel") }
+    public mutating func publishReceives() -> Bool { preconditionFailure("not a DMA channel") }
     public mutating func takeReceived() -> DMAReceiveEvent { preconditionFailure("not a DMA channel") }
     public func bouncedBytes(length: Int) -> UnsafeRawBufferPointer { preconditionFailure("not a DMA channel") }
     public mutating func releaseReceived() { preconditionFailure("not a DMA channel") }

@@ -593,7 +593,10 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             rxOffered &+= 1
             offered = true
         }
-        if offered { channel.publishReceives() }
+        if offered && channel.publishReceives() {
+            device.ringPeerDoorbell(doorbellBit)
+            counters.add(.doorbells)
+        }
     }
 
     @inlinable @inline(__always)

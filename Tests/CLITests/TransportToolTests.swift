@@ -106,3 +106,50 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
         #expect(qps.first?["rx_err_ver"] == 0)
     }
 }
+
+/// The edma backend between two processes: the endpoint process hosts the DW eDMA engine model.
+@Suite(.serialized) struct EDMATransportToolTests {
+    @Test func fileAndPerfOverTheEDMABackendBetweenTwoProcesses() throws {
+        let dir = "/dev/shm/ntb-cli-edma-transport-\(getpid())"
+        var c = MockLinkConfiguration()
+        c.memoryWindowCount = 2   // the last one is the eDMA window
+        c.memoryWindowSize = 1 << 20
+        c.hostRAMSize = 32 << 20
+        c.endpointRAMSize = 32 << 20
+        try MockLink.create(at: dir, configuration: c)
+        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+        let out = "\(dir)/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        var content = [UInt8](repeating: 0, count: 700 * 1024 + 33)
+        for i in content.indices { content[i] = UInt8(truncatingIfNeeded: i &* 13 &+ i >> 10) }
+        let source = "\(dir)/payload.bin"
+        _ = FileManager.default.createFile(atPath: source, contents: Data(content))
+
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
+        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast", "--backend", "edma", "--mtu", "16384", "--dir", out]
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+
+        let sent = try runTransportCLI(["send", "--port", "mock:\(dir)", "--role", "host", "--fast", "--backend", "edma", "--mtu", "16384", source])
+        #expect(sent.status == 0, "\(sent.err)")
+        #expect(sent.out.contains("verified by the peer"))
+        #expect(FileManager.default.contents(atPath: "\(out)/payload.bin") == Data(content))
+
+        let perf = try runTransportCLI(["perf", "--port", "mock:\(dir)", "--role", "host", "--fast", "--backend", "edma", "--mtu", "16384",
+                                        "--size", "16384", "--bytes", "16M", "--json"])
+        #expect(perf.status == 0, "\(perf.err)")
+        let results = try JSONDecoder().decode([PerfResult].self, from: Data(perf.out.utf8))
+        let r = try #require(results.first)
+        #expect(r.backend == "edma" && r.messages == 1024 && r.bytes == 16 << 20)
+        // The engine model's thread ran in the endpoint process and is reported apart.
+        #expect(r.engineCPUSeconds > 0)
+
+        let stats = try runTransportCLI(["stats", "--port", "mock:\(dir)", "--role", "endpoint", "--json"])
+        #expect(stats.status == 0, "\(stats.err)")
+        let qps = try #require(try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Int]])
+        #expect((qps.first?["rx_async"] ?? 0) >= 1024 + 44)
+        #expect(qps.first?["tx_err_abort"] == 0 && qps.first?["dma_faults"] == 0)
+    }
+}

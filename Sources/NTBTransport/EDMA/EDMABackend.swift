@@ -261,6 +261,8 @@ struct EDMABounce {
     @usableFromInline var ringSlot: [Int8]
     /// The bounce slot of the buffer last taken (−1: none).
     @usableFromInline var taken: Int = -1
+    /// A buffer was offered while the peer had none of ours: tell it at the next publish.
+    @usableFromInline var kick = false
 
     init(tx: DMARegion, rx: DMARegion, slotSize: Int, slots: Int) {
         precondition(slots > 0 && slots <= Self.maxSlots)
@@ -280,6 +282,7 @@ struct EDMABounce {
         for i in tagSlot.indices { tagSlot[i] = -1 }
         for i in ringSlot.indices { ringSlot[i] = -1 }
         taken = -1
+        kick = false
     }
 }
 
@@ -424,6 +427,10 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
     public mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool {
         let receiver = unsafe state.receiver, bounce = unsafe state.bounce
         guard unsafe receiver.pointee.postable > 0, capacity > 0 else { return false }
+        // The peer may be waiting for buffers (its in-flight sends hold the ones it has): the
+        // endpoint tells the host at every publish (a doorbell write); the host, whose notification
+        // is a DMA, only when the endpoint had none of its buffers left.
+        if unsafe endpoint || receiver.pointee.outstanding == 0 { unsafe bounce.pointee.kick = true }
         let index: UInt32
         if let busAddress {
             index = unsafe receiver.pointee.post(busAddress: busAddress, length: UInt32(truncatingIfNeeded: min(capacity, payloadLimit)))
@@ -440,7 +447,15 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
     }
 
     @inlinable
-    public mutating func publishReceives() { unsafe state.receiver.pointee.publish() }
+    public mutating func publishReceives() -> Bool {
+        unsafe state.receiver.pointee.publish()
+        guard unsafe state.bounce.pointee.kick else { return false }
+        unsafe state.bounce.pointee.kick = false
+        // Endpoint → host: the queue pair's doorbell (an MSI); host → endpoint: the notify channel.
+        if endpoint { return true }
+        unsafe notify.notify(1 << UInt64(queuePair))
+        return false
+    }
 
     @inlinable
     public func receivePending() -> Bool {
