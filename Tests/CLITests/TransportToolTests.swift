@@ -152,4 +152,48 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
         #expect((qps.first?["rx_async"] ?? 0) >= 1024 + 44)
         #expect(qps.first?["tx_err_abort"] == 0 && qps.first?["dma_faults"] == 0)
     }
+
+    /// Without --backend the policy file decides: `auto` gives edma once the endpoint published its
+    /// eDMA window, and both processes pick it on their own.
+    @Test func thePolicyPicksEDMAForThePortWhenBackendIsNotGiven() throws {
+        let dir = "/dev/shm/ntb-cli-edma-policy-\(getpid())"
+        var c = MockLinkConfiguration()
+        c.memoryWindowCount = 2
+        c.memoryWindowSize = 1 << 20
+        c.hostRAMSize = 32 << 20
+        c.endpointRAMSize = 32 << 20
+        try MockLink.create(at: dir, configuration: c)
+        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+        let policy = "\(dir)/policy.conf"
+        _ = FileManager.default.createFile(atPath: policy, contents: Data("# the mock port\nauto@mock:\(dir)\n".utf8))
+        let out = "\(dir)/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let content = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ 1) }
+        _ = FileManager.default.createFile(atPath: "\(dir)/p.bin", contents: Data(content))
+
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
+        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast", "--policy", policy, "--mtu", "16384", "--dir", out]
+        let log = Pipe()
+        server.standardError = log
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        // The endpoint publishes its window when its transport starts: wait until a probe sees it.
+        let deadline = Date().addingTimeInterval(20)
+        var shown = ""
+        repeat {
+            shown = try runTransportCLI(["policy", "show", "mock:\(dir)", "--policy", policy, "--probe"]).out
+            if shown.contains("mock:\(dir): edma") { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        } while Date() < deadline
+        #expect(shown.contains("mock:\(dir): edma"), "\(shown)")
+
+        let sent = try runTransportCLI(["send", "--port", "mock:\(dir)", "--role", "host", "--fast", "--policy", policy, "--mtu", "16384", "\(dir)/p.bin"])
+        #expect(sent.status == 0, "\(sent.err)")
+        #expect(FileManager.default.contents(atPath: "\(out)/p.bin") == Data(content))
+        server.terminate()
+        server.waitUntilExit()
+        let said = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(said.contains("serving edma"), "\(said)")
+    }
 }

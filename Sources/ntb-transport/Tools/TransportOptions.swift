@@ -4,13 +4,17 @@ import Glibc
 #endif
 import NTBHardware
 import NTBTransport
+import Foundation
 
 extension TransportConfiguration.WaitMode: ExpressibleByArgument {}
 
 /// Transport options shared by `perf`, `pingpong`, `send`, `recv`, `serve`: backend, MTU, queue pairs, waiting.
 struct TransportOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The backend that moves the bytes (\(TransportBackends.names.joined(separator: ", "))).", valueName: "name"))
-    var backend: String = "host"
+    @Option(name: .long, help: ArgumentHelp("The backend that moves the bytes (\(TransportBackends.names.joined(separator: ", "))); default: what the policy file says for the port.", valueName: "name"))
+    var backend: String?
+
+    @Option(name: .long, help: ArgumentHelp("The policy file (default: $NTB_TRANSPORT_POLICY, else \(PolicySource.defaultPath)).", valueName: "file"))
+    var policy: String?
 
     @Option(name: .long, help: ArgumentHelp("Transport MTU in bytes: the largest frame (Linux transport_mtu). Both sides must agree.", valueName: "bytes"))
     var mtu: Int = 0x10000
@@ -28,7 +32,7 @@ struct TransportOptions: ParsableArguments {
     var linkTimeout: Double = 30
 
     func validate() throws {
-        guard TransportBackends.names.contains(backend) else {
+        if let backend, !TransportBackends.names.contains(backend) {
             throw ValidationError("--backend \(backend): not one of \(TransportBackends.names.joined(separator: ", "))")
         }
         guard mtu >= 64 && mtu <= 1 << 24 else { throw ValidationError("--mtu must be 64...16777216") }
@@ -36,8 +40,9 @@ struct TransportOptions: ParsableArguments {
         guard linkTimeout > 0 else { throw ValidationError("--link-timeout must be positive") }
     }
 
-    func configuration(statisticsPath: String?) -> TransportConfiguration {
+    func configuration(statisticsPath: String?, edmaLocator: EDMALocator = EDMALocator()) -> TransportConfiguration {
         var c = TransportConfiguration()
+        c.edmaLocator = edmaLocator
         c.mtu = mtu
         c.queuePairs = qps
         c.waitMode = wait
@@ -68,13 +73,21 @@ extension PortOptions {
     /// Opens the device, sets the transport up with the chosen backend, waits for the link, runs `job`.
     func withTransport<J: TransportJob>(_ options: TransportOptions, _ job: J) throws -> J.Result {
         if let cpu = options.cpu { try pinToCPU(cpu) }
-        return try withDevice(OpenTransport(options: options, statisticsPath: statisticsPath, job: job))
+        return try withDevice(OpenTransport(options: options, statisticsPath: statisticsPath, policyPort: policyPort, job: job))
+    }
+
+    /// The port as a policy file names it (`mock:DIR` or a PCI address), nil for other ports.
+    var policyPort: PolicyPort? {
+        if let address = pciAddress, case let .success(p) = PolicyPort.parse(address.description) { return p }
+        if case let .mock(directory)? = try? target, case let .success(p) = PolicyPort.parse("mock:\(directory)") { return p }
+        return nil
     }
 
     static func run<Device: NTBDevice, B: TransportBackend, J: TransportJob>(
-        device: Device, backend: B.Type, options: TransportOptions, statisticsPath: String?, _ job: J
+        device: Device, backend: B.Type, options: TransportOptions, statisticsPath: String?,
+        edmaLocator: EDMALocator = EDMALocator(), _ job: J
     ) throws -> J.Result {
-        let transport = try Transport<Device, B>(device: device, configuration: options.configuration(statisticsPath: statisticsPath))
+        let transport = try Transport<Device, B>(device: device, configuration: options.configuration(statisticsPath: statisticsPath, edmaLocator: edmaLocator))
         defer { releaseDMAPorts() }   // after the close below: the peer's ring no longer holds their buffers
         defer { transport.close() }
         try transport.waitForLink(timeout: .milliseconds(Int64(options.linkTimeout * 1000)))
@@ -94,10 +107,19 @@ struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
     let device: Device
     let options: TransportOptions
     let statisticsPath: String?
+    var edmaLocator = EDMALocator()
     let job: J
 
+    init(device: Device, options: TransportOptions, statisticsPath: String?, edmaLocator: EDMALocator = EDMALocator(), job: J) {
+        self.device = device
+        self.options = options
+        self.statisticsPath = statisticsPath
+        self.edmaLocator = edmaLocator
+        self.job = job
+    }
+
     func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> J.Result {
-        try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, job)
+        try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, edmaLocator: edmaLocator, job)
     }
 }
 
@@ -105,10 +127,45 @@ struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
 struct OpenTransport<J: TransportJob>: DeviceJob {
     let options: TransportOptions
     let statisticsPath: String?
+    let policyPort: PolicyPort?
     let job: J
 
     func run<Device: NTBDevice>(_ device: Device) throws -> J.Result {
-        try TransportBackends.visit(options.backend, device: Device.self, RunJob(device: device, options: options, statisticsPath: statisticsPath, job: job))
+        let name: String
+        var locator = EDMALocator()
+        if let backend = options.backend {
+            name = backend
+        } else {
+            // The policy decides (kernel-facts §4, the review's per-port choice): its entry for this
+            // port, `auto` probing the peer's eDMA window (host side) or publishing it (endpoint).
+            (name, locator) = try policyBackend(for: device)
+        }
+        return try TransportBackends.visit(name, device: Device.self, RunJob(device: device, options: options, statisticsPath: statisticsPath, edmaLocator: locator, job: job))
+    }
+
+    private func policyBackend<Device: NTBDevice>(for device: Device) throws -> (String, EDMALocator) {
+        let source = PolicySource.locate(option: options.policy, environment: ProcessInfo.processInfo.environment)
+        let loaded: LoadedPolicy
+        do { loaded = try Policy.load(from: source) } catch { throw ToolError("\(error)") }
+        guard let port = policyPort else { return (HostBackend.name, EDMALocator()) }   // a port a policy cannot name (ivshmem)
+        var decision = loaded.policy.decide(for: port)
+        if case .undecided = decision.outcome {
+            decision = loaded.policy.decide(for: port, edma: edmaProbe(device, locator: decision.locator))
+        } else if case .use(.edma) = decision.outcome {
+            decision = loaded.policy.decide(for: port, edma: edmaProbe(device, locator: decision.locator))
+        }
+        switch decision.backendToOpen() {
+        case let .success(kind): return (kind.rawValue, decision.locator)
+        case let .failure(why): throw ToolError("\(why)")
+        }
+    }
+
+    /// Whether edma can run on this port now: the host reads what the peer published; the endpoint
+    /// can publish when its device reaches an eDMA.
+    private func edmaProbe<Device: NTBDevice>(_ device: Device, locator: EDMALocator) -> EDMAProbe {
+        guard let edma = device as? any PeerEDMAAccess else { return .unusable("\(device.name) has no DW eDMA the transport can reach") }
+        if edma.edmaSide == .endpoint { return .usable("this side hosts the eDMA and publishes its window") }
+        return EDMAProbe(EDMAPeerWindow.probe(device, locator: locator))
     }
 }
 
