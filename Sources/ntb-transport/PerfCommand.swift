@@ -74,11 +74,12 @@ func parseByteCount(_ text: String) -> UInt64? {
 }
 
 func printPerfTable(_ results: [PerfResult]) {
-    print(pad("backend", 8), pad("size", 8), pad("qps", 4), pad("batch", 6), pad("messages", 12), pad("GB/s", 8), pad("Mmsg/s", 8), pad("tx CPU s/GB", 12), pad("rx CPU s/GB", 12))
+    print(pad("backend", 8), pad("size", 8), pad("qps", 4), pad("batch", 6), pad("messages", 12), pad("GB/s", 8), pad("Mmsg/s", 8), pad("tx CPU s/GB", 12), pad("tx thread", 10), pad("rx CPU s/GB", 12), "engine s/GB")
     for r in results {
         print(pad(r.backend, 8), pad("\(r.messageSize)", 8), pad("\(r.queuePairs)", 4), pad("\(r.batch)", 6), pad("\(r.messages)", 12),
               pad(String(format: "%.2f", r.gigabytesPerSecond), 8), pad(String(format: "%.2f", r.messagesPerSecond / 1e6), 8),
-              pad(String(format: "%.3f", r.senderCPUSecondsPerGB), 12), pad(String(format: "%.3f", r.receiverCPUSecondsPerGB), 12))
+              pad(String(format: "%.3f", r.senderCPUSecondsPerGB), 12), pad(String(format: "%.3f", r.senderThreadCPUSecondsPerGB), 10),
+              pad(String(format: "%.3f", r.receiverCPUSecondsPerGB), 12), r.engineCPUSeconds > 0 ? String(format: "%.3f", r.engineCPUSecondsPerGB) : "-")
     }
 }
 

@@ -131,7 +131,11 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
     func messagesArriveIntactHostToEndpoint(qps: Int) throws {
         let pair = try Pair("edma-backend-h2e-\(qps)", qps: qps)
         #expect(pair.linkUp())
+        let before = try pair.endpointDevice.startEDMAModel().counters.imwrDelivered
         try Self.transfer(from: pair.host, to: pair.endpoint, count: 120, mtu: 4096)
+        // The host's data channels end their chains with an IMWr to its MSI window: the queue pair's
+        // doorbell vector fires, so a sleeping sender wakes (kernel-facts §1.7, RIE).
+        #expect(try pair.endpointDevice.startEDMAModel().counters.imwrDelivered > before)
     }
 
     @Test(arguments: [1, 4])

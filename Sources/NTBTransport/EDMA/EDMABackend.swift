@@ -427,10 +427,9 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
     public mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool {
         let receiver = unsafe state.receiver, bounce = unsafe state.bounce
         guard unsafe receiver.pointee.postable > 0, capacity > 0 else { return false }
-        // The peer may be waiting for buffers (its in-flight sends hold the ones it has): the
-        // endpoint tells the host at every publish (a doorbell write); the host, whose notification
-        // is a DMA, only when the endpoint had none of its buffers left.
-        if unsafe endpoint || receiver.pointee.outstanding == 0 { unsafe bounce.pointee.kick = true }
+        // The peer may be waiting for a buffer only if it had none of ours left: otherwise it has
+        // transfers in flight and wakes on their completion (it is told once, at the publish).
+        if unsafe receiver.pointee.outstanding == 0 { unsafe bounce.pointee.kick = true }
         let index: UInt32
         if let busAddress {
             index = unsafe receiver.pointee.post(busAddress: busAddress, length: UInt32(truncatingIfNeeded: min(capacity, payloadLimit)))

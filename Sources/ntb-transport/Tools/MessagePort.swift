@@ -53,7 +53,8 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
             if port.linkLost { try port.reset() }
             return port
         }
-        let port = try MessagePort(qp)
+        // As many buffers as the RFC ring holds (127): long eDMA chains, few interrupts.
+        let port = try MessagePort(qp, buffers: Int(EDMARing.capacity))
         let held = Handoff<AnyObject>(port)
         dmaPorts.withLock { $0[key] = held }
         return port

@@ -20,16 +20,20 @@ struct PerfResult: Codable {
     var receiverCPUSeconds: Double
     /// CPU of a DMA engine model (the silicon's stand-in), counted apart from both sides.
     var engineCPUSeconds: Double = 0
+    /// CPU of the sending threads alone (the data path; the process figure adds the transport's
+    /// link monitor and the device's threads).
+    var senderThreadCPUSeconds: Double = 0
     var gigabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
     var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
     var senderCPUSecondsPerGB: Double { bytes > 0 ? senderCPUSeconds / (Double(bytes) / 1e9) : 0 }
     var receiverCPUSecondsPerGB: Double { bytes > 0 ? receiverCPUSeconds / (Double(bytes) / 1e9) : 0 }
     var engineCPUSecondsPerGB: Double { bytes > 0 ? engineCPUSeconds / (Double(bytes) / 1e9) : 0 }
+    var senderThreadCPUSecondsPerGB: Double { bytes > 0 ? senderThreadCPUSeconds / (Double(bytes) / 1e9) : 0 }
 
     enum CodingKeys: String, CodingKey {
         case backend, messageSize, queuePairs, batch, messages, bytes, seconds, senderCPUSeconds, receiverCPUSeconds
         case gigabytesPerSecond, messagesPerSecond, senderCPUSecondsPerGB, receiverCPUSecondsPerGB
-        case engineCPUSeconds, engineCPUSecondsPerGB
+        case engineCPUSeconds, engineCPUSecondsPerGB, senderThreadCPUSeconds, senderThreadCPUSecondsPerGB
     }
     func encode(to e: any Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
@@ -41,12 +45,14 @@ struct PerfResult: Codable {
         try c.encode(gigabytesPerSecond, forKey: .gigabytesPerSecond); try c.encode(messagesPerSecond, forKey: .messagesPerSecond)
         try c.encode(senderCPUSecondsPerGB, forKey: .senderCPUSecondsPerGB); try c.encode(receiverCPUSecondsPerGB, forKey: .receiverCPUSecondsPerGB)
         try c.encode(engineCPUSeconds, forKey: .engineCPUSeconds); try c.encode(engineCPUSecondsPerGB, forKey: .engineCPUSecondsPerGB)
+        try c.encode(senderThreadCPUSeconds, forKey: .senderThreadCPUSeconds); try c.encode(senderThreadCPUSecondsPerGB, forKey: .senderThreadCPUSecondsPerGB)
     }
-    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0) {
+    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0, senderThreadCPUSeconds: Double = 0) {
         self.backend = backend; self.messageSize = messageSize; self.queuePairs = queuePairs; self.batch = batch
         self.messages = messages; self.bytes = bytes; self.seconds = seconds
         self.senderCPUSeconds = senderCPUSeconds; self.receiverCPUSeconds = receiverCPUSeconds
         self.engineCPUSeconds = engineCPUSeconds
+        self.senderThreadCPUSeconds = senderThreadCPUSeconds
     }
     init(from d: any Decoder) throws {
         let c = try d.container(keyedBy: CodingKeys.self)
@@ -56,6 +62,7 @@ struct PerfResult: Codable {
                   seconds: try c.decode(Double.self, forKey: .seconds), senderCPUSeconds: try c.decode(Double.self, forKey: .senderCPUSeconds),
                   receiverCPUSeconds: try c.decode(Double.self, forKey: .receiverCPUSeconds))
         engineCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .engineCPUSeconds) ?? 0
+        senderThreadCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .senderThreadCPUSeconds) ?? 0
     }
 }
 
@@ -119,6 +126,9 @@ struct PerfInitiator: TransportJob {
         let sentCounts = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: qps)
         sentCounts.initialize(repeating: 0)
         defer { sentCounts.deallocate() }
+        let threadCPU = Handoff(UnsafeMutableBufferPointer<Double>.allocate(capacity: qps))
+        threadCPU.value.initialize(repeating: 0)
+        defer { threadCPU.value.deallocate() }
         let errors = Handoff(UnsafeMutableBufferPointer<ToolError?>.allocate(capacity: qps))
         errors.value.initialize(repeating: nil)
         defer { errors.value.deallocate() }
@@ -126,12 +136,16 @@ struct PerfInitiator: TransportJob {
         for q in 1..<max(qps, 1) {
             let port = Handoff(ports[q])
             let body = Handoff({
+                let t0 = threadCPUSeconds()
+                defer { threadCPU.value[q] = threadCPUSeconds() - t0 }
                 do { counts.value[q] = try Self.sendLoop(port.value, size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: false) }
                 catch let e as ToolError { errors.value[q] = e } catch { errors.value[q] = ToolError("\(error)") }
             })
             workers.append(try TransportThread(name: "perf-tx\(q)") { body.value() })
         }
+        let t0 = threadCPUSeconds()
         sentCounts[0] = try Self.sendLoop(ports[0], size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: showProgress)
+        threadCPU.value[0] = threadCPUSeconds() - t0
         for w in workers { w.join() }
         if let e = errors.value.compactMap({ $0 }).first { throw e }
         let result = try ports[0].receiveControl(timeout: .seconds(60))
@@ -146,7 +160,7 @@ struct PerfInitiator: TransportJob {
         return PerfResult(backend: Backend.name, messageSize: messageSize, queuePairs: qps, batch: batch,
                           messages: sent, bytes: result.a.0, seconds: elapsed.seconds,
                           senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9,
-                          engineCPUSeconds: engine + Double(result.a.4) / 1e9)
+                          engineCPUSeconds: engine + Double(result.a.4) / 1e9, senderThreadCPUSeconds: threadCPU.value.reduce(0, +))
     }
 
     /// Sends `count` messages (or until `deadline`) in batches, then END; returns how many were sent.
@@ -500,4 +514,11 @@ func writeStderr(_ text: String) {
 /// the model stands for the silicon, so perf counts it apart from the transport's CPU.
 func engineCPUSeconds<Device: NTBDevice>(_ device: Device) -> Double {
     (device as? MockNTBDevice)?.runningEDMAModel?.threadCPUSeconds ?? 0
+}
+
+/// CPU time of the calling thread.
+func threadCPUSeconds() -> Double {
+    var t = timespec()
+    _ = clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
 }
