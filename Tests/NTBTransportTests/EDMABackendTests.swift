@@ -190,6 +190,35 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         }
     }
 
+    /// An engine that stops answering (its registers read all ones) is a link fault: the queue pair
+    /// goes down, counts it, and returns every in-flight send; nothing is lost silently.
+    @Test func anEngineThatStopsIsALinkFault() throws {
+        let pair = try Pair("edma-backend-fault", qps: 1)
+        #expect(pair.linkUp())
+        let from = pair.host.queuePairs[0], to = pair.endpoint.queuePairs[0]
+        let rx = Buffers(count: 8, size: 4096)
+        for s in 0..<8 { unsafe try to.postReceive(rx.buffer(s), cookie: UInt64(s)) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while from.transmitFree < 4 {
+            guard ContinuousClock.now < deadline else { Issue.record("the endpoint posted no buffers"); return }
+            to.poll { _ in }; from.poll { _ in }
+        }
+        try pair.endpointDevice.startEDMAModel().stop()
+        let payload = [UInt8](repeating: 0x5A, count: 512)
+        for m in 0..<4 { unsafe try payload.withUnsafeBytes { unsafe try from.send($0, cookie: UInt64(m)) } }
+        var returned: [UInt64: Completion.Status] = [:]
+        var down = false
+        while !down {
+            guard ContinuousClock.now < deadline else { Issue.record("no link-down after the engine stopped; \(returned)"); return }
+            from.poll { c in
+                if c.kind == .send { returned[c.cookie] = c.status }
+                if c.kind == .linkDown { down = true }
+            }
+        }
+        #expect(returned.count == 4 && returned.values.allSatisfy { $0 == .linkDown })
+        #expect(from.counters[.dmaFaults] >= 1)
+    }
+
     /// Link down mid-transfer returns every in-flight send and posted receive (nothing lost silently).
     @Test func closingThePeerReturnsEveryBuffer() throws {
         let pair = try Pair("edma-backend-down", qps: 1)
