@@ -24,6 +24,9 @@ public struct NTBEvents: OptionSet, Sendable {
     public static let link = NTBEvents(rawValue: 1 << 0)
     /// One or more doorbell bits are set (read ``NTBDevice/readDoorbell()``).
     public static let doorbell = NTBEvents(rawValue: 1 << 1)
+    /// Another interrupt of this side fired (e.g. its DMA engine's, which shares the wait): look at
+    /// what it may have changed (rings, completions).
+    public static let other = NTBEvents(rawValue: 1 << 2)
 }
 
 /// Everything the transport needs from NTB hardware: the userspace counterpart of Linux

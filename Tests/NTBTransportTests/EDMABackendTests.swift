@@ -136,6 +136,8 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         // The host's data channels end their chains with an IMWr to its MSI window: the queue pair's
         // doorbell vector fires, so a sleeping sender wakes (kernel-facts §1.7, RIE).
         #expect(try pair.endpointDevice.startEDMAModel().counters.imwrDelivered > before)
+        // The endpoint's engine interrupt (LIE) fired for the host's transfers and notifications.
+        #expect(try pair.endpointDevice.startEDMAModel().counters.localInterrupts > 0)
     }
 
     @Test(arguments: [1, 4])

@@ -334,7 +334,12 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
             if !events.isEmpty { return events }
             let left = deadline - now()
             if left <= .zero { return [] }
-            _ = eventNotifier.wait(timeout: min(left, max(pollInterval, .milliseconds(1))))
+            if eventNotifier.wait(timeout: min(left, max(pollInterval, .milliseconds(1)))) {
+                // Woken without a doorbell or link change: another source of this side's interrupt
+                // (the eDMA engine's, edma backend) — the caller looks at its rings.
+                let after = pollEvents()
+                return after.isEmpty ? .other : after
+            }
         }
     }
 }

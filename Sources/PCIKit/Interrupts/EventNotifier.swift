@@ -67,7 +67,8 @@ public final class EventNotifier: @unchecked Sendable {
     /// and the consumer of this FIFO share, kept mapped by `owner`) is 1 while a raised interrupt was not
     /// consumed. ``signal()`` writes the FIFO only when it turns the word from 0 to 1 (otherwise the
     /// interrupt is already pending: no system call), ``consume()`` clears the word BEFORE draining the FIFO,
-    /// so a signal after the clear writes a new byte and no wake-up is lost. A peer that spins and never
+    /// so a signal after the clear writes a new byte, and clears and drains again while the word was set
+    /// during the drain (that signal's byte may have been drained), so no wake-up is lost. A peer that spins and never
     /// consumes costs the raiser one atomic exchange per interrupt.
     public convenience init(fifoAt path: String, pendingWord: UnsafeMutablePointer<UInt32>, retaining owner: AnyObject) throws(PCIKitError) {
         unsafe self.init(fd: try Self.openFIFO(path), pendingWord: pendingWord, owner: owner)
@@ -113,15 +114,20 @@ public final class EventNotifier: @unchecked Sendable {
             var count: UInt64 = 0
             return (try? unsafe Syscalls.read(fd, &count, 8)) == 8 ? count : 0
         case .fifo:
-            // Clear before draining: a signal after this point writes a new byte (see init(fifoAt:pendingWord:)).
-            if let word = unsafe pendingWord { _ = unsafe ntb_xchg32(word, 0) }
+            // Clear before draining: a signal after the clear writes a new byte (see init(fifoAt:pendingWord:)).
+            // That byte may be drained here too, leaving the word set with the FIFO empty, which would
+            // swallow every later signal (they see "pending" and write nothing): so clear and drain
+            // again until the word stays clear after a drain.
             var total: UInt64 = 0
             var buffer = [UInt8](repeating: 0, count: 64)
-            while true {
-                let n = (try? unsafe withMutableBytes(&buffer) { b throws(Errno) in try unsafe Syscalls.read(fd, b.baseAddress!, b.count) }) ?? 0
-                if n <= 0 { break }
-                total += UInt64(n)
-            }
+            repeat {
+                if let word = unsafe pendingWord { _ = unsafe ntb_xchg32(word, 0) }
+                while true {
+                    let n = (try? unsafe withMutableBytes(&buffer) { b throws(Errno) in try unsafe Syscalls.read(fd, b.baseAddress!, b.count) }) ?? 0
+                    if n <= 0 { break }
+                    total += UInt64(n)
+                }
+            } while unsafe pendingWord.map { unsafe ntb_atomic_load_u32($0) != 0 } ?? false
             return total
         case .uio:
             guard (try? Syscalls.pollIn(fd, timeoutMs: 0)) == true else { return 0 }
