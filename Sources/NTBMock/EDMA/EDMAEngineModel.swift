@@ -221,12 +221,21 @@ public final class EDMAEngineModel: @unchecked Sendable {
         unsafe ntb_futex_wake_all(&mapping.file.pointee.model_wake)
     }
 
+    /// How long the model keeps looking for register writes after its last work before it sleeps.
+    /// Silicon answers a register access at once; a model that slept after every access would make
+    /// each doorbell a wake-up system call and each read after a write a sleep of the reader, costs
+    /// the driver does not have on hardware. The model's CPU is the silicon's stand-in (counted apart).
+    static let idleSpin: Duration = .microseconds(200)
+
     func run() {
         let file = unsafe mapping.file
+        let clock = ContinuousClock()
+        var lastWork = clock.now
         while unsafe ntb_atomic_load_u32(stopFlag) == 0 {
             var progressed = drainRings()
             if engineStep() { progressed = true }
-            if progressed { continue }
+            if progressed { lastWork = clock.now; continue }
+            if clock.now - lastWork < Self.idleSpin { continue }
             // Sleep until a producer publishes (Dekker-style: flag, re-check, wait).
             unsafe ntb_atomic_store_u32(&file.pointee.model_sleeping, 1)
             let w = unsafe ntb_atomic_load_u32(&file.pointee.model_wake)

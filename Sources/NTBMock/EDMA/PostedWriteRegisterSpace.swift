@@ -152,7 +152,9 @@ public struct PostedWriteRegisterSpace: RegisterSpace, @unchecked Sendable {
         while unsafe ntb_atomic_load_acquire_u64(&ring.pointee.applied) < ticket {
             if !modelAlive { return false }
             spins += 1
-            if spins < 100 { continue }
+            // A PCIe read stalls the CPU until the completion returns: spin while the model (awake
+            // after recent work, see EDMAEngineModel.idleSpin) applies the writes ahead of it.
+            if spins < 4000 { continue }
             if spins % 512 == 0 && !modelProcessExists { return false }
             unsafe _ = ntb_atomic_fetch_add_u32(&ring.pointee.waiters, 1)
             let w = unsafe ntb_atomic_load_u32(&ring.pointee.applied_wake)
