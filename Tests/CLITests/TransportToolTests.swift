@@ -18,6 +18,17 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
+/// A mock link directory for one CLI test (its geometry set by `configure`), removed with the value.
+final class CLILink {
+    let dir = "/dev/shm/ntb-cli-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    init(_ configure: (inout MockLinkConfiguration) -> Void) throws {
+        var c = MockLinkConfiguration()
+        configure(&c)
+        try MockLink.create(at: dir, configuration: c)
+    }
+    deinit { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+}
+
 @Suite struct TransportToolUnitTests {
     @Test func controlMessagesRoundTripAndDataIsNotMistakenForOne() {
         let m = ControlMessage(.result, status: 2, 1, 2, 3, 4)
@@ -64,14 +75,13 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
     }
 
     @Test func sendAndRecvInTwoProcessesVerifyTheChecksum_andStatsReadsTheRunningSide() throws {
-        let dir = "/dev/shm/ntb-cli-transport-\(getpid())"
-        var c = MockLinkConfiguration()
-        c.memoryWindowCount = 1
-        c.memoryWindowSize = 1 << 20
-        c.hostRAMSize = 8 << 20
-        c.endpointRAMSize = 8 << 20
-        try MockLink.create(at: dir, configuration: c)
-        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+        let link = try CLILink {
+            $0.memoryWindowCount = 1
+            $0.memoryWindowSize = 1 << 20
+            $0.hostRAMSize = 8 << 20
+            $0.endpointRAMSize = 8 << 20
+        }
+        let dir = link.dir
         let out = "\(dir)/out"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         // 300 KiB of varied bytes, and a 64-byte tail (sent as two pieces, never as a control message).
@@ -110,14 +120,13 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
 /// The edma backend between two processes: the endpoint process hosts the DW eDMA engine model.
 @Suite(.serialized) struct EDMATransportToolTests {
     @Test func fileAndPerfOverTheEDMABackendBetweenTwoProcesses() throws {
-        let dir = "/dev/shm/ntb-cli-edma-transport-\(getpid())"
-        var c = MockLinkConfiguration()
-        c.memoryWindowCount = 2   // the last one is the eDMA window
-        c.memoryWindowSize = 1 << 20
-        c.hostRAMSize = 32 << 20
-        c.endpointRAMSize = 32 << 20
-        try MockLink.create(at: dir, configuration: c)
-        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+        let link = try CLILink {
+            $0.memoryWindowCount = 2   // the last one is the eDMA window
+            $0.memoryWindowSize = 1 << 20
+            $0.hostRAMSize = 32 << 20
+            $0.endpointRAMSize = 32 << 20
+        }
+        let dir = link.dir
         let out = "\(dir)/out"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         var content = [UInt8](repeating: 0, count: 700 * 1024 + 33)
@@ -156,14 +165,13 @@ func runTransportCLI(_ args: [String], timeout: TimeInterval = 120) throws -> (s
     /// Without --backend the policy file decides: `auto` gives edma once the endpoint published its
     /// eDMA window, and both processes pick it on their own.
     @Test func thePolicyPicksEDMAForThePortWhenBackendIsNotGiven() throws {
-        let dir = "/dev/shm/ntb-cli-edma-policy-\(getpid())"
-        var c = MockLinkConfiguration()
-        c.memoryWindowCount = 2
-        c.memoryWindowSize = 1 << 20
-        c.hostRAMSize = 32 << 20
-        c.endpointRAMSize = 32 << 20
-        try MockLink.create(at: dir, configuration: c)
-        defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+        let link = try CLILink {
+            $0.memoryWindowCount = 2
+            $0.memoryWindowSize = 1 << 20
+            $0.hostRAMSize = 32 << 20
+            $0.endpointRAMSize = 32 << 20
+        }
+        let dir = link.dir
         let policy = "\(dir)/policy.conf"
         _ = FileManager.default.createFile(atPath: policy, contents: Data("# the mock port\nauto@mock:\(dir)\n".utf8))
         let out = "\(dir)/out"

@@ -66,15 +66,13 @@ final class ToolProcess: @unchecked Sendable {
 }
 
 func withTwoProcessLink(_ body: (String) throws -> Void) throws {
-    let dir = "/dev/shm/ntb-2p-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    var c = MockLinkConfiguration()
-    c.heartbeatMilliseconds = 10
-    c.hostRAMSize = 8 << 20
-    c.endpointRAMSize = 8 << 20
-    c.memoryWindowSize = 1 << 20
-    try MockLink.create(at: dir, configuration: c)
-    defer { try? MockLink.remove(at: dir, force: true) }
-    try body(dir)
+    let link = try CLILink {
+        $0.heartbeatMilliseconds = 10
+        $0.hostRAMSize = 8 << 20
+        $0.endpointRAMSize = 8 << 20
+        $0.memoryWindowSize = 1 << 20
+    }
+    try body(link.dir)
 }
 
 @Suite(.serialized) struct TwoProcessLinkTests {

@@ -40,6 +40,17 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         }
     }
 
+    /// Polls both sides until the sender sees `count` buffers the receiver posted (receivers offer
+    /// their buffers when they poll).
+    static func awaitPostedBuffers(_ count: Int, sender: QueuePair<MockNTBDevice, EDMABackend<MockNTBDevice>>,
+                                   receiver: QueuePair<MockNTBDevice, EDMABackend<MockNTBDevice>>, until deadline: ContinuousClock.Instant) -> Bool {
+        while sender.transmitFree < count {
+            if ContinuousClock.now >= deadline { return false }
+            receiver.poll { _ in }; sender.poll { _ in }
+        }
+        return true
+    }
+
     /// Deterministic message lengths and bytes, so the receiver knows what each message must hold.
     static func length(_ q: Int, _ m: Int, mtu: Int) -> Int {
         var x = UInt64(q) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(m) &* 0xBF58_476D_1CE4_E5B9 &+ 17
@@ -158,10 +169,7 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         for s in 0..<16 { unsafe try to.postReceive(rx.buffer(s), cookie: UInt64(s)) }
         // The receiver offers its buffers when it polls.
         let deadline = ContinuousClock.now + .seconds(10)
-        while from.transmitFree < 10 {
-            guard ContinuousClock.now < deadline else { Issue.record("the endpoint posted no buffers"); return }
-            to.poll { _ in }; from.poll { _ in }
-        }
+        guard Self.awaitPostedBuffers(10, sender: from, receiver: to, until: deadline) else { Issue.record("the endpoint posted no buffers"); return }
         let source = try from.allocateBuffer(length: 10 * 4096)
         defer { source.close() }
         for m in 0..<10 { for i in 0..<100 { source.region.mmio.store8(UInt8(truncatingIfNeeded: m * 31 + i), at: m * 4096 + i) } }
@@ -201,10 +209,7 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         let rx = Buffers(count: 8, size: 4096)
         for s in 0..<8 { unsafe try to.postReceive(rx.buffer(s), cookie: UInt64(s)) }
         let deadline = ContinuousClock.now + .seconds(10)
-        while from.transmitFree < 4 {
-            guard ContinuousClock.now < deadline else { Issue.record("the endpoint posted no buffers"); return }
-            to.poll { _ in }; from.poll { _ in }
-        }
+        guard Self.awaitPostedBuffers(4, sender: from, receiver: to, until: deadline) else { Issue.record("the endpoint posted no buffers"); return }
         try pair.endpointDevice.startEDMAModel().stop()
         let payload = [UInt8](repeating: 0x5A, count: 512)
         for m in 0..<4 { unsafe try payload.withUnsafeBytes { unsafe try from.send($0, cookie: UInt64(m)) } }
