@@ -27,6 +27,29 @@ final class CLILink {
         try MockLink.create(at: dir, configuration: c)
     }
     deinit { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
+
+    /// `DIR/out`, created (where `serve` stores received files).
+    func outputDirectory() throws -> String {
+        try FileManager.default.createDirectory(atPath: "\(dir)/out", withIntermediateDirectories: true)
+        return "\(dir)/out"
+    }
+
+    /// Writes `DIR/name` with `size` varied bytes (`byte(i)`); returns its path and content.
+    func payload(_ name: String, size: Int, _ byte: (Int) -> UInt8) -> (path: String, content: [UInt8]) {
+        let content = (0..<size).map(byte)
+        _ = FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data(content))
+        return ("\(dir)/\(name)", content)
+    }
+
+    /// Starts `ntb-transport serve` as this link's endpoint with `arguments` after the port and role.
+    func serve(_ arguments: [String], stderr: Any = FileHandle.nullDevice) throws -> Process {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
+        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast"] + arguments
+        server.standardError = stderr
+        try server.run()
+        return server
+    }
 }
 
 @Suite struct TransportToolUnitTests {
@@ -82,19 +105,11 @@ final class CLILink {
             $0.endpointRAMSize = 8 << 20
         }
         let dir = link.dir
-        let out = "\(dir)/out"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let out = try link.outputDirectory()
         // 300 KiB of varied bytes, and a 64-byte tail (sent as two pieces, never as a control message).
-        var content = [UInt8](repeating: 0, count: 300 * 1024 + 64)
-        for i in content.indices { content[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 9) }
-        let source = "\(dir)/payload.bin"
-        _ = FileManager.default.createFile(atPath: source, contents: Data(content))
+        let (source, content) = link.payload("payload.bin", size: 300 * 1024 + 64) { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
 
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
-        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast", "--dir", out]
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try link.serve(["--dir", out])
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
 
         let sent = try runTransportCLI(["send", "--port", "mock:\(dir)", "--role", "host", "--fast", source])
@@ -127,18 +142,10 @@ final class CLILink {
             $0.endpointRAMSize = 32 << 20
         }
         let dir = link.dir
-        let out = "\(dir)/out"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        var content = [UInt8](repeating: 0, count: 700 * 1024 + 33)
-        for i in content.indices { content[i] = UInt8(truncatingIfNeeded: i &* 13 &+ i >> 10) }
-        let source = "\(dir)/payload.bin"
-        _ = FileManager.default.createFile(atPath: source, contents: Data(content))
+        let out = try link.outputDirectory()
+        let (source, content) = link.payload("payload.bin", size: 700 * 1024 + 33) { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 10) }
 
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
-        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast", "--backend", "edma", "--mtu", "16384", "--dir", out]
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try link.serve(["--backend", "edma", "--mtu", "16384", "--dir", out])
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
 
         let sent = try runTransportCLI(["send", "--port", "mock:\(dir)", "--role", "host", "--fast", "--backend", "edma", "--mtu", "16384", source])
@@ -174,17 +181,11 @@ final class CLILink {
         let dir = link.dir
         let policy = "\(dir)/policy.conf"
         _ = FileManager.default.createFile(atPath: policy, contents: Data("# the mock port\nauto@mock:\(dir)\n".utf8))
-        let out = "\(dir)/out"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let content = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ 1) }
-        _ = FileManager.default.createFile(atPath: "\(dir)/p.bin", contents: Data(content))
+        let out = try link.outputDirectory()
+        let (_, content) = link.payload("p.bin", size: 100_000) { UInt8(truncatingIfNeeded: $0 &* 3 &+ 1) }
 
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: ntbTransportBinary())
-        server.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--fast", "--policy", policy, "--mtu", "16384", "--dir", out]
         let log = Pipe()
-        server.standardError = log
-        try server.run()
+        let server = try link.serve(["--policy", policy, "--mtu", "16384", "--dir", out], stderr: log)
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
         // The endpoint publishes its window when its transport starts: wait until a probe sees it.
         let deadline = Date().addingTimeInterval(20)
