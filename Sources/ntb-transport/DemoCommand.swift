@@ -111,11 +111,12 @@ struct DemoCommand: ParsableCommand {
         // on two machines would have them; otherwise the scheduler may stack both spinning sides on one.
         let pin = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2
         // The edma endpoint hosts the eDMA engine model (the silicon's stand-in) in its process: a
-        // spinning receiver on the same pinned core would starve it, so that side sleeps between
-        // messages (adaptive; the engine's interrupt wakes it).
-        let endpointWait = name == EDMABackendName.name ? "adaptive" : "polling"
+        // spinning receiver on the same core would starve it, so that side sleeps between messages
+        // (adaptive; the engine's interrupt wakes it) and is not pinned (the engine runs beside it).
+        let isEDMA = name == EDMABackendName.name
+        let endpointWait = isEDMA ? "adaptive" : "polling"
         child.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--backend", name, "--fast",
-                           "--wait", endpointWait, "--mtu", "\(mtu)", "--dir", received] + (pin ? ["--cpu", "1"] : [])
+                           "--wait", endpointWait, "--mtu", "\(mtu)", "--qps", "1", "--dir", received] + (pin && !isEDMA ? ["--cpu", "1"] : [])
         if pin { try pinToCPU(0) }
         let log = "\(dir)/endpoint-\(name)-\(mtu).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
