@@ -426,6 +426,16 @@ public final class MockLink: @unchecked Sendable {
     /// Whether the peer is present (as of the last monitor beat).
     public var isPeerPresent: Bool { peerState.withLock { $0.present } }
 
+    /// Waits until the peer's monitor has beaten `beats` more times (so it has looked at this side
+    /// since it became ready), or `timeout` passes (a hung peer: go on; the link stays down).
+    public func waitForPeerBeats(_ beats: UInt64, timeout: Duration) {
+        let peer = Page.side(role.peer.index) + Page.sideHeartbeat
+        let start = page.load64(at: peer)
+        let deadline = ContinuousClock.now + timeout
+        let nap = UInt32(max(1, configuration.heartbeatMilliseconds) * 250)   // a quarter beat, in µs
+        while page.load64(at: peer) &- start < beats && ContinuousClock.now < deadline { usleep(nap) }
+    }
+
     /// The peer's pid as it published it (0 if none).
     public var peerPID: Int32 { Int32(bitPattern: page.load32(at: Page.side(role.peer.index) + Page.sidePID)) }
 

@@ -134,6 +134,13 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             }
         }
         link.markReady()
+        if role == .host {
+            // The endpoint's monitor sees a new host process as "the old host left, a new one came":
+            // it first resets what the old host configured (vNTB hostLost). A host that configured
+            // the link before that beat would have its LINK_UP undone, so wait until the endpoint
+            // has beaten twice after we became ready (it has then looked at us at least once).
+            link.waitForPeerBeats(2, timeout: .milliseconds(Int64(20 * max(1, c.heartbeatMilliseconds)) + 500))
+        }
     }
 
     /// A flag shared with the monitor thread without retaining the device.

@@ -42,6 +42,8 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     private var inboxCount = 0
     private(set) var sendsCompleted: UInt64 = 0
     private(set) var linkLost = false
+    /// The queue pair's link-down count when every buffer was last posted.
+    private var linkDownsAtPost: UInt64 = 0
     let waitTimeout: Duration
 
     /// The port of `qp`: a new one, or for DMA backends the one the queue pair already has (reset if
@@ -50,7 +52,9 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         guard Backend.Channel.movesByDMA else { return try MessagePort(qp) }
         let key = ObjectIdentifier(qp)
         if let port = dmaPorts.withLock({ $0[key] })?.value as? MessagePort {
-            if port.linkLost { try port.reset() }
+            // The queue pair went down since the port posted (it may have been polled by someone
+            // else, e.g. waitForLink, who took the returned buffers): post everything again.
+            if port.linkLost || qp.counters[.linkDowns] != port.linkDownsAtPost { try port.reset() }
             return port
         }
         // As many buffers as the RFC ring holds (127): long eDMA chains, few interrupts.
@@ -75,6 +79,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         inboxSlot = Array(repeating: 0, count: buffers)
         inboxLength = Array(repeating: 0, count: buffers)
         self.waitTimeout = waitTimeout
+        linkDownsAtPost = qp.counters[.linkDowns]
         for i in 0..<buffers { try post(i) }
     }
 
@@ -91,6 +96,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         inboxHead = 0
         inboxCount = 0
         linkLost = false
+        linkDownsAtPost = qp.counters[.linkDowns]
         for i in 0..<bufferCount { try post(i) }
     }
 
