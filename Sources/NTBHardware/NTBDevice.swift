@@ -109,4 +109,13 @@ public protocol NTBDevice: AnyObject {
     /// Blocks until a link change or doorbell arrives or `timeout` passes (interrupt mode: waits on
     /// the eventfds of the device's vectors; devices without interrupts poll at their interval).
     func waitForEvents(timeout: Duration) -> NTBEvents
+    /// Like ``waitForEvents(timeout:)``, for one waiter among several (a queue pair's thread): returns
+    /// on one of `bits`, a link change or another wake-up source, but not on doorbells of other
+    /// bits, which other threads take (Linux: one interrupt vector per queue pair). Devices whose
+    /// doorbells share one wake-up implement it; the default waits for any event.
+    func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents
+}
+
+extension NTBDevice {
+    public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents { waitForEvents(timeout: timeout) }
 }

@@ -775,7 +775,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             let now = clock.now
             if now >= deadline { return false }
             // Link transitions come from the control plane without a doorbell: sleep in short slices.
-            _ = device.waitForEvents(timeout: min(deadline - now, .milliseconds(2)))
+            _ = device.waitForDoorbells(doorbellBit, timeout: min(deadline - now, .milliseconds(2)))
             if hasWork() { return true }
         }
     }

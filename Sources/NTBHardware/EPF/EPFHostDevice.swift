@@ -324,6 +324,23 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
         }
     }
 
+    /// One queue pair's wait: every ready vector still becomes a pending bit (ntb_epf_vec_isr), but
+    /// only `bits`, the link and the mock monitor end the wait (other queue pairs' doorbells stay
+    /// pending for their own threads).
+    public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents {
+        let deadline = now() + timeout
+        while true {
+            _ = poller.wait(milliseconds: 0)
+            var events = collect()
+            events.remove(.doorbell)
+            if doorbells.hasUnmasked(bits) { events.insert(.doorbell) }
+            if !events.isEmpty { return events }
+            let left = deadline - now()
+            if left <= .zero { return [] }
+            _ = poller.wait(milliseconds: pollMilliseconds(min(left, .milliseconds(10))))
+        }
+    }
+
     /// Turns ready vectors into pending bits (ntb_epf_vec_isr) and compares link_status with the last look.
     private func collect() -> NTBEvents {
         var events: NTBEvents = []

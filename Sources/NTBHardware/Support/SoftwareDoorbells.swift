@@ -21,6 +21,8 @@ struct SoftwareDoorbells: ~Copyable {
     }
     /// Whether any pending bit is unmasked (an event to report).
     var hasUnmasked: Bool { read() & ~mask.load(ordering: .relaxed) != 0 }
+    /// Whether any of `bits` is pending and unmasked.
+    func hasUnmasked(_ bits: UInt64) -> Bool { read() & bits & ~mask.load(ordering: .relaxed) != 0 }
     func setMask(_ bits: UInt64) { mask.bitwiseOr(bits, ordering: .relaxed) }
     func clearMask(_ bits: UInt64) { mask.bitwiseAnd(~bits, ordering: .relaxed) }
     var maskBits: UInt64 { mask.load(ordering: .relaxed) }

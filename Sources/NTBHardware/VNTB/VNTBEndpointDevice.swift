@@ -326,6 +326,27 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         return events
     }
 
+    /// One queue pair's wait: returns on `bits`, a link change, or another wake of this side's
+    /// interrupt (the eDMA engine's), not on other queue pairs' doorbells.
+    public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents {
+        let deadline = now() + timeout
+        while true {
+            eventNotifier.consume()   // before looking, so a signal after the look wakes the wait below
+            var events = pollEvents()
+            events.remove(.doorbell)
+            if doorbells.hasUnmasked(bits) { events.insert(.doorbell) }
+            if !events.isEmpty { return events }
+            let left = deadline - now()
+            if left <= .zero { return [] }
+            if eventNotifier.wait(timeout: min(left, max(pollInterval, .milliseconds(1)))) {
+                var after = pollEvents()
+                after.remove(.doorbell)
+                if doorbells.hasUnmasked(bits) { after.insert(.doorbell) }
+                return after.isEmpty ? .other : after
+            }
+        }
+    }
+
     public func waitForEvents(timeout: Duration) -> NTBEvents {
         let deadline = now() + timeout
         while true {

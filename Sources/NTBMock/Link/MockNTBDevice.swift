@@ -320,6 +320,9 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     public func waitForEvents(timeout: Duration) -> NTBEvents {
         switch backend { case let .host(d): d.waitForEvents(timeout: timeout); case let .endpoint(d): d.waitForEvents(timeout: timeout) }
     }
+    public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents {
+        switch backend { case let .host(d): d.waitForDoorbells(bits, timeout: timeout); case let .endpoint(d): d.waitForDoorbells(bits, timeout: timeout) }
+    }
 }
 
 /// The mock link's eDMA engine model as the generic capability the transport uses: the endpoint
