@@ -108,6 +108,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .executableTarget(name: "transport-bench", dependencies: ["NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),
+        .executableTarget(name: "roundtrip-bench", dependencies: ["NTBTransport", "NTBMock", "NTBHardware"], path: "Benchmarks/RoundTripBench"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -16,6 +16,11 @@ public struct TransportConfiguration: Sendable, Equatable {
     /// How often the link monitor thread runs the handshake and link checks; nil: call
     /// ``Transport/poll()`` yourself.
     public var linkMonitorInterval: Duration? = .milliseconds(1)
+    /// The longest the link monitor sleeps while the link and every queue pair are up and nothing
+    /// changes (it backs off from `linkMonitorInterval` by doubling): how late a link loss the device
+    /// reports no event for may be noticed. Linux reacts to link events and retries every
+    /// `NTB_LINK_DOWN_TIMEOUT` (10 ms); the default matches that.
+    public var linkMonitorIdleInterval: Duration = .milliseconds(10)
     /// Where the port's eDMA is (the policy's per-port options), for backends that use one.
     public var edmaLocator: EDMALocator = EDMALocator()
 

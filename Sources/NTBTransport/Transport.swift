@@ -117,13 +117,20 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         do throws(NTBError) { try device.enableLink() } catch { throw .device(error) }
         if let interval = configuration.linkMonitorInterval {
             // Weak: the transport closes (and joins this thread) when its last user lets go.
-            let step = UncheckedSendable({ [weak self] () -> Bool in
-                guard let self, !self.stopMonitor.load(ordering: .relaxed) else { return false }
+            // While everything is up and nothing changes, the monitor backs off (doubling its sleep up to
+            // `linkMonitorIdleInterval`) so it does not wake on a polling data path's core 1000 times a second.
+            let idle = max(interval, configuration.linkMonitorIdleInterval)
+            let step = UncheckedSendable({ [weak self] () -> Bool? in
+                guard let self, !self.stopMonitor.load(ordering: .relaxed) else { return nil }
                 self.poll()
-                return true
+                return self.isSettled
             })
             monitor = try TransportThread(name: "ntb-link-mon") {
-                while step.value() { TransportThread.sleep(interval) }
+                var sleep = interval
+                while let settled = step.value() {
+                    sleep = settled ? min(sleep * 2, idle) : interval
+                    TransportThread.sleep(sleep)
+                }
             }
         }
     }
@@ -166,6 +173,23 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
             }
             publishedState.store(2, ordering: .relaxed)
             for q in 0..<queuePairCount { stepQueuePair(q, &state, now: now) }
+        }
+    }
+
+    /// Whether the control plane has nothing to do until an event: the transport is up, every queue pair
+    /// is up (or taken down by its client), and no data path asked for a relink.
+    private var isSettled: Bool {
+        control.withLock { state in
+            guard state.transportUp, !state.closed else { return false }
+            for q in 0..<queuePairCount {
+                if links[q].downRequest.load(ordering: .relaxed) { return false }
+                switch state.queuePairs[q] {
+                case .up: continue
+                case .idle: if !links[q].clientDown.load(ordering: .relaxed) { return false }
+                case .awaitingAck, .negotiating: return false
+                }
+            }
+            return true
         }
     }
 

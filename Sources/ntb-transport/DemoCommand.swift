@@ -71,6 +71,7 @@ struct DemoCommand: ParsableCommand {
             let largeSize = 0x10000 - 12
             if !json { writeStderr("measuring the memcpy baseline...\n") }
             let baseline = MemcpyBaseline.measure(size: largeSize, window: config.memoryWindowSize)
+            let lineFloor = CacheLineBaseline.measure()
             let sourceFile = "\(dir)/demo-file.bin"
             try makeFile(sourceFile, size: Int(parseByteCount(fileSize)!))
             var rows: [Row] = []
@@ -84,7 +85,7 @@ struct DemoCommand: ParsableCommand {
                 }
                 rows.append(row)
             }
-            if json { printJSON(rows) } else { printDemoTable(rows, baseline: baseline) }
+            if json { printJSON(rows) } else { printDemoTable(rows, baseline: baseline, lineFloor: lineFloor) }
             if rows.allSatisfy({ $0.error != nil }) { throw ToolError("no backend completed the demo") }
         }
     }
@@ -215,13 +216,16 @@ func selfExecutable() -> String {
     return CommandLine.arguments[0]
 }
 
-func printDemoTable(_ rows: [DemoCommand.Row], baseline b: MemcpyBaseline) {
+func printDemoTable(_ rows: [DemoCommand.Row], baseline b: MemcpyBaseline, lineFloor: CacheLineBaseline? = nil) {
     let baseline = b.memcpyGBps
     print("")
     print("ntb-transport demo: two processes over a mock NTB link (shared memory), this machine")
     print(String(format: "memcpy baseline (single thread, libc memcpy of %d-byte chunks, %d KiB source ring -> %d KiB destination ring, the transport's ring footprint): %.2f GB/s",
                  b.chunkBytes, b.footprintBytes >> 10, b.footprintBytes >> 10, baseline))
     print(String(format: "  for comparison, non-temporal copies from one hot %d-byte source into the window (L1/L2-resident source): %.2f GB/s", b.chunkBytes, b.hotSourceGBps))
+    if let lineFloor {
+        print(String(format: "latency floor: one cache line bounced between CPU 0 and CPU 1 (two pinned threads), %.0f ns per round trip (a pingpong round trip moves several lines each way)", lineFloor.roundTripNanoseconds))
+    }
     print("64K = 65524-byte messages (MTU 65536); 64B = 64-byte messages in batches of 64 (MTU \(DemoCommand.smallMessageMTU)); latency = 64-byte round trips, polling")
     print("tx/rx CPU = each side's process; tx thread = the sending thread alone; engine = the DW eDMA engine model's thread (it stands for the silicon, so it is counted apart)")
     if let h = rows.first(where: { $0.backend == "host" })?.large, let e = rows.first(where: { $0.backend == "edma" })?.large,

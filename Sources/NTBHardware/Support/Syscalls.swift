@@ -1,3 +1,4 @@
+import CNTBShim
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,6 +31,18 @@ final class DescriptorPoller: @unchecked Sendable {
         }
         while true {
             let r = unsafe poll(fds, nfds_t(count), milliseconds)
+            if r < 0 && errno == EINTR { continue }
+            return Int(max(0, r))
+        }
+    }
+
+    /// Waits until one descriptor is readable or `timeout` passes, to the nanosecond (`ppoll`). Returns
+    /// how many are ready.
+    func wait(timeout: Duration) -> Int {
+        let (sec, atto) = timeout.components
+        let ns = sec < 0 ? 0 : sec &* 1_000_000_000 &+ atto / 1_000_000_000
+        while true {
+            let r = unsafe ntb_sys_poll_ns(fds, UInt(count), ns)
             if r < 0 && errno == EINTR { continue }
             return Int(max(0, r))
         }

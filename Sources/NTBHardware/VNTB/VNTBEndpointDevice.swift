@@ -9,14 +9,27 @@ import Glibc
 /// region, serves the host's commands and polls the host's doorbells from a service thread every
 /// ``pollInterval`` (5 ms like `epf_ntb_cmd_handler`; shorter in fast mode), and rings the host with MSIs.
 ///
+/// Fast mode (a ``pollInterval`` below Linux's 5 ms) backs off while nothing needs it: after a pass
+/// that served no command, with no thread asleep in ``waitForEvents(timeout:)``, the next pass comes
+/// twice as late, up to Linux's 5 ms (``linuxPollInterval``); a served command or a sleeping waiter
+/// brings it back to ``pollInterval`` at once (a waiter wakes the service thread when it backed off).
+/// Nobody can tell the difference, because ``pollEvents()`` and ``readDoorbell()`` scan the doorbell
+/// array themselves, and the pass only matters to a sleeper. This deviation from vNTB (which polls at
+/// one fixed period) keeps a fast-mode endpoint from waking 10 000 times a second on the core of a
+/// polling data path (kernel-facts.md §3.2: doorbells are polled by a delayed work).
+///
 /// Doorbell numbering (kernel-facts.md §3.2): the host writes slot `b + 2` for its bit `b`; this side
 /// reports it as bit `b` (vNTB reports `slot - 1`, an off-by-one between the two Linux sides that Linux
 /// hides by kicking every queue). Ringing bit `b` raises MSI `b + 3` (1-based), host vector `b + 2`.
 public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice, @unchecked Sendable {
     public let name: String
     public let controller: Controller
-    /// How often the service thread looks at commands and doorbells.
+    /// How often the service thread looks at commands and doorbells (while it has something to do; see
+    /// the type's documentation for the idle back-off).
     public let pollInterval: Duration
+    /// `epf_ntb_cmd_handler`'s period: `queue_delayed_work(kpcintf_workqueue, &ntb->cmd_handler,
+    /// msecs_to_jiffies(5))`; the longest a fast-mode service thread sleeps when idle.
+    public static var linuxPollInterval: Duration { .milliseconds(5) }
     public let scratchpadCount: Int
     /// Doorbell slots served (configfs `db_count`).
     public let doorbellSlots: Int
@@ -39,6 +52,15 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     /// fires the doorbell array is scanned at once instead of at the next poll.
     private let doorbellInterrupt: EventNotifier?
     private let poller: DescriptorPoller
+    /// Wakes a backed-off service thread when a waiter arrives.
+    private let serviceWake: EventNotifier
+    /// Threads asleep in ``waitForEvents(timeout:)``: while any, the service thread polls at ``pollInterval``.
+    private let sleepers = Atomic<Int>(0)
+    /// Whether the service thread currently sleeps longer than ``pollInterval`` (a waiter must wake it).
+    private let backedOff = Atomic<Bool>(false)
+    /// Service passes so far, for tests and statistics.
+    public var servicePasses: Int { passes.load(ordering: .relaxed) }
+    private let passes = Atomic<Int>(0)
     private var thread: pthread_t?
     /// Commands served, for tests and statistics.
     public var commandsServed: Int { served.load(ordering: .relaxed) }
@@ -76,7 +98,8 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         self.dbSpace = controller.doorbellSpace
         do { self.eventNotifier = try EventNotifier() } catch { throw .pci(PCIKitErrorDescription(error)) }
         self.doorbellInterrupt = doorbellInterrupt
-        self.poller = DescriptorPoller(doorbellInterrupt.map { [$0.fd] } ?? [])
+        do { self.serviceWake = try EventNotifier() } catch { throw .pci(PCIKitErrorDescription(error)) }
+        self.poller = DescriptorPoller((doorbellInterrupt.map { [$0.fd] } ?? []) + [serviceWake.fd])
 
         // Fresh function: everything zero, then the fields vNTB publishes.
         for off in stride(from: 0, to: ctrlSize + 8 * scratchpadCount, by: 4) { config.store32(0, at: off) }
@@ -114,6 +137,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         stopping.store(true, ordering: .releasing)
+        serviceWake.signal()
         if let thread {
             // The last reference may be dropped on the service thread itself: then it just ends.
             if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
@@ -124,29 +148,42 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     private final class ServiceBox: @unchecked Sendable {
         weak var device: VNTBEndpointDevice?
         let interval: Duration
-        init(_ device: VNTBEndpointDevice) { self.device = device; self.interval = device.pollInterval }
+        let idleInterval: Duration
+        init(_ device: VNTBEndpointDevice) {
+            self.device = device
+            self.interval = device.pollInterval
+            self.idleInterval = max(device.pollInterval, VNTBEndpointDevice.linuxPollInterval)
+        }
         func run() {
+            var next = interval
             while let device, !device.stopping.load(ordering: .acquiring) {
-                device.serviceOnce()
-                if device.doorbellInterrupt != nil {
-                    // msi_doorbell: doorbells interrupt us; commands are still polled (vNTB: every 500 ms,
-                    // here at the configured interval so tests stay fast).
-                    if device.poller.wait(milliseconds: pollMilliseconds(interval)) > 0 { device.doorbellInterrupt!.consume() }
-                } else if interval > .zero {
-                    sleep(for: interval)
-                } else {
-                    sched_yield()
+                let served = device.serviceOnce()
+                // Back off while idle (no command, nobody asleep on the events); see the type's documentation.
+                if served || device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval } else { next = min(next * 2, idleInterval) }
+                device.backedOff.store(next > interval, ordering: .sequentiallyConsistent)
+                // A waiter that arrived after the look above sees backedOff and wakes us (store, then load on
+                // both sides, sequentially consistent: one of the two sees the other).
+                if next > interval, device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval; device.backedOff.store(false, ordering: .sequentiallyConsistent) }
+                if next <= .zero { sched_yield(); continue }
+                // msi_doorbell: doorbells also interrupt us; commands are still polled (vNTB: every 500 ms,
+                // here at the configured interval so tests stay fast).
+                if device.poller.wait(timeout: next) > 0 {
+                    if device.doorbellInterrupt != nil, device.poller.isReady(0) { device.doorbellInterrupt!.consume() }
+                    if device.poller.isReady(device.poller.count - 1) { device.serviceWake.consume() }
                 }
             }
         }
     }
 
-    /// One pass of `epf_ntb_cmd_handler`: scan doorbells, then take and serve one command.
-    public func serviceOnce() {
-        serviceLock.withLock { _ in
+    /// One pass of `epf_ntb_cmd_handler`: scan doorbells, then take and serve one command. Returns
+    /// whether there was a command.
+    @discardableResult
+    public func serviceOnce() -> Bool {
+        passes.add(1, ordering: .relaxed)
+        return serviceLock.withLock { _ -> Bool in
             scanDoorbells()
             let command = ctrl.load32(at: EPFControl.command)
-            guard command != 0 else { return }
+            guard command != 0 else { return false }
             Barrier.read()
             let argument = ctrl.load32(at: EPFControl.argument)
             ctrl.store32(0, at: EPFControl.command)
@@ -155,6 +192,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
             Barrier.write()
             ctrl.store16(ok ? EPFControl.statusOK : EPFControl.statusError, at: EPFControl.commandStatus)
             served.add(1, ordering: .relaxed)
+            return true
         }
     }
 
@@ -294,7 +332,12 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         vector >= 2 && vector < doorbellSlots ? UInt64(1) << UInt64(vector - 2) : 0
     }
 
-    public func readDoorbell() -> UInt64 { doorbells.read() }
+    /// Pending bits, after a scan of the doorbell array (as ``pollEvents()``), so a reader never depends
+    /// on the service thread's period.
+    public func readDoorbell() -> UInt64 {
+        scanDoorbells()
+        return doorbells.read()
+    }
     public func clearDoorbell(_ bits: UInt64) { doorbells.clear(bits) }
     /// vntb_epf_db_set_mask is a no-op; the mask is kept in software.
     public func setDoorbellMask(_ bits: UInt64) { doorbells.setMask(bits) }
@@ -349,6 +392,10 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
 
     public func waitForEvents(timeout: Duration) -> NTBEvents {
         let deadline = now() + timeout
+        // A sleeper keeps the service thread at pollInterval (it signals the eventNotifier on a doorbell).
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        defer { sleepers.subtract(1, ordering: .releasing) }
+        if backedOff.load(ordering: .sequentiallyConsistent) { serviceWake.signal() }
         while true {
             eventNotifier.consume()   // before looking, so a signal after the look wakes the wait below
             let events = pollEvents()

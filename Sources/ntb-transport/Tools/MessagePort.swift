@@ -140,12 +140,14 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
 
     /// Takes the next received message, waiting up to `timeout` (nil: the port's default).
     func receive(timeout: Duration? = nil) throws(ToolError) -> (slot: Int, length: Int) {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout ?? waitTimeout)
+        // The clock is read once nothing came at the first look (not once per message; `wait` spins first).
+        var deadline: ContinuousClock.Instant?
         while inboxCount == 0 {
             if linkLost { throw ToolError("the peer went away (queue pair \(qp.index) link down)") }
             if pump() == 0 {
-                if clock.now >= deadline { throw ToolError("no message from the peer on queue pair \(qp.index) within \(timeout ?? waitTimeout); is the peer running?") }
+                let now = ContinuousClock.now
+                if deadline == nil { deadline = now.advanced(by: timeout ?? waitTimeout) }
+                if now >= deadline! { throw ToolError("no message from the peer on queue pair \(qp.index) within \(timeout ?? waitTimeout); is the peer running?") }
                 _ = qp.wait(timeout: .milliseconds(5))
             }
         }
