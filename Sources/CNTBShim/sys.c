@@ -1,5 +1,7 @@
 /* sys.c - non-variadic ioctl entry points and ppoll of ntb_sys.h. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <sys/ioctl.h>
 #include <poll.h>

@@ -48,19 +48,19 @@ import Glibc
     /// consume re-arms it, and two notifiers on the same FIFO and word (raiser and consumer processes)
     /// never lose a wake-up.
     @Test func fifoNotifierCoalescesWhilePending() throws {
-        final class Owner { let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1); deinit { word.deallocate() } }
+        @safe final class Owner { let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1); deinit { unsafe word.deallocate() } }
         let owner = Owner()
-        owner.word.pointee = 0
+        unsafe owner.word.pointee = 0
         let path = "/tmp/pcikit-test-\(getpid())-coalesce.fifo"
-        defer { unlink(path) }
-        let raiser = try EventNotifier(fifoAt: path, pendingWord: owner.word, retaining: owner)
-        let consumer = try EventNotifier(fifoAt: path, pendingWord: owner.word, retaining: owner)
+        defer { unsafe unlink(path) }
+        let raiser = unsafe try EventNotifier(fifoAt: path, pendingWord: owner.word, retaining: owner)
+        let consumer = unsafe try EventNotifier(fifoAt: path, pendingWord: owner.word, retaining: owner)
         #expect(consumer.wait(timeout: .milliseconds(1)) == false)
         raiser.signal(); raiser.signal(); raiser.signal()
-        #expect(owner.word.pointee == 1)
+        unsafe #expect(owner.word.pointee == 1)
         #expect(consumer.wait(timeout: .milliseconds(100)))
         #expect(consumer.consume() == 1)          // one byte for three raises: coalesced
-        #expect(owner.word.pointee == 0)
+        unsafe #expect(owner.word.pointee == 0)
         #expect(consumer.wait(timeout: .milliseconds(1)) == false)
         raiser.signal()                           // re-armed: writes again
         #expect(consumer.wait(timeout: .milliseconds(100)))
