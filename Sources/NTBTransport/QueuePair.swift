@@ -452,6 +452,22 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// Receives at most `limit` messages per call (Linux processes at most rx_max_entry per tasklet run).
     @inlinable @discardableResult
     public func poll(limit: Int = 64, _ handle: (Completion) -> Void) -> Int {
+        unsafe pollCore(limit: limit, inPlace: false, { _ in }, handle)
+    }
+
+    /// ``poll(limit:_:)`` with zero-copy receive: a frame that finds no posted receive buffer is handed
+    /// to `frame` straight from the receive ring (our memory, which the peer wrote) and released when
+    /// `frame` returns; nothing is copied. Linux always copies into the client's buffer; this is the
+    /// DPDK-style alternative for clients that consume a message where it lies (a counter, a parser,
+    /// a `write(2)`). Frames still go to posted buffers first. DMA channels (`edma`) always deliver
+    /// into posted buffers (their payload lands there without a copy already).
+    @inlinable @discardableResult
+    public func poll(limit: Int = 64, inPlace frame: (UnsafeRawBufferPointer) -> Void, _ handle: (Completion) -> Void) -> Int {
+        unsafe pollCore(limit: limit, inPlace: true, frame, handle)
+    }
+
+    @inlinable
+    func pollCore(limit: Int, inPlace: Bool, _ frame: (UnsafeRawBufferPointer) -> Void, _ handle: (Completion) -> Void) -> Int {
         var reported = 0
         let target = link.target.load(ordering: .acquiring)
         if target != adopted { reported &+= transition(to: target, handle) }
@@ -483,7 +499,15 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                 counters.add(.rxRingEmpty)
                 break loop
             case let .frame(length):
-                guard rxCount > 0 else { counters.add(.rxErrNoBuf); break loop }
+                guard rxCount > 0 else {
+                    guard inPlace else { counters.add(.rxErrNoBuf); break loop }
+                    unsafe frame(channel.receivedBytes(length: length))
+                    counters.add(.rxPackets)
+                    counters.add(.rxBytes, UInt64(length))
+                    channel.consumeReceived()
+                    received &+= 1
+                    continue loop
+                }
                 let (base, capacity, cookie) = unsafe popReceive()
                 if length > capacity {
                     counters.add(.rxErrOverflow)
@@ -513,7 +537,13 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                 _ = expected
                 break loop
             case .badLength:
-                guard rxCount > 0 else { counters.add(.rxErrNoBuf); break loop }
+                guard rxCount > 0 else {
+                    guard inPlace else { counters.add(.rxErrNoBuf); break loop }
+                    counters.add(.rxErrLength)
+                    channel.consumeReceived()
+                    received &+= 1
+                    continue loop
+                }
                 counters.add(.rxErrLength)
                 let (_, _, cookie) = unsafe popReceive()
                 handle(Completion(kind: .receive, status: .invalidFrame, cookie: cookie, length: 0))

@@ -114,6 +114,41 @@ func send(_ qp: QueuePair<MockNTBDevice, HostBackend>, _ bytes: [UInt8], cookie:
         #expect(h.counters[.rxErrOverflow] == 1)
     }
 
+    /// Zero-copy receive: frames go to posted buffers first; the rest are handed over where they lie
+    /// in the receive ring, in order, and the ring space comes back to the sender.
+    @Test func framesWithoutAPostedBufferAreHandedOverInPlace() throws {
+        let f = try LinkFixture("in-place")
+        let (host, ep) = try linkedPair(f)
+        defer { host.close(); ep.close() }
+        let h = host.queuePairs[0], e = ep.queuePairs[0]
+        let rx = Buffers(count: 1, size: 4096)
+        try unsafe e.postReceive(rx.buffer(0), cookie: 42)
+        // More messages than the ring holds, so the sender needs the frames released in place.
+        let total = Int(h.counters[.txMaxEntry]) * 2
+        var sent = 0, inPlace: [[UInt8]] = [], posted: [Completion] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while inPlace.count + posted.count < total {
+            guard ContinuousClock.now < deadline else { Issue.record("received \(inPlace.count) in place, \(posted.count) posted of \(total)"); return }
+            while sent < total {
+                var full = false
+                do throws(TransportError) {
+                    try send(h, Array(repeating: UInt8(truncatingIfNeeded: sent), count: 1 + sent % 50), cookie: UInt64(sent))
+                } catch {
+                    guard case .ringFull = error else { throw error }
+                    full = true
+                }
+                if full { break }
+                sent += 1
+            }
+            h.poll { _ in }
+            unsafe e.poll(inPlace: { unsafe inPlace.append(Array($0)) }) { c in if c.kind == .receive { posted.append(c) } }
+        }
+        #expect(posted.map(\.cookie) == [42] && posted.first?.length == 1)
+        #expect(rx.bytes(0, 1) == [0])
+        #expect(inPlace == (1..<total).map { Array(repeating: UInt8(truncatingIfNeeded: $0), count: 1 + $0 % 50) })
+        #expect(e.counters[.rxPackets] == UInt64(total) && e.counters[.rxMemcpy] == 1)
+    }
+
     @Test func ringFullIsReportedAndClears() throws {
         let f = try LinkFixture("full")
         let (host, ep) = try linkedPair(f)

@@ -172,8 +172,18 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
             else { bytes &+= UInt64(length); messages &+= 1 }
             try? post(slot)
         }
+        // Frame channels (host): count each message where it lies in the receive ring, no copy
+        // (QueuePair.poll(inPlace:)); the buffers come back to the queue pair afterwards. Nothing
+        // follows the END on a queue pair until the initiator has our result, so no later message is
+        // consumed here.
+        let inPlace = !Backend.Channel.movesByDMA
+        if inPlace && !done { qp.removeReceives() }
+        defer { if inPlace { for i in 0..<bufferCount { try? post(i) } } }
         while !done {
-            let n = qp.poll(limit: 256) { c in
+            let n = qp.poll(limit: 256, inPlace: { b in
+                if b.count == ControlMessage.size, let m = ControlMessage(b), m.kind == kind { done = true }
+                else { bytes &+= UInt64(b.count); messages &+= 1 }
+            }) { c in
                 switch c.kind {
                 case .receive:
                     let slot = Int(c.cookie)
