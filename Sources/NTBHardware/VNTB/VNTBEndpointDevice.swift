@@ -369,43 +369,34 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         return events
     }
 
+    public func waitForEvents(timeout: Duration) -> NTBEvents {
+        waitForDoorbells(.max, timeout: timeout)
+    }
+
     /// One queue pair's wait: returns on `bits`, a link change, or another wake of this side's
     /// interrupt (the eDMA engine's), not on other queue pairs' doorbells.
     public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents {
-        let deadline = now() + timeout
-        while true {
-            eventNotifier.consume()   // before looking, so a signal after the look wakes the wait below
-            var events = pollEvents()
-            events.remove(.doorbell)
-            if doorbells.hasUnmasked(bits) { events.insert(.doorbell) }
-            if !events.isEmpty { return events }
-            let left = deadline - now()
-            if left <= .zero { return [] }
-            if eventNotifier.wait(timeout: min(left, max(pollInterval, .milliseconds(1)))) {
-                var after = pollEvents()
-                after.remove(.doorbell)
-                if doorbells.hasUnmasked(bits) { after.insert(.doorbell) }
-                return after.isEmpty ? .other : after
-            }
-        }
-    }
-
-    public func waitForEvents(timeout: Duration) -> NTBEvents {
         let deadline = now() + timeout
         // A sleeper keeps the service thread at pollInterval (it signals the eventNotifier on a doorbell).
         sleepers.add(1, ordering: .sequentiallyConsistent)
         defer { sleepers.subtract(1, ordering: .releasing) }
         if backedOff.load(ordering: .sequentiallyConsistent) { serviceWake.signal() }
+        func look() -> NTBEvents {
+            var events = pollEvents()
+            events.remove(.doorbell)
+            if doorbells.hasUnmasked(bits) { events.insert(.doorbell) }
+            return events
+        }
         while true {
             eventNotifier.consume()   // before looking, so a signal after the look wakes the wait below
-            let events = pollEvents()
+            let events = look()
             if !events.isEmpty { return events }
             let left = deadline - now()
             if left <= .zero { return [] }
             if eventNotifier.wait(timeout: min(left, max(pollInterval, .milliseconds(1)))) {
-                // Woken without a doorbell or link change: another source of this side's interrupt
-                // (the eDMA engine's, edma backend) — the caller looks at its rings.
-                let after = pollEvents()
+                // Woken without a doorbell of ours or a link change: another source of this side's
+                // interrupt (the eDMA engine's, edma backend) — the caller looks at its rings.
+                let after = look()
                 return after.isEmpty ? .other : after
             }
         }
