@@ -113,17 +113,20 @@ struct DemoCommand: ParsableCommand {
         let pin = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2
         // The edma endpoint hosts the eDMA engine model (the silicon's stand-in) in its process: a
         // spinning receiver on the same core would starve it, so that side sleeps between messages
-        // (adaptive; the engine's interrupt wakes it) and is not pinned (the engine runs beside it).
+        // (interrupt; the engine's interrupt wakes it) and is not pinned (the engine runs beside it).
         let isEDMA = name == EDMABackendName.name
-        let endpointWait = isEDMA ? "adaptive" : "polling"
+        let endpointWait = isEDMA ? "interrupt" : "polling"
         child.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--backend", name, "--fast",
                            "--wait", endpointWait, "--mtu", "\(mtu)", "--qps", "1", "--dir", received] + (pin && !isEDMA ? ["--cpu", "1"] : [])
-        if pin { try pinToCPU(0) }
         let log = "\(dir)/endpoint-\(name)-\(mtu).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         child.standardError = FileHandle(forWritingAtPath: log)
         child.standardOutput = FileHandle.nullDevice
+        if pin { try unpinCPU() }   // the previous phase pinned us; the child must not inherit it
         try child.run()
+        // Pin this side only once the endpoint runs: a child inherits the parent's CPU set, and the
+        // unpinned edma endpoint (with its engine model) must not be confined to our core.
+        if pin { try pinToCPU(0) }
         defer {
             if child.isRunning { child.terminate() }
             child.waitUntilExit()

@@ -171,10 +171,20 @@ struct OpenTransport<J: TransportJob>: DeviceJob {
 
 /// Pins the calling process (all its threads created afterwards, and this one) to `cpu`.
 func pinToCPU(_ cpu: Int) throws {
-    var set = cpu_set_t()
     let bits = MemoryLayout<cpu_set_t>.size * 8
     guard cpu >= 0 && cpu < bits else { throw ToolError("--cpu \(cpu) is out of range") }
-    withUnsafeMutableBytes(of: &set) { $0[cpu / 8] |= UInt8(1) << UInt8(cpu % 8) }
+    try setAffinity([cpu])
+}
+
+/// Lets the calling thread run on every online CPU again (children inherit the CPU set).
+func unpinCPU() throws {
+    try setAffinity(Array(0..<min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), MemoryLayout<cpu_set_t>.size * 8)))
+}
+
+private func setAffinity(_ cpus: [Int]) throws {
+    var set = cpu_set_t()
+    for cpu in cpus { withUnsafeMutableBytes(of: &set) { $0[cpu / 8] |= UInt8(1) << UInt8(cpu % 8) } }
+    let cpu = cpus.first ?? 0
     // sched_setaffinity is a GNU extension the Glibc module does not export; look it up in libc.
     typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_setaffinity") else {
