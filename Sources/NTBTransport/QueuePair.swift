@@ -305,6 +305,12 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     public func sendBatch(count: Int, dma message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64, cookie: UInt64)) throws(TransportError) -> Int {
         guard Channel.movesByDMA else { return try unsafe sendBatch(count: count) { i in let m = unsafe message(i); return unsafe (m.bytes, m.cookie) } }
         guard isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
+        return try unsafe sendBatchDMA(count: count) { i in let m = unsafe message(i); return unsafe (m.bytes, m.busAddress, m.cookie) }
+    }
+
+    /// The batch of a DMA channel: every message queued on one chain, started once.
+    @inlinable
+    func sendBatchDMA(count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64)) throws(TransportError) -> Int {
         if free < count { reap() }
         var sent = 0
         while sent < count {
@@ -361,24 +367,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         guard isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
         if Channel.movesByDMA {
             // Through bounce buffers (no bus addresses): ``sendBatch(count:dma:)`` avoids the copy.
-            if free < count { reap() }
-            var sent = 0
-            while sent < count, free > 0 {
-                let m = unsafe message(sent)
-                do throws(TransportError) {
-                    try unsafe admit(m.bytes)
-                    try unsafe writeDMA(m.bytes, busAddress: nil, cookie: m.cookie)
-                } catch .ringFull {
-                    break
-                } catch {
-                    if sent > 0 { channel.startTransmit() }
-                    throw error
-                }
-                sent &+= 1
-            }
-            if sent < count && free == 0 { counters.add(.txRingFull) }
-            if sent > 0 { channel.startTransmit() }
-            return sent
+            return try unsafe sendBatchDMA(count: count) { i in let m = unsafe message(i); return unsafe (m.bytes, nil, m.cookie) }
         }
         if free < count { reap() }
         var sent = 0

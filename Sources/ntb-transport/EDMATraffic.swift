@@ -106,13 +106,6 @@ enum EDMATraffic {
         return "edma traffic: sent \(done) messages (\(bytes) bytes) on \(queuePairs) queue pairs, \(figures), \(aborted.count) aborted" + (aborted.isEmpty ? "" : " (\(aborted.joined(separator: " ")))")
     }
 
-    /// CPU time of the calling thread (the sender's cost; the model runs in the endpoint process).
-    static func threadCPUSeconds() -> Double {
-        var t = timespec()
-        _ = unsafe clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-    }
-
     static func formatted(_ v: Double, _ digits: Int) -> String {
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }

@@ -310,36 +310,33 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
     }
 
     public func waitForEvents(timeout: Duration) -> NTBEvents {
-        // vNTB raises no interrupt for link changes, so wake at least every 10 ms to look at link_status
-        // (NTB_LINK_DOWN_TIMEOUT is 10 ms in ntb_transport).
-        let deadline = now() + timeout
-        while true {
-            let events = pollEvents()
-            if !events.isEmpty { return events }
-            let left = deadline - now()
-            if left <= .zero { return [] }
-            _ = poller.wait(milliseconds: pollMilliseconds(min(left, .milliseconds(10))))
-            let after = collect()
-            if !after.isEmpty { return after }
-        }
+        waitForDoorbells(.max, timeout: timeout)
     }
 
     /// One queue pair's wait: every ready vector still becomes a pending bit (ntb_epf_vec_isr), but
     /// only `bits`, the link and the mock monitor end the wait (other queue pairs' doorbells stay
     /// pending for their own threads).
     public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents {
+        // vNTB raises no interrupt for link changes, so wake at least every 10 ms to look at link_status
+        // (NTB_LINK_DOWN_TIMEOUT is 10 ms in ntb_transport).
         let deadline = now() + timeout
-        while true {
-            _ = poller.wait(milliseconds: 0)
-            var events = collect()
+        func ours(_ found: NTBEvents) -> NTBEvents {
+            var events = found
             events.remove(.doorbell)
             if doorbells.hasUnmasked(bits) { events.insert(.doorbell) }
+            return events
+        }
+        while true {
+            let events = ours(pollEvents())
             if !events.isEmpty { return events }
             let left = deadline - now()
             if left <= .zero { return [] }
             _ = poller.wait(milliseconds: pollMilliseconds(min(left, .milliseconds(10))))
+            let after = ours(collect())
+            if !after.isEmpty { return after }
         }
     }
+
 
     /// Turns ready vectors into pending bits (ntb_epf_vec_isr) and compares link_status with the last look.
     private func collect() -> NTBEvents {

@@ -64,6 +64,8 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
     private var controller: DWEDMAController<Space>?
     private var published: EDMAPeerWindow.Published?
     private var validated: ValidatedEDMAWindow?
+    /// Host: the eDMA window as this side maps it (LL regions, notification page).
+    private var peerWindowRegion: MMIORegion?
     private var endpointLists: DMABuffer?
     private var buffers: [DMABuffer] = []
     private var queues: [EDMAQueueState<Space>?]
@@ -135,9 +137,12 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
         if side == .host && controller == nil {
             // kernel-facts §4.3: the host connects after the handshake (the endpoint published before link-up).
             let (window, controller) = try EDMAEngineAccess.connect(device, locator: locator)
+            let region: MMIORegion
+            do throws(NTBError) { region = try device.peerMemoryWindow(window.window) } catch { throw .device(error) }
             self.validated = window
+            self.peerWindowRegion = region
             self.controller = controller
-            try openNotifyChannel(window, controller)
+            try openNotifyChannel(window, region, controller)
         }
         guard let controller else { preconditionFailure("the endpoint's engine is opened in init") }
         let isEndpoint = side == .endpoint
@@ -152,8 +157,8 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
         if queues[q] == nil {
             let channel: EDMAChannel<EDMAv0Core<Space>, MMIORegion>
             do throws(EDMAError) {
-                if let window = validated {
-                    let ll = try peerWindow(window.window).subregion(offset: window.layout.linkedListOffset(q), length: window.layout.pageSize)
+                if let window = validated, let region = peerWindowRegion {
+                    let ll = region.subregion(offset: window.layout.linkedListOffset(q), length: window.layout.pageSize)
                     channel = try controller.channel(.read, q, ll: ll, llBusAddress: window.info.linkedListAddresses[q])
                 } else {
                     let lists = endpointLists!
@@ -186,18 +191,11 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
                                 endpoint: isEndpoint, notify: notifyPort)
     }
 
-    private func peerWindow(_ index: Int) throws(EDMAError) -> MMIORegion {
-        do throws(NTBError) { return try device.peerMemoryWindow(index) }
-        catch { throw .badLinkedListRegion(size: 0, busAddress: 0) }
-    }
-
     /// Host: the notify read channel (the one after the data channels) with its LL region in the
     /// window, a 4-byte source in host memory and `db_base` as the target (kernel-facts §4.3).
-    private func openNotifyChannel(_ window: ValidatedEDMAWindow, _ controller: DWEDMAController<Space>) throws(TransportError) {
+    private func openNotifyChannel(_ window: ValidatedEDMAWindow, _ region: MMIORegion, _ controller: DWEDMAController<Space>) throws(TransportError) {
         let n = EDMAChannelMap.notifyChannel(dataChannels: locator.dataChannels)
         do {
-            let region: MMIORegion
-            do throws(NTBError) { region = try device.peerMemoryWindow(window.window) } catch { throw .device(error) }
             let source: DMABuffer
             do throws(NTBError) { source = try device.allocateInboundBuffer(length: 4096, alignment: 4096) } catch { throw .device(error) }
             buffers.append(source)

@@ -17,6 +17,7 @@ private let dmaPorts = Mutex<[ObjectIdentifier: Handoff<AnyObject>]>([:])
 /// Lets go of every DMA port (call once their transports are closed: the buffers come back to the
 /// device and the queue pairs, with their devices, can go).
 func releaseDMAPorts() {
+    // Taken out under the lock, let go after it: their deinit closes DMA memory.
     let ports = dmaPorts.withLock { d in defer { d.removeAll() }; return Array(d.values) }
     _ = ports
 }

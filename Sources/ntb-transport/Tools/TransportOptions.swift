@@ -149,10 +149,10 @@ struct OpenTransport<J: TransportJob>: DeviceJob {
         do { loaded = try Policy.load(from: source) } catch { throw ToolError("\(error)") }
         guard let port = policyPort else { return (HostBackend.name, EDMALocator()) }   // a port a policy cannot name (ivshmem)
         var decision = loaded.policy.decide(for: port)
-        if case .undecided = decision.outcome {
-            decision = loaded.policy.decide(for: port, edma: edmaProbe(device, locator: decision.locator))
-        } else if case .use(.edma) = decision.outcome {
-            decision = loaded.policy.decide(for: port, edma: edmaProbe(device, locator: decision.locator))
+        // auto (undecided) and edma depend on what the port's eDMA looks like now.
+        switch decision.outcome {
+        case .undecided, .use(.edma): decision = loaded.policy.decide(for: port, edma: edmaProbe(device, locator: decision.locator))
+        default: break
         }
         switch decision.backendToOpen() {
         case let .success(kind): return (kind.rawValue, decision.locator)
