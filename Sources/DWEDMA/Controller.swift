@@ -168,10 +168,13 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline let core: Core
     @usableFromInline let ll: LL
     /// Cycle bit of the next submission (starts at 1, flips per submission).
+    @inlinable
     public var cycle: Bool { _cycle }
     /// Whether the next start must run the first-start sequence (after claim or abort).
+    @inlinable
     public var needsFullStart: Bool { _needsFullStart }
     /// Counters since the channel was claimed.
+    @inlinable
     public var counters: EDMAChannelCounters { _counters }
     @usableFromInline var _cycle: Bool = true
     @usableFromInline var _needsFullStart: Bool = true
@@ -179,6 +182,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline var _noResponse = false
     @usableFromInline var _remoteOnly = false
     /// Whether the last poll read all ones from `int_status` (the device no longer answers).
+    @inlinable
     public var lastPollHadNoResponse: Bool { _noResponse }
     @usableFromInline var inFlight: UInt64 = 0
     @usableFromInline var inFlightElements: Int = 0
@@ -201,6 +205,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     deinit { owner.release(direction, index) }
 
     /// Whether a submission is in flight.
+    @inlinable
     public var isBusy: Bool { inFlight != 0 }
 
     /// Points this channel's DONE and ABORT IMWr at an MSI vector: address, and data = base data +

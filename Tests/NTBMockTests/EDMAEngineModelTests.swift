@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Testing
+import Synchronization
 import PCIKit
 import DWEDMA
 @testable import NTBMock
@@ -16,7 +17,8 @@ import DWEDMA
         let model: EDMAEngineModel
         let regs: PostedWriteRegisterSpace
         static let epBus: UInt64 = 0x2000_0000, hostBus: UInt64 = 0x4_0000_0000
-        init(format: EDMAMapFormat = .unroll, irq: EventNotifier? = nil, ringCapacity: Int = 1024) throws {
+        init(format: EDMAMapFormat = .unroll, irq: EventNotifier? = nil, ringCapacity: Int = 1024,
+             copyHook: (@Sendable (EDMADirection, Int) -> Void)? = nil) throws {
             var template = Array("/tmp/edma-model-XXXXXX".utf8CString)
             _ = unsafe template.withUnsafeMutableBufferPointer { unsafe mkdtemp($0.baseAddress!) }
             dir = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -25,7 +27,8 @@ import DWEDMA
             model = try EDMAEngineModel(EDMAModelConfiguration(directory: dir, writeChannels: 2, readChannels: 8, format: format,
                                                                ringCapacity: ringCapacity,
                                                                localSpace: BusAddressSpace([ep.segment]),
-                                                               pcieSpace: BusAddressSpace([host.segment]), localInterrupt: irq))
+                                                               pcieSpace: BusAddressSpace([host.segment]), localInterrupt: irq,
+                                                               copyHook: copyHook))
             regs = model.registerSpace(.endpoint)
         }
         deinit {
@@ -34,21 +37,23 @@ import DWEDMA
             _ = unsafe rmdir(dir)
         }
         var ll: MMIORegion { ep.region.mmio }
-        /// Writes a data element at slot i of the LL at EP offset 0.
-        func data(_ i: Int, control: UInt32, size: UInt32, sar: UInt64, dar: UInt64) {
-            ll.store32(control, at: i * 24); ll.store32(size, at: i * 24 + 4)
-            ll.store64(sar, at: i * 24 + 8); ll.store64(dar, at: i * 24 + 16)
+        /// Writes a data element at slot i of the LL at EP offset `at`.
+        func data(_ i: Int, control: UInt32, size: UInt32, sar: UInt64, dar: UInt64, at: Int = 0) {
+            ll.store32(control, at: at + i * 24); ll.store32(size, at: at + i * 24 + 4)
+            ll.store64(sar, at: at + i * 24 + 8); ll.store64(dar, at: at + i * 24 + 16)
         }
-        func link(_ i: Int, control: UInt32, to: UInt64) { ll.store32(control, at: i * 24); ll.store64(to, at: i * 24 + 8) }
-        /// First-start sequence for write channel `c` with the LL at EP offset 0.
-        func start(_ d: EDMADirection = .write, _ c: Int = 0, llErr: Bool = true) {
+        func link(_ i: Int, control: UInt32, to: UInt64, at: Int = 0) {
+            ll.store32(control, at: at + i * 24); ll.store64(to, at: at + i * 24 + 8)
+        }
+        /// First-start sequence for write channel `c` with the LL at EP offset `llAt`.
+        func start(_ d: EDMADirection = .write, _ c: Int = 0, llErr: Bool = true, llAt: Int = 0) {
             regs.store32(1, at: EDMARegisters.engineEnable(d))
             regs.store32(0, at: EDMARegisters.intMask(d))
             if llErr { regs.store32(1 << UInt32(c), at: EDMARegisters.linkedListErrorEnable(d)) }
             let base = EDMARegisters.unrollChannelBase(d, channel: c)
             regs.store32(ChannelControl.ccs | ChannelControl.lle, at: base)
-            regs.store32(UInt32(truncatingIfNeeded: Self.epBus), at: base + 0x1C)
-            regs.store32(UInt32(truncatingIfNeeded: Self.epBus >> 32), at: base + 0x20)
+            regs.store32(UInt32(truncatingIfNeeded: Self.epBus + UInt64(llAt)), at: base + 0x1C)
+            regs.store32(UInt32(truncatingIfNeeded: (Self.epBus + UInt64(llAt)) >> 32), at: base + 0x20)
             regs.store32(UInt32(c), at: EDMARegisters.doorbell(d))
         }
         func waitStatus(_ bits: UInt32, _ d: EDMADirection = .write) -> UInt32 {
@@ -200,5 +205,62 @@ import DWEDMA
         for i in 0..<offsets.count { _ = unsafe pthread_join(group[i], nil) }
         for off in offsets { #expect(space.load32(at: off) == 2000) }
         #expect(r.model.counters.storesApplied >= 8000)
+    }
+
+    /// A gate a data mover waits at inside ``EDMAModelConfiguration/copyHook``.
+    final class Gate: @unchecked Sendable {
+        let state = Mutex<(entered: [Int], open: Bool)>(([], false))
+        func pass(_ c: Int) {
+            state.withLock { $0.entered.append(c) }
+            while !state.withLock({ $0.open }) { usleep(100) }
+        }
+        func waitEntered(_ n: Int) -> Bool {
+            for _ in 0..<50_000 where state.withLock({ $0.entered.count }) < n { usleep(100) }
+            return state.withLock { $0.entered.count } >= n
+        }
+        func open() { state.withLock { $0.open = true } }
+        var order: [Int] { state.withLock { $0.entered } }
+    }
+
+    /// Silicon answers register accesses while a channel moves data: a write then a read of the
+    /// registers completes with the channel still running, not after its copy.
+    @Test func registersAnswerWhileAnElementIsBeingCopied() throws {
+        let gate = Gate()
+        let r = try Rig(copyHook: { _, c in gate.pass(c) })
+        for i in 0..<64 { r.ep.region.mmio.store8(UInt8(i), at: 0x1000 + i) }
+        r.data(0, control: 1 | ChannelControl.lie, size: 64, sar: Rig.epBus + 0x1000, dar: Rig.hostBus)
+        r.link(1, control: 0x6, to: Rig.epBus)
+        r.start()
+        #expect(gate.waitEntered(1))
+        r.regs.store32(InterruptBits.abort(0), at: EDMARegisters.intMask(.write))   // a posted write ...
+        #expect(r.status() == .running)                                             // ... and a read behind it
+        #expect(r.regs.load32(at: EDMARegisters.intStatus(.write)) & InterruptBits.done(0) == 0)
+        gate.open()
+        #expect(r.waitStatus(InterruptBits.done(0)) & InterruptBits.done(0) != 0)
+        #expect(r.status() == .done)
+        for i in 0..<64 { #expect(r.host.region.mmio.load8(at: i) == UInt8(i)) }
+    }
+
+    /// The channels of a direction share its data path: the mover serves running channels round
+    /// robin, one element each, so a channel rung later is not held behind a long chain.
+    @Test func channelsOfADirectionAreServedRoundRobin() throws {
+        let gate = Gate()
+        let r = try Rig(copyHook: { _, c in gate.pass(c) })
+        for (c, llAt) in [(0, 0), (1, 0x2000)] {
+            for i in 0..<3 {
+                r.data(i, control: 1 | (i == 2 ? ChannelControl.lie : 0), size: 16,
+                       sar: Rig.epBus + 0x1000, dar: Rig.hostBus + UInt64(c * 0x100 + i * 16), at: llAt)
+            }
+            r.link(3, control: 0x6, to: Rig.epBus + UInt64(llAt), at: llAt)
+        }
+        r.start(.write, 0)
+        #expect(gate.waitEntered(1))            // channel 0's first element is being copied
+        r.start(.write, 1, llAt: 0x2000)
+        _ = r.status(.write, 1)                  // the doorbell is applied
+        gate.open()
+        let both = InterruptBits.done(0) | InterruptBits.done(1)
+        for _ in 0..<1000 where r.regs.load32(at: EDMARegisters.intStatus(.write)) & both != both { usleep(1000) }
+        #expect(r.regs.load32(at: EDMARegisters.intStatus(.write)) & both == both)
+        #expect(gate.order == [0, 1, 0, 1, 0, 1])
     }
 }

@@ -21,10 +21,13 @@ public struct EDMAModelConfiguration: Sendable {
     public var pcieSpace: BusAddressSpace
     /// The endpoint's local eDMA interrupt (LIE, interrupt emulation), if anyone listens.
     public var localInterrupt: EventNotifier?
+    /// Called by a data mover just before it copies an element of (direction, channel): tests hold
+    /// a copy in progress with it.
+    public var copyHook: (@Sendable (EDMADirection, Int) -> Void)?
 
     public init(directory: String, writeChannels: Int = 4, readChannels: Int = 4, format: EDMAMapFormat = .unroll,
                 ringCapacity: Int = 1024, localSpace: BusAddressSpace = .init(), pcieSpace: BusAddressSpace = .init(),
-                localInterrupt: EventNotifier? = nil) {
+                localInterrupt: EventNotifier? = nil, copyHook: (@Sendable (EDMADirection, Int) -> Void)? = nil) {
         precondition((1...8).contains(writeChannels) && (1...8).contains(readChannels))
         precondition(ringCapacity >= 2 && ringCapacity & (ringCapacity - 1) == 0)
         self.directory = directory
@@ -35,6 +38,7 @@ public struct EDMAModelConfiguration: Sendable {
         self.localSpace = localSpace
         self.pcieSpace = pcieSpace
         self.localInterrupt = localInterrupt
+        self.copyHook = copyHook
     }
 }
 
@@ -69,8 +73,11 @@ public enum EDMAModelAbortReason: Sendable, Equatable {
 /// the silicon does (kernel-facts.md §1), on its own thread.
 ///
 /// Register writes arrive through ``PostedWriteRegisterSpace``s (one ring per accessor, shared
-/// memory, so a driver in another process works too) and are applied in order; the engine walks the
-/// LL of every running channel, one element per step, copying through the bus address spaces.
+/// memory, so a driver in another process works too) and are applied in order by the model's
+/// register thread. Each direction has a data mover thread that walks the LL of its running
+/// channels round robin, one element per turn, copying through the bus address spaces; a long copy
+/// delays neither register accesses (a PCIe read of a busy eDMA's registers completes at once) nor
+/// the other direction.
 ///
 /// Semantics modelled (inferred where Linux does not say; see docs/mock-device.md):
 /// * `engine_en` BIT(0) gates doorbells; clearing it stops the direction's channels.
@@ -118,11 +125,20 @@ public final class EDMAEngineModel: @unchecked Sendable {
         var linkHops = 0
         var pendingLIE = false
         var pendingRIE = false
+        /// Bumped by every doorbell and stop, so a copy that finishes after its chain was stopped
+        /// (engine disabled) or restarted does not advance the new state.
+        var generation: UInt64 = 0
     }
-    // Touched only by the model thread.
+    /// Channel state and the register file's read-modify-writes, shared by the register thread and
+    /// the two data movers: touched only under `engine`. Copies run outside it.
     var channels: [[Channel]]
+    let engine = Mutex<Void>(())
     let stopFlag: UnsafeMutablePointer<UInt32>
-    var thread: pthread_t? = nil
+    /// Per direction (write, read): a futex word bumped by its doorbells, and a flag set while the
+    /// direction's mover sleeps on it.
+    let moverWake: UnsafeMutablePointer<UInt32>
+    var registerThread: pthread_t? = nil
+    var moverThreads: [pthread_t] = []
 
     /// Creates the model files in `configuration.directory` and starts the model thread.
     public init(_ configuration: EDMAModelConfiguration) throws(MockFileError) {
@@ -134,6 +150,8 @@ public final class EDMAEngineModel: @unchecked Sendable {
                     Array(repeating: Channel(), count: configuration.readChannels)]
         unsafe stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
         unsafe stopFlag.initialize(to: 0)
+        unsafe moverWake = UnsafeMutablePointer<UInt32>.allocate(capacity: 4)
+        unsafe moverWake.initialize(repeating: 0, count: 4)
         reg32(EDMARegisters.ctrl, ControlRegister(writeChannels: configuration.writeChannels,
                                                   readChannels: configuration.readChannels).rawValue)
         let all = InterruptBits.doneMask | InterruptBits.abortMask
@@ -148,19 +166,26 @@ public final class EDMAEngineModel: @unchecked Sendable {
     deinit {
         stop()
         unsafe stopFlag.deallocate()
+        unsafe moverWake.deallocate()
     }
 
     /// The register space of `accessor` in this process.
     public func registerSpace(_ accessor: EDMAAccessor) -> PostedWriteRegisterSpace { mapping.space(accessor) }
 
-    /// Stops the model thread (loads from accessors then return all ones). Idempotent.
+    /// Stops the model's threads (loads from accessors then return all ones). Idempotent.
     public func stop() {
-        guard let t = thread else { return }
+        guard let t = registerThread else { return }
         unsafe ntb_atomic_store_u32(stopFlag, 1)
         unsafe ntb_atomic_store_u32(&mapping.file.pointee.model_alive, 0)
         wakeModel()
         _ = pthread_join(t, nil)
-        thread = nil
+        for i in 0..<2 {
+            unsafe _ = ntb_atomic_fetch_add_u32(moverWake + 2 * i, 1)
+            unsafe ntb_futex_wake_all(moverWake + 2 * i)
+        }
+        for c in moverThreads { _ = pthread_join(c, nil) }
+        registerThread = nil
+        moverThreads = []
     }
 
     // MARK: Control plane (any thread)
@@ -189,23 +214,28 @@ public final class EDMAEngineModel: @unchecked Sendable {
         shared.withLock { $0.lastAbort["\(d)\(channel)"] }
     }
 
-    /// CPU time the model's thread has used. The model stands for the silicon: benchmarks count it
-    /// apart from the driver's CPU (issue 6: "account for it apart").
+    /// CPU time the model's threads (register thread and data movers) have used. The model
+    /// stands for the silicon: benchmarks count it apart from the driver's CPU (issue 6: "account
+    /// for it apart").
     public var threadCPUSeconds: Double {
-        guard let thread else { return 0 }
-        var clock = clockid_t()
-        guard unsafe pthread_getcpuclockid(thread, &clock) == 0 else { return 0 }
-        var t = timespec()
-        guard unsafe clock_gettime(clock, &t) == 0 else { return 0 }
-        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        guard let registerThread else { return 0 }
+        var total = 0.0
+        for thread in [registerThread] + moverThreads {
+            var clock = clockid_t()
+            guard unsafe pthread_getcpuclockid(thread, &clock) == 0 else { continue }
+            var t = timespec()
+            guard unsafe clock_gettime(clock, &t) == 0 else { continue }
+            total += Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        }
+        return total
     }
 
     // MARK: Thread
 
     final class Box: @unchecked Sendable { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
 
-    func start() {
-        let box = unsafe Unmanaged.passRetained(Box { [unowned self] in self.run() }).toOpaque()
+    static func spawn(_ body: @escaping () -> Void) -> pthread_t {
+        let box = unsafe Unmanaged.passRetained(Box(body)).toOpaque()
         var t = pthread_t()
         let rc = unsafe pthread_create(&t, nil, { arg in
             let b = unsafe Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
@@ -213,7 +243,14 @@ public final class EDMAEngineModel: @unchecked Sendable {
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed: \(rc)")
-        thread = t
+        return t
+    }
+
+    func start() {
+        registerThread = Self.spawn { [unowned self] in self.runRegisters() }
+        for d in EDMADirection.allCases {
+            moverThreads.append(Self.spawn { [unowned self] in self.runMover(d) })
+        }
     }
 
     func wakeModel() {
@@ -221,21 +258,32 @@ public final class EDMAEngineModel: @unchecked Sendable {
         unsafe ntb_futex_wake_all(&mapping.file.pointee.model_wake)
     }
 
-    /// How long the model keeps looking for register writes after its last work before it sleeps.
-    /// Silicon answers a register access at once; a model that slept after every access would make
-    /// each doorbell a wake-up system call and each read after a write a sleep of the reader, costs
-    /// the driver does not have on hardware. The model's CPU is the silicon's stand-in (counted apart).
+    /// How long the register thread keeps looking for register writes after its last one before it
+    /// sleeps. Silicon answers a register access at once; a model that slept after every access
+    /// would make each doorbell a wake-up system call and each read after a write a sleep of the
+    /// reader, costs the driver does not have on hardware. The model's CPU is the silicon's
+    /// stand-in (counted apart). Past `idleYield` the spin yields the CPU to any other runnable
+    /// thread (a data mover copying, the driver) at each turn.
     static let idleSpin: Duration = .microseconds(200)
+    static let idleYield: Duration = .microseconds(10)
 
-    func run() {
+    /// The register thread: applies posted writes in order (the controller's register interface).
+    func runRegisters() {
         let file = unsafe mapping.file
         let clock = ContinuousClock()
         var lastWork = clock.now
+        var kicks = unsafe ntb_atomic_load_u32(&file.pointee.model_wake)
         while unsafe ntb_atomic_load_u32(stopFlag) == 0 {
-            var progressed = drainRings()
-            if engineStep() { progressed = true }
-            if progressed { lastWork = clock.now; continue }
-            if clock.now - lastWork < Self.idleSpin { continue }
+            if drainRings() { lastWork = clock.now; continue }
+            // A kick (a producer's wake, or a channel raising an interrupt that a driver is about
+            // to answer with register accesses) restarts the idle spin.
+            let k = unsafe ntb_atomic_load_u32(&file.pointee.model_wake)
+            if k != kicks { kicks = k; lastWork = clock.now }
+            let idle = clock.now - lastWork
+            if idle < Self.idleSpin {
+                if idle > Self.idleYield { sched_yield() }
+                continue
+            }
             // Sleep until a producer publishes (Dekker-style: flag, re-check, wait).
             unsafe ntb_atomic_store_u32(&file.pointee.model_sleeping, 1)
             let w = unsafe ntb_atomic_load_u32(&file.pointee.model_wake)
@@ -243,6 +291,65 @@ public final class EDMAEngineModel: @unchecked Sendable {
                 unsafe _ = ntb_futex_wait(&file.pointee.model_wake, w, 50_000_000)
             }
             unsafe ntb_atomic_store_u32(&file.pointee.model_sleeping, 0)
+            kicks = unsafe ntb_atomic_load_u32(&file.pointee.model_wake)
+            lastWork = clock.now
+        }
+    }
+
+    /// A channel is about to raise an interrupt: the driver answers it with register accesses
+    /// (read `int_status`, write `int_clear`, the next doorbell), which silicon serves at once. Have
+    /// the register thread awake for them, so the driver does not pay the model's wake-up (a
+    /// futex wake on its write, a sleep on its read): the model's own CPU, counted apart.
+    func kickRegisters() {
+        let file = unsafe mapping.file
+        unsafe _ = ntb_atomic_fetch_add_u32(&file.pointee.model_wake, 1)
+        if unsafe ntb_atomic_load_u32(&file.pointee.model_sleeping) != 0 {
+            unsafe ntb_futex_wake_all(&file.pointee.model_wake)
+        }
+    }
+
+    /// Wakes direction `d`'s data mover after a doorbell (called under `engine`).
+    func kickMover(_ d: EDMADirection) {
+        let word = unsafe moverWake + 2 * d.rawValue
+        unsafe _ = ntb_atomic_fetch_add_u32(word, 1)
+        if unsafe ntb_atomic_load_u32(word + 1) != 0 { unsafe ntb_futex_wake_all(word) }
+    }
+
+    /// A direction's data mover: serves the direction's running channels round robin, one LL
+    /// element each per turn (the channels of a direction share the engine's data path, arbitrated
+    /// per `wr_ch_arb_weight`/`rd_ch_arb_weight`, registers Linux leaves at reset; kernel-facts.md
+    /// §1.2. The arbitration granularity is unverified: the model switches per element). The copy
+    /// runs outside `engine`, so register accesses and the other direction go on meanwhile.
+    func runMover(_ d: EDMADirection) {
+        let word = unsafe moverWake + 2 * d.rawValue
+        let channelCount = count(d)
+        var next = 0
+        while unsafe ntb_atomic_load_u32(stopFlag) == 0 {
+            let seen = unsafe ntb_atomic_load_u32(word)
+            var idle = true
+            for i in 0..<channelCount {
+                let c = (next + i) % channelCount
+                switch engine.withLock({ _ in prepareStep(d, c) }) {
+                case .idle:
+                    continue
+                case .progressed:
+                    idle = false
+                case .copy(let job):
+                    configuration.copyHook?(d, c)
+                    unsafe memmove(job.to, job.from, job.size)
+                    engine.withLock { _ in finishStep(d, c, job) }
+                    idle = false
+                }
+                next = (c + 1) % channelCount
+                break
+            }
+            if !idle { continue }
+            // No channel of this direction runs: sleep until a doorbell.
+            unsafe ntb_atomic_store_u32(word + 1, 1)
+            if unsafe ntb_atomic_load_u32(word) == seen && ntb_atomic_load_u32(stopFlag) == 0 {
+                unsafe _ = ntb_futex_wait(word, seen, 50_000_000)
+            }
+            unsafe ntb_atomic_store_u32(word + 1, 0)
         }
     }
 
@@ -269,7 +376,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
                 let e = unsafe entries + Int(applied & mask)
                 if unsafe ntb_atomic_load_acquire_u64(&e.pointee.seq) != applied + 1 { break }
                 let value = unsafe e.pointee.value, offset = Int(unsafe e.pointee.offset), width = Int(unsafe e.pointee.width)
-                apply(offset: offset, width: width, value: value)
+                engine.withLock { _ in apply(offset: offset, width: width, value: value) }
                 applied += 1
                 n += 1
                 unsafe ntb_atomic_store_release_u64(&ring.pointee.applied, applied)
@@ -339,6 +446,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
                 if v & 1 == 0 {
                     for c in 0..<count(d) where channels[d.rawValue][c].running {
                         channels[d.rawValue][c].running = false
+                        channels[d.rawValue][c].generation &+= 1
                         mirror(d, c)
                     }
                 }
@@ -420,29 +528,55 @@ public final class EDMAEngineModel: @unchecked Sendable {
         channels[d.rawValue][c].linkHops = 0
         channels[d.rawValue][c].pendingLIE = false
         channels[d.rawValue][c].pendingRIE = false
+        channels[d.rawValue][c].generation &+= 1
         mirror(d, c)
+        kickMover(d)
     }
 
     // MARK: Engine
 
-    /// Advances every running channel by one element. Returns whether anything ran.
-    func engineStep() -> Bool {
-        var any = false
-        for d in EDMADirection.allCases {
-            for c in 0..<count(d) where channels[d.rawValue][c].running {
-                any = true
-                if channels[d.rawValue][c].lle { stepLinkedList(d, c) } else { stepSingle(d, c) }
-            }
-        }
-        return any
+    /// One element's copy, resolved under `engine` and run outside it.
+    @safe struct CopyJob {
+        var to: UnsafeMutableRawPointer
+        var from: UnsafeMutableRawPointer
+        var size: Int
+        var generation: UInt64
+        /// The LL element's control word (LIE/RIE), when the chain is in LL mode.
+        var control: UInt32
+    }
+
+    enum Step { case idle, progressed, copy(CopyJob) }
+
+    /// The next step of channel `c` (under `engine`): nothing to do, a state change made, or a copy
+    /// for the caller to run and then hand to ``finishStep(_:_:_:)``.
+    func prepareStep(_ d: EDMADirection, _ c: Int) -> Step {
+        guard channels[d.rawValue][c].running else { return .idle }
+        return channels[d.rawValue][c].lle ? prepareLinkedList(d, c) : prepareSingle(d, c)
+    }
+
+    /// After a copy (under `engine`): advances the channel, unless its chain was stopped or
+    /// restarted meanwhile (the copy then stands for a transfer cut off by the stop).
+    func finishStep(_ d: EDMADirection, _ c: Int, _ job: CopyJob) {
+        let ch = channels[d.rawValue][c]
+        shared.withLock { $0.counters.elements &+= 1; $0.counters.bytes &+= UInt64(job.size) }
+        guard ch.running && ch.generation == job.generation else { return }
+        if ch.lle { finishLinkedList(d, c, job) } else { finishSingle(d, c) }
     }
 
     /// Non-LL mode: one transfer from the channel's SAR/DAR/size registers.
-    func stepSingle(_ d: EDMADirection, _ c: Int) {
+    func prepareSingle(_ d: EDMADirection, _ c: Int) -> Step {
         let ch = channels[d.rawValue][c]
-        if let reason = copy(d, c, sar: ch.sar, dar: ch.dar, size: ch.size, element: 0) {
-            abort(d, c, reason); return
+        switch resolveCopy(d, c, sar: ch.sar, dar: ch.dar, size: ch.size, element: 0) {
+        case .abort(let reason):
+            abort(d, c, reason)
+            return .progressed
+        case .copy(let to, let from):
+            return unsafe .copy(CopyJob(to: to, from: from, size: Int(ch.size), generation: ch.generation, control: 0))
         }
+    }
+
+    func finishSingle(_ d: EDMADirection, _ c: Int) {
+        let ch = channels[d.rawValue][c]
         channels[d.rawValue][c].running = false
         channels[d.rawValue][c].status = ChannelStatus.done.rawValue
         channels[d.rawValue][c].pendingLIE = ch.control1 & ChannelControl.lie != 0
@@ -451,30 +585,31 @@ public final class EDMAEngineModel: @unchecked Sendable {
         raiseDone(d, c, setting: InterruptBits.done(c))
     }
 
-    /// Copies `size` bytes SAR → DAR in the direction's spaces (WRITE: local → PCIe, READ: PCIe →
-    /// local). Returns an abort reason instead of copying when something is wrong.
-    func copy(_ d: EDMADirection, _ c: Int, sar: UInt64, dar: UInt64, size: UInt32, element: Int) -> EDMAModelAbortReason? {
-        shared.withLock { s -> EDMAModelAbortReason? in
+    @safe enum Resolution { case copy(to: UnsafeMutableRawPointer, from: UnsafeMutableRawPointer), abort(EDMAModelAbortReason) }
+
+    /// Where `size` bytes SAR → DAR go in the direction's spaces (WRITE: local → PCIe, READ: PCIe →
+    /// local), or why the channel aborts instead. The spaces' memory stays mapped while the model
+    /// runs, so the copy can run after the lock is dropped.
+    func resolveCopy(_ d: EDMADirection, _ c: Int, sar: UInt64, dar: UInt64, size: UInt32,
+                     element: Int) -> Resolution {
+        shared.withLock { s in
             if let i = s.injections.firstIndex(where: { $0.direction == d && $0.channel == c && $0.element == element }) {
                 s.injections.remove(at: i)
-                return .injected
+                return .abort(.injected)
             }
-            if size == 0 { return .zeroLength }
+            if size == 0 { return .abort(.zeroLength) }
             let (src, dst) = d == .write ? (s.localSpace, s.pcieSpace) : (s.pcieSpace, s.localSpace)
-            guard let from = unsafe src.resolve(sar, length: Int(size)) else { return .unmappedSource(sar) }
-            guard let to = unsafe dst.resolve(dar, length: Int(size)) else { return .unmappedDestination(dar) }
-            unsafe memmove(to, from, Int(size))
-            s.counters.elements &+= 1
-            s.counters.bytes &+= UInt64(size)
-            return nil
+            guard let from = unsafe src.resolve(sar, length: Int(size)) else { return .abort(.unmappedSource(sar)) }
+            guard let to = unsafe dst.resolve(dar, length: Int(size)) else { return .abort(.unmappedDestination(dar)) }
+            return unsafe .copy(to: to, from: from)
         }
     }
 
-    func stepLinkedList(_ d: EDMADirection, _ c: Int) {
+    func prepareLinkedList(_ d: EDMADirection, _ c: Int) -> Step {
         var ch = channels[d.rawValue][c]
         let local = shared.withLock { $0.localSpace }
         guard let p = unsafe local.resolve(ch.llp, length: 16) else {
-            llError(d, c, .unmappedLinkedList(ch.llp)); return
+            llError(d, c, .unmappedLinkedList(ch.llp)); return .progressed
         }
         let control = unsafe ntb_mmio_read32(p, 0)
         let cb = control & ChannelControl.cb != 0
@@ -482,36 +617,44 @@ public final class EDMAEngineModel: @unchecked Sendable {
             // Link element: valid when CB matches CCS after the TCB toggle.
             let tcb = control & ChannelControl.tcb != 0
             let ccsAfter = tcb ? !ch.ccs : ch.ccs
-            guard cb == ccsAfter else { stop(d, c); return }
+            guard cb == ccsAfter else { stop(d, c); return .progressed }
             ch.linkHops += 1
-            if ch.linkHops > 16 { channels[d.rawValue][c] = ch; llError(d, c, .badElement); return }
+            if ch.linkHops > 16 { channels[d.rawValue][c] = ch; llError(d, c, .badElement); return .progressed }
             ch.ccs = ccsAfter
             ch.llp = unsafe ntb_mmio_read64(p, UInt(LLElement.linkPointer))
             channels[d.rawValue][c] = ch
             mirror(d, c)
-            return
+            return .progressed
         }
-        guard cb == ch.ccs else { stop(d, c); return }
+        guard cb == ch.ccs else { stop(d, c); return .progressed }
         // The walk reached the next data element: raise what earlier LIE/RIE elements asked for.
         if ch.pendingLIE || ch.pendingRIE { raisePending(d, c); ch = channels[d.rawValue][c] }
         guard let q = unsafe local.resolve(ch.llp, length: LLElement.slotSize) else {
-            llError(d, c, .unmappedLinkedList(ch.llp)); return
+            llError(d, c, .unmappedLinkedList(ch.llp)); return .progressed
         }
         let size = unsafe ntb_mmio_read32(q, UInt(LLElement.dataTransferSize))
         let sar = unsafe ntb_mmio_read64(q, UInt(LLElement.dataSAR))
         let dar = unsafe ntb_mmio_read64(q, UInt(LLElement.dataDAR))
         ch.sar = sar; ch.dar = dar; ch.size = size
         channels[d.rawValue][c] = ch
-        if let reason = copy(d, c, sar: sar, dar: dar, size: size, element: ch.ordinal) {
+        switch resolveCopy(d, c, sar: sar, dar: dar, size: size, element: ch.ordinal) {
+        case .abort(let reason):
             mirror(d, c)
-            abort(d, c, reason); return
+            abort(d, c, reason)
+            return .progressed
+        case .copy(let to, let from):
+            return unsafe .copy(CopyJob(to: to, from: from, size: Int(size), generation: ch.generation, control: control))
         }
+    }
+
+    func finishLinkedList(_ d: EDMADirection, _ c: Int, _ job: CopyJob) {
+        var ch = channels[d.rawValue][c]
         ch.linkHops = 0
         ch.ordinal += 1
-        ch.sar = sar &+ UInt64(size); ch.dar = dar &+ UInt64(size); ch.size = 0
+        ch.sar = ch.sar &+ UInt64(job.size); ch.dar = ch.dar &+ UInt64(job.size); ch.size = 0
         ch.llp = ch.llp &+ UInt64(LLElement.slotSize)
-        if control & ChannelControl.lie != 0 { ch.pendingLIE = true }
-        if control & ChannelControl.rie != 0 { ch.pendingRIE = true }
+        if job.control & ChannelControl.lie != 0 { ch.pendingLIE = true }
+        if job.control & ChannelControl.rie != 0 { ch.pendingRIE = true }
         channels[d.rawValue][c] = ch
         mirror(d, c)
     }
@@ -519,6 +662,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
     /// The chain ended (CB mismatch): CS = done, then DONE for any pending LIE/RIE.
     func stop(_ d: EDMADirection, _ c: Int) {
         channels[d.rawValue][c].running = false
+        channels[d.rawValue][c].generation &+= 1
         channels[d.rawValue][c].status = ChannelStatus.done.rawValue
         mirror(d, c)
         raisePending(d, c)
@@ -539,6 +683,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
             ? imwr(address: UInt64(reg32(EDMARegisters.doneIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.doneIMWrLow(d))), d, c)
             : nil
         setStatus(d, status)
+        if ch.pendingLIE || ch.pendingRIE { kickRegisters() }
         let masked = reg32(EDMARegisters.intMask(d)) & InterruptBits.done(c) != 0
         if ch.pendingLIE && !masked { localInterrupt() }
         msi?.signal()
@@ -573,6 +718,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
         let addr = UInt64(reg32(EDMARegisters.abortIMWrHigh(d))) << 32 | UInt64(reg32(EDMARegisters.abortIMWrLow(d)))
         let msi = addr != 0 ? imwr(address: addr, d, c) : nil
         setStatus(d, InterruptBits.abort(c))
+        kickRegisters()
         shared.withLock { $0.counters.aborts &+= 1; $0.lastAbort["\(d)\(c)"] = reason }
         if reg32(EDMARegisters.intMask(d)) & InterruptBits.abort(c) == 0 { localInterrupt() }
         msi?.signal()

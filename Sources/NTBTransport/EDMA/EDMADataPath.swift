@@ -122,12 +122,14 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
 
     /// Messages that can be queued now for `rings[ring]`: the peer's posted buffers not reserved yet,
     /// at most the room left in the chain being built; nil if the peer's `head` is impossible.
+    @inlinable
     public func room(ring: Int) -> Int? {
         guard let n = rings[ring].available() else { return nil }
         return min(Int(n), chainCapacity - pending.count)
     }
 
     /// The ring positions of `rings[ring]` (for statistics): reserved, completed.
+    @inlinable
     public func positions(ring: Int) -> (issued: UInt32, completed: UInt32) {
         (rings[ring].issued, rings[ring].completed)
     }
@@ -156,15 +158,19 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
     }
 
     /// Elements one chain may hold.
+    @inlinable
     public var chainCapacity: Int { pending.capacity }
     /// Messages queued or in flight.
+    @inlinable
     public var outstanding: Int { pending.count + flight.count }
     /// The channel's counters (submissions, elements, bytes, aborts).
+    @inlinable
     public var counters: EDMAChannelCounters { channel.counters }
 
     /// Queues `length` bytes at bus address `source` for queue pair `rings[ring]`: reserves the
     /// peer's next posted buffer and writes the length into the peer's descriptor. Call ``flush()``
     /// to start queued messages.
+    @inlinable
     public mutating func enqueue(ring: Int, source: UInt64, length: UInt32, cookie: UInt64) -> EDMAEnqueueResult {
         precondition(length > 0, "empty message")
         guard pending.count < chainCapacity else { return .busy }
@@ -189,6 +195,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
     /// chain in flight completes (``poll(now:_:)`` flushes).
     /// - Returns: whether a chain was started.
     @discardableResult
+    @inlinable
     public mutating func flush() -> Bool {
         guard !pending.isEmpty, !channel.isBusy else { return false }
         // One read-back of the last length written to each peer ring before the data moves.
@@ -215,6 +222,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
 
     /// Checks the channel: reports finished sends to `handle`, writes DONE and the tail into each
     /// peer ring, starts the next chain, and reports which queue pairs' peers to notify.
+    @inlinable
     public mutating func poll(now: ContinuousClock.Instant, _ handle: (EDMASendCompletion) -> Void) -> EDMASendPoll {
         var result = EDMASendPoll()
         let completion = channel.poll()
@@ -312,7 +320,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
         clearFlight()
     }
 
-    @usableFromInline
+    @inlinable
     mutating func clearFlight() {
         flight.removeAll(keepingCapacity: true)
         flightOwners.removeAll(keepingCapacity: true)
@@ -320,6 +328,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
 
     /// The queue pairs went down: every queued or in-flight message is returned as ``EDMASendStatus/linkDown``
     /// (an in-flight chain keeps running into buffers the peer no longer watches) and the rings reset.
+    @inlinable
     public mutating func failAll(_ handle: (EDMASendCompletion) -> Void) {
         for i in 0..<flight.count {
             let o = flightOwners[i]
@@ -366,13 +375,16 @@ public struct EDMAQueueReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
     }
 
     /// Buffers that can still be posted.
+    @inlinable
     public var postable: Int { Int(ring.postable) }
     /// Buffers posted and not yet reported.
+    @inlinable
     public var outstanding: Int { Int(ring.outstanding) }
 
     /// Posts a DMA buffer (`busAddress` as the eDMA sees it; host: a PCIe address, endpoint: local).
     /// Call ``publish()`` after one or more posts.
     /// - Returns: false when 127 buffers are already posted.
+    @inlinable
     public mutating func post(busAddress: UInt64, length: Int, cookie: UInt64) -> Bool {
         precondition(length > 0 && length <= Int(UInt32.max))
         guard ring.postable > 0 else { return false }
@@ -382,10 +394,12 @@ public struct EDMAQueueReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
     }
 
     /// Makes the posts visible to the peer (barrier, then `head`).
+    @inlinable
     public func publish() { ring.publish() }
 
     /// Reports up to `limit` filled buffers (V3-26 polls 32 per pass).
     /// - Returns: the number reported, or a corruption (the queue pair must go down).
+    @inlinable
     public mutating func poll(limit: Int = 32, _ handle: (EDMAReceiveCompletion) -> Void) -> Result<Int, EDMARingCorruption> {
         var n = 0
         while n < limit {
@@ -405,6 +419,7 @@ public struct EDMAQueueReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
     }
 
     /// Returns every posted buffer (link down) and resets the ring.
+    @inlinable
     public mutating func failAll(_ handle: (EDMAReceiveCompletion) -> Void) {
         var index = ring.consumed
         while index != ring.produced {
@@ -423,7 +438,8 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
     @usableFromInline var channel: EDMAChannel<Core, LL>
     @usableFromInline let transfer: EDMATransfer
     /// Notify DMAs started (the rest rode on one in flight).
-    public private(set) var transfers: UInt64 = 0
+    public var transfers: UInt64 { _transfers }
+    @usableFromInline var _transfers: UInt64 = 0
 
     /// - Parameters:
     ///   - page: the notification page as the host sees it (eDMA window offset P).
@@ -439,6 +455,7 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
     /// Flags queue pairs `bits` and makes sure a notify DMA completes after the flags were written.
     /// A DMA still running will complete after them, so a new one is started only when the channel
     /// is idle (its previous completion is taken first).
+    @inlinable
     public mutating func notify(_ bits: UInt64) {
         var b = bits
         while b != 0 {
@@ -451,7 +468,7 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
         guard !channel.isBusy else { return }
         do throws(EDMAError) {
             _ = try channel.submit(transfer)
-            transfers &+= 1
+            _transfers &+= 1
         } catch {
             preconditionFailure("notify submit refused: \(error)")
         }

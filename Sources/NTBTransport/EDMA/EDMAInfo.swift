@@ -270,7 +270,7 @@ private func overlaps(_ a: UInt64, _ la: UInt64, _ b: UInt64, _ lb: UInt64) -> B
     a < b ? b - a < la : a - b < lb
 }
 
-func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+@usableFromInline func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
 func hex32(_ value: UInt32) -> String {
     let digits = String(value, radix: 16)
