@@ -177,12 +177,9 @@ public final class EDMAEngineModel: @unchecked Sendable {
         guard let t = registerThread else { return }
         unsafe ntb_atomic_store_u32(stopFlag, 1)
         unsafe ntb_atomic_store_u32(&mapping.file.pointee.model_alive, 0)
-        wakeModel()
+        kickRegisters()
         _ = pthread_join(t, nil)
-        for i in 0..<2 {
-            unsafe _ = ntb_atomic_fetch_add_u32(moverWake + 2 * i, 1)
-            unsafe ntb_futex_wake_all(moverWake + 2 * i)
-        }
+        for d in EDMADirection.allCases { kickMover(d) }
         for c in moverThreads { _ = pthread_join(c, nil) }
         registerThread = nil
         moverThreads = []
@@ -253,11 +250,6 @@ public final class EDMAEngineModel: @unchecked Sendable {
         }
     }
 
-    func wakeModel() {
-        unsafe _ = ntb_atomic_fetch_add_u32(&mapping.file.pointee.model_wake, 1)
-        unsafe ntb_futex_wake_all(&mapping.file.pointee.model_wake)
-    }
-
     /// How long the register thread keeps looking for register writes after its last one before it
     /// sleeps. Silicon answers a register access at once; a model that slept after every access
     /// would make each doorbell a wake-up system call and each read after a write a sleep of the
@@ -296,10 +288,12 @@ public final class EDMAEngineModel: @unchecked Sendable {
         }
     }
 
-    /// A channel is about to raise an interrupt: the driver answers it with register accesses
-    /// (read `int_status`, write `int_clear`, the next doorbell), which silicon serves at once. Have
-    /// the register thread awake for them, so the driver does not pay the model's wake-up (a
-    /// futex wake on its write, a sleep on its read): the model's own CPU, counted apart.
+    /// Wakes the register thread, or restarts its idle spin (the producers' protocol of
+    /// ``PostedWriteRegisterSpace``: bump `model_wake`, futex-wake only when it sleeps). Used by
+    /// ``stop()``, and when a channel is about to raise an interrupt: the driver answers it with
+    /// register accesses (read `int_status`, write `int_clear`, the next doorbell), which silicon
+    /// serves at once, so the driver should not pay the model's wake-up (a futex wake on its write,
+    /// a sleep on its read): the model's own CPU, counted apart.
     func kickRegisters() {
         let file = unsafe mapping.file
         unsafe _ = ntb_atomic_fetch_add_u32(&file.pointee.model_wake, 1)
@@ -308,7 +302,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
         }
     }
 
-    /// Wakes direction `d`'s data mover after a doorbell (called under `engine`).
+    /// Wakes direction `d`'s data mover (after a doorbell, and from ``stop()``).
     func kickMover(_ d: EDMADirection) {
         let word = unsafe moverWake + 2 * d.rawValue
         unsafe _ = ntb_atomic_fetch_add_u32(word, 1)
