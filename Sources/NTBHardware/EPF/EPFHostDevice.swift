@@ -326,14 +326,15 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
             if doorbells.hasUnmasked(bits) { events.insert(.doorbell) }
             return events
         }
+        // Bits another waiter already collected end the wait without a system call.
+        if doorbells.hasUnmasked(bits) { return ours(collect()) }
         while true {
-            let events = ours(pollEvents())
-            if !events.isEmpty { return events }
+            // One poll per round, no non-blocking one first: a poll returns at once when a vector is
+            // already ready.
             let left = deadline - now()
-            if left <= .zero { return [] }
-            _ = poller.wait(milliseconds: pollMilliseconds(min(left, .milliseconds(10))))
-            let after = ours(collect())
-            if !after.isEmpty { return after }
+            _ = poller.wait(milliseconds: left > .zero ? pollMilliseconds(min(left, .milliseconds(10))) : 0)
+            let events = ours(collect())
+            if !events.isEmpty || left <= .zero { return events }
         }
     }
 

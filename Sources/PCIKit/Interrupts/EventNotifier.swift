@@ -118,17 +118,21 @@ public final class EventNotifier: @unchecked Sendable {
             // That byte may be drained here too, leaving the word set with the FIFO empty, which would
             // swallow every later signal (they see "pending" and write nothing): so clear and drain
             // again until the word stays clear after a drain.
-            var total: UInt64 = 0
-            var buffer = [UInt8](repeating: 0, count: 64)
-            repeat {
-                if let word = unsafe pendingWord { _ = unsafe ntb_xchg32(word, 0) }
-                while true {
-                    let n = (try? unsafe withMutableBytes(&buffer) { b throws(Errno) in try unsafe Syscalls.read(fd, b.baseAddress!, b.count) }) ?? 0
-                    if n <= 0 { break }
-                    total += UInt64(n)
-                }
-            } while unsafe pendingWord.map { unsafe ntb_atomic_load_u32($0) != 0 } ?? false
-            return total
+            // A read of a FIFO returns what it holds, up to the buffer: a short read emptied it, so one
+            // read per drain (no second read to see EAGAIN), into a buffer on the stack.
+            return unsafe withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { buffer in
+                var total: UInt64 = 0
+                repeat {
+                    if let word = unsafe pendingWord { _ = unsafe ntb_xchg32(word, 0) }
+                    while true {
+                        let n = (try? unsafe Syscalls.read(fd, buffer.baseAddress!, buffer.count)) ?? 0
+                        if n <= 0 { break }
+                        total += UInt64(n)
+                        if n < buffer.count { break }
+                    }
+                } while unsafe pendingWord.map { unsafe ntb_atomic_load_u32($0) != 0 } ?? false
+                return total
+            }
         case .uio:
             guard (try? Syscalls.pollIn(fd, timeoutMs: 0)) == true else { return 0 }
             var count: UInt32 = 0
