@@ -181,6 +181,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline var _counters = EDMAChannelCounters()
     @usableFromInline var _noResponse = false
     @usableFromInline var _remoteOnly = false
+    @usableFromInline var _lastShared: EDMASharedStatus?
     /// Whether the last poll read all ones from `int_status` (the device no longer answers).
     @inlinable
     public var lastPollHadNoResponse: Bool { _noResponse }
@@ -273,6 +274,30 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     public mutating func poll() -> EDMACompletion? {
         if inFlight == 0 { return nil }
         let status = core.channelInterrupt(direction, channel: index)
+        _lastShared = status.shared
+        return complete(status)
+    }
+
+    /// The shared status word the last ``poll()`` read (v0), for ``poll(observed:)`` of another
+    /// channel of the same direction; nil before a poll, or with per-channel status (HDMA).
+    @inlinable
+    public var lastSharedStatus: EDMASharedStatus? { _lastShared }
+
+    /// ``poll()`` from a status word another channel of the direction read (no register read): one
+    /// `int_status` read serves every channel, as in `dw_edma_interrupt`. The caller must know that
+    /// `observed` was read after this channel's submission in flight was started. Reports only a
+    /// finished submission; nil means "not finished in that word" (read with ``poll()`` to be sure).
+    @inlinable
+    public mutating func poll(observed: EDMASharedStatus) -> EDMACompletion? {
+        guard inFlight != 0, observed.direction == direction, observed.bits.rawValue != 0xFFFF_FFFF else { return nil }
+        let done = observed.bits.isDone(index), abort = observed.bits.isAborted(index)
+        guard done || abort else { return nil }
+        return complete(ChannelInterrupt(done: done, abort: abort, noResponse: false))
+    }
+
+    /// Acts on this channel's DONE/ABORT state (clears it, ends the submission in flight).
+    @inlinable
+    mutating func complete(_ status: ChannelInterrupt) -> EDMACompletion? {
         // All ones: a read from a device that is gone (surprise removal, link down, model stopped).
         if status.noResponse { _noResponse = true; return nil }
         _noResponse = false

@@ -62,10 +62,25 @@ public struct ChannelInterrupt: Sendable, Equatable {
     public var abort: Bool
     /// The status register read all ones: the device no longer answers.
     public var noResponse: Bool
-    @inlinable public init(done: Bool, abort: Bool, noResponse: Bool) {
+    /// The whole status word the state was taken from, when every channel of the direction shares
+    /// it (v0 `int_status`); nil when each channel has its own (HDMA).
+    public var shared: EDMASharedStatus?
+    @inlinable public init(done: Bool, abort: Bool, noResponse: Bool, shared: EDMASharedStatus? = nil) {
         self.done = done
         self.abort = abort
         self.noResponse = noResponse
+        self.shared = shared
+    }
+}
+
+/// One read of a direction's shared `int_status` (v0, kernel-facts §1.2): DONE and ABORT of every
+/// channel at once, as `dw_edma_interrupt` reads it once for all of them.
+public struct EDMASharedStatus: Sendable, Equatable {
+    public var direction: EDMADirection
+    public var bits: InterruptBits
+    @inlinable public init(direction: EDMADirection, bits: InterruptBits) {
+        self.direction = direction
+        self.bits = bits
     }
 }
 
@@ -139,7 +154,8 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
     public func channelInterrupt(_ d: EDMADirection, channel: Int) -> ChannelInterrupt {
         let s = interruptStatus(d)
         if s.rawValue == 0xFFFF_FFFF { return ChannelInterrupt(done: false, abort: false, noResponse: true) }
-        return ChannelInterrupt(done: s.isDone(channel), abort: s.isAborted(channel), noResponse: false)
+        return ChannelInterrupt(done: s.isDone(channel), abort: s.isAborted(channel), noResponse: false,
+                                shared: EDMASharedStatus(direction: d, bits: s))
     }
 
     /// One write to `int_clear` with only this channel's bits.

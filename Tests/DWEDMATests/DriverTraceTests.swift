@@ -122,6 +122,39 @@ import PCIKit
         #expect(cycles == [1, 0, 1, 0, 1])
     }
 
+    /// One `int_status` read serves every channel of a direction (dw_edma_interrupt): a channel that
+    /// uses another channel's read clears its own bit without reading the register again, and a word
+    /// that does not show it finished (or is of the other direction) reports nothing.
+    @Test func aChannelCompletesFromAnotherChannelsStatusRead() throws {
+        let edma = try controller(mode: .remote)
+        var data = try edma.channel(.read, 0, ll: llSpace, llBusAddress: Self.llBus)
+        let notifyLL = Memory(4096)
+        var notify = try edma.channel(.read, 1, ll: TracingSpace(name: "ll1", log: log, memory: notifyLL.region), llBusAddress: Self.llBus + 0x1000)
+        let t = EDMATransfer(source: 0x10, destination: 0x20, length: 4)
+        _ = try data.submit(t)
+        _ = try notify.submit(t)
+        #expect(data.poll() == nil)
+        let before = data.lastSharedStatus!
+        #expect(notify.poll(observed: before) == nil)          // not done in that word
+        complete(.read, 0)
+        complete(.read, 1)
+        log.accesses.removeAll()
+        #expect(data.poll() == .done(submission: 1))
+        let word = data.lastSharedStatus!
+        #expect(word.direction == .read && word.bits.isDone(1))
+        var wrongDirection = word
+        wrongDirection.direction = .write
+        #expect(notify.poll(observed: wrongDirection) == nil)
+        #expect(notify.poll(observed: word) == .done(submission: 1))
+        let busy = notify.isBusy
+        #expect(!busy)
+        // One read for both channels; each clears only its own DONE bit (rd_int_status 0x0A0, rd_int_clear 0x0AC).
+        #expect(log.only("reg") == [.load("reg", 0x0A0, width: 4), .store("reg", 0x0AC, 0x1, width: 4),
+                                    .store("reg", 0x0AC, 0x2, width: 4)])
+        // Idle: an observation has nothing to complete.
+        #expect(notify.poll(observed: word) == nil)
+    }
+
     @Test func llBytesForOneNAndCapacityFillingChains() throws {
         let edma = try controller(mode: .remote)
         var ch = try edma.channel(.write, 0, ll: llSpace, llBusAddress: Self.llBus)
