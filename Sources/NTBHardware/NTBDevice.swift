@@ -95,6 +95,9 @@ public protocol NTBDevice: AnyObject {
     func readDoorbell() -> UInt64
     /// Clears pending doorbell bits (`ntb_db_clear`).
     func clearDoorbell(_ bits: UInt64)
+    /// Takes the pending bits among `bits`: returns them and clears exactly those (a bit that comes
+    /// after the read stays pending). The default reads, then clears what it read.
+    func takeDoorbells(_ bits: UInt64) -> UInt64
     /// Masks doorbell bits: they stay pending but raise no event (`ntb_db_set_mask`).
     func setDoorbellMask(_ bits: UInt64)
     /// Unmasks doorbell bits (`ntb_db_clear_mask`).
@@ -118,4 +121,10 @@ public protocol NTBDevice: AnyObject {
 
 extension NTBDevice {
     public func waitForDoorbells(_ bits: UInt64, timeout: Duration) -> NTBEvents { waitForEvents(timeout: timeout) }
+    @inlinable
+    public func takeDoorbells(_ bits: UInt64) -> UInt64 {
+        let pending = readDoorbell() & bits
+        if pending != 0 { clearDoorbell(pending) }
+        return pending
+    }
 }

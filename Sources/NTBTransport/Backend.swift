@@ -117,6 +117,10 @@ public protocol TransportChannel: Sendable {
     /// DMA: takes finished transfers; calls `finished(tag, ok)` for each (not necessarily in order:
     /// an abort fails one message and retries the ones after it).
     mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap
+    /// DMA: whether every transmit completion (and abort) raises this queue pair's doorbell bit (an
+    /// MSI the engine writes). Then, in interrupt mode, the queue pair reads the engine's status only
+    /// after that interrupt, as Linux reads `int_status` only in `dw_edma_interrupt`.
+    var completionRaisesDoorbell: Bool { get }
     /// DMA: receive buffers the channel can still offer to the peer.
     var receivePostable: Int { get }
     /// DMA: offers a receive buffer to the peer (by bus address; nil = through a bounce buffer of the
@@ -177,6 +181,7 @@ extension TransportChannel {
     public mutating func enqueueTransmit(_ payload: UnsafeRawBufferPointer, busAddress: UInt64?, tag: Int) -> TransmitRefusal? { preconditionFailure("not a DMA channel") }
     public mutating func startTransmit() { preconditionFailure("not a DMA channel") }
     public mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap { preconditionFailure("not a DMA channel") }
+    @inlinable public var completionRaisesDoorbell: Bool { false }
     public var receivePostable: Int { 0 }
     public mutating func offerReceive(busAddress: UInt64?, capacity: Int) -> Bool { preconditionFailure("not a DMA channel") }
     public mutating func publishReceives() -> Bool { preconditionFailure("not a DMA channel") }

@@ -78,6 +78,10 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         // DMA channels: the channel reported a fault or corruption; the next poll takes the queue pair down.
         @usableFromInline var faulted = false
         @usableFromInline var waitMode: TransportConfiguration.WaitMode = .adaptive
+        // DMA channels whose completions raise our doorbell, in interrupt mode: the completion
+        // interrupt was taken and the engine's status not read since; when the status was last read.
+        @usableFromInline var completionSignalled = true
+        @usableFromInline var lastStatusLook = ContinuousClock.Instant.now
         @usableFromInline init(txCookies: UnsafeMutablePointer<UInt64>, txLengths: UnsafeMutablePointer<Int>, txStatus: UnsafeMutablePointer<UInt8>) {
             unsafe self.txCookies = txCookies
             unsafe self.txLengths = txLengths
@@ -167,6 +171,14 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable var faulted: Bool {
         get { unsafe state.pointee.faulted }
         set { unsafe state.pointee.faulted = newValue }
+    }
+    @inlinable var completionSignalled: Bool {
+        get { unsafe state.pointee.completionSignalled }
+        set { unsafe state.pointee.completionSignalled = newValue }
+    }
+    @inlinable var lastStatusLook: ContinuousClock.Instant {
+        get { unsafe state.pointee.lastStatusLook }
+        set { unsafe state.pointee.lastStatusLook = newValue }
     }
 
     // Posted receive buffers: FIFO storage (fixed at set-up).
@@ -415,12 +427,29 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         counters.add(.doorbells)
     }
 
+    /// Interrupt mode, DMA: the longest a queue pair goes without reading the engine's status while
+    /// sends are in flight, interrupt or not (the stall watch needs looks; a lost interrupt costs
+    /// at most this).
+    @inlinable static var statusLookInterval: Duration { .milliseconds(1) }
+
     @inlinable @inline(__always)
     func reap() {
         if Channel.movesByDMA {
             guard txPending > 0 else { return }
+            let now = ContinuousClock.now
+            if waitMode == .interrupt && channel.completionRaisesDoorbell {
+                // Linux reads int_status only in the eDMA interrupt handler (dw_edma_interrupt): read
+                // the engine's status after our completion interrupt, and at least every
+                // ``statusLookInterval`` (stall detection). A status read crosses PCIe and first waits
+                // for our own posted register writes to land, so it is not done per send.
+                if device.takeDoorbells(doorbellBit) != 0 { completionSignalled = true }
+                guard completionSignalled || now - lastStatusLook >= Self.statusLookInterval else { return }
+                completionSignalled = false
+                lastStatusLook = now
+                counters.add(.dmaStatusReads)
+            }
             let status = unsafe txStatus, counters = counters
-            let r = channel.reapDMATransmits(now: .now) { tag, ok in
+            let r = channel.reapDMATransmits(now: now) { tag, ok in
                 unsafe status[tag] = ok ? 1 : 2
                 if !ok { counters.add(.txErrAbort) }
             }
@@ -751,35 +780,65 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// after falling asleep (spinning would have caught it) or halves it when the sleep was long.
     @inlinable
     public func wait(timeout: Duration) -> Bool {
-        if hasWork() { return true }
+        waitCore(bits: doorbellBit, timeout: timeout, { hasWork() }, taken: { _ in completionSignalled = true })
+    }
+
+    /// Waits until any of `queuePairs` has something to report or `timeout` passes; returns whether
+    /// one has. For one thread that drives several queue pairs (as a DPDK lcore polls several
+    /// queues): it sleeps once, on the doorbells of all of them, instead of once per queue pair.
+    ///
+    /// The queue pairs must belong to one transport and be driven by the calling thread. The wait
+    /// mode and the adaptive spin budget are the first queue pair's, and the wait is counted there.
+    @inlinable
+    public static func wait(anyOf queuePairs: [QueuePair], timeout: Duration) -> Bool {
+        precondition(!queuePairs.isEmpty, "wait on at least one queue pair")
+        if queuePairs.count == 1 { return queuePairs[0].wait(timeout: timeout) }
+        var bits: UInt64 = 0
+        for q in queuePairs {
+            precondition(q.device === queuePairs[0].device, "wait(anyOf:) takes queue pairs of one transport")
+            bits |= q.doorbellBit
+        }
+        return queuePairs[0].waitCore(bits: bits, timeout: timeout, {
+            for q in queuePairs where q.hasWork() { return true }
+            return false
+        }, taken: { seen in
+            for q in queuePairs where seen & q.doorbellBit != 0 { q.completionSignalled = true }
+        })
+    }
+
+    /// ``wait(timeout:)`` on the doorbell `bits` until `ready()`; `taken(bits)` learns the pending
+    /// bits a sleep takes (a DMA queue pair then reads its engine's status).
+    @inlinable
+    func waitCore(bits: UInt64, timeout: Duration, _ ready: () -> Bool, taken: (UInt64) -> Void) -> Bool {
+        if ready() { return true }
         let clock = ContinuousClock()
         switch waitMode {
         case .polling:
             counters.add(.pollWaits)
             // Most waits on a polling data path end within a microsecond: spin a round before the first
             // clock read (a vDSO call costs about as much as 10 ring checks).
-            for _ in 0..<256 where hasWork() { return true }
+            for _ in 0..<256 where ready() { return true }
             let deadline = clock.now.advanced(by: timeout)
             var rounds = 0
             while clock.now < deadline {
-                for _ in 0..<256 where hasWork() { return true }
+                for _ in 0..<256 where ready() { return true }
                 // On a machine with more spinning threads than cores, let the peer run now and then.
                 rounds &+= 1
                 if rounds & 3 == 0 { TransportThread.yield() }
             }
-            return hasWork()
+            return ready()
         case .interrupt:
-            return sleepOnDoorbell(until: clock.now.advanced(by: timeout), clock: clock)
+            return sleepOnDoorbell(bits, until: clock.now.advanced(by: timeout), clock: clock, ready, taken)
         case .adaptive:
             let deadline = clock.now.advanced(by: timeout)
             var spins = 0
             while spins < spinLimit {
-                if hasWork() { counters.add(.pollWaits); return true }
+                if ready() { counters.add(.pollWaits); return true }
                 spins &+= 1
                 if spins & 1023 == 0 { TransportThread.yield() }
             }
             let before = clock.now
-            let found = sleepOnDoorbell(until: deadline, clock: clock)
+            let found = sleepOnDoorbell(bits, until: deadline, clock: clock, ready, taken)
             let slept = clock.now - before
             if found && slept < .microseconds(100) { spinLimit = min(spinLimit * 2, 1 << 20) }
             else if slept > .milliseconds(1) { spinLimit = max(spinLimit / 2, 256) }
@@ -788,18 +847,20 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     }
 
     @inlinable
-    func sleepOnDoorbell(until deadline: ContinuousClock.Instant, clock: ContinuousClock) -> Bool {
+    func sleepOnDoorbell(_ bits: UInt64, until deadline: ContinuousClock.Instant, clock: ContinuousClock, _ ready: () -> Bool, _ taken: (UInt64) -> Void) -> Bool {
         counters.add(.interruptWaits)
         while true {
             // ntb_transport_rxc_db: clear our doorbell bit, then re-check, so a doorbell that arrives
-            // between the check and the sleep still wakes us.
-            device.clearDoorbell(doorbellBit)
-            if hasWork() { return true }
+            // between the check and the sleep still wakes us. The bits taken may be DMA completion
+            // interrupts: the re-check reads the engine's status for those.
+            let seen = device.takeDoorbells(bits)
+            if seen != 0 { taken(seen) }
+            if ready() { return true }
             let now = clock.now
             if now >= deadline { return false }
             // Link transitions come from the control plane without a doorbell: sleep in short slices.
-            _ = device.waitForDoorbells(doorbellBit, timeout: min(deadline - now, .milliseconds(2)))
-            if hasWork() { return true }
+            _ = device.waitForDoorbells(bits, timeout: min(deadline - now, .milliseconds(2)))
+            if ready() { return true }
         }
     }
 

@@ -17,6 +17,9 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
     case txErrAbort
     /// ours: the DMA engine stopped completing or vanished (the queue pair went down).
     case dmaFaults
+    /// ours: reads of the DMA engine's completion status in interrupt mode (one per completion
+    /// interrupt, plus a look every millisecond while sends are in flight).
+    case dmaStatusReads
     /// ours: doorbells rung, link transitions, adaptive wait decisions.
     case doorbells, linkUps, linkDowns, interruptWaits, pollWaits
     /// gauges (current values, not counts).
@@ -44,6 +47,7 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
         case .txErrLinkDown: "tx_err_link_down"
         case .txErrAbort: "tx_err_abort"
         case .dmaFaults: "dma_faults"
+        case .dmaStatusReads: "dma_status_reads"
         case .doorbells: "doorbells"
         case .linkUps: "link_ups"
         case .linkDowns: "link_downs"

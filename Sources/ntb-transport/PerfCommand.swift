@@ -9,8 +9,9 @@ struct PerfCommand: ParsableCommand {
         commandName: "perf",
         abstract: "Measure throughput over queue pairs (run `ntb-transport serve` on the peer first).",
         discussion: """
-            Sends messages of each --size over --threads queue pairs (one thread each) for --bytes or --duration, \
-            then prints throughput, message rate and CPU seconds per GB on both sides.
+            Sends messages of each --size over --threads × --qps-per-thread queue pairs for --bytes or \
+            --duration, then prints throughput, message rate and CPU seconds per GB on both sides. Each \
+            thread drives its queue pairs in turn and sleeps on all of their interrupts at once.
             Example: ntb-transport serve --port mock:/dev/shm/ntb0 --role endpoint &
                      ntb-transport perf --port mock:/dev/shm/ntb0 --role host --size 64 --size 65536
             """
@@ -28,8 +29,11 @@ struct PerfCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds to send per size (instead of --bytes).", valueName: "s"))
     var duration: Double?
 
-    @Option(name: .long, help: ArgumentHelp("Queue pairs to send on, one thread each.", valueName: "n"))
+    @Option(name: .long, help: ArgumentHelp("Sending threads (and receiving threads at the peer).", valueName: "n"))
     var threads: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Queue pairs each thread drives in turn (default 1); perf uses threads × this many.", valueName: "n"))
+    var qpsPerThread: Int = 1
 
     @Option(name: .long, help: ArgumentHelp("Messages per doorbell.", valueName: "n"))
     var batch: Int = 32
@@ -40,6 +44,7 @@ struct PerfCommand: ParsableCommand {
     func validate() throws {
         guard !size.isEmpty, size.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--size must be at least 1") }
         guard threads >= 1 && threads <= 63 else { throw ValidationError("--threads must be 1...63") }
+        guard qpsPerThread >= 1 && threads * qpsPerThread <= 63 else { throw ValidationError("--qps-per-thread must be at least 1, with --threads × --qps-per-thread at most 63") }
         guard batch >= 1 && batch <= 4096 else { throw ValidationError("--batch must be 1...4096") }
         if bytes != nil && duration != nil { throw ValidationError("give --bytes or --duration, not both") }
         if let bytes, parseByteCount(bytes) == nil { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
@@ -48,11 +53,12 @@ struct PerfCommand: ParsableCommand {
 
     func run() throws {
         var options = transport
-        if options.qps == nil && threads > 1 { options.qps = threads }
+        let queuePairs = threads * qpsPerThread
+        if options.qps == nil && queuePairs > 1 { options.qps = queuePairs }
         let jobs = size.map { s in
             PerfInitiator(messageSize: s, totalBytes: duration == nil ? parseByteCount(bytes ?? "1G") : nil,
                           duration: duration.map { .milliseconds(Int64($0 * 1000)) },
-                          queuePairs: threads, batch: batch, showProgress: !json)
+                          queuePairs: queuePairs, batch: batch, showProgress: !json, perThread: qpsPerThread)
         }
         // One transport for every size: the peer's `serve` answers one session after another.
         let results = try runTool { try port.withTransport(options, PerfSeries(runs: jobs)) }
@@ -74,9 +80,9 @@ func parseByteCount(_ text: String) -> UInt64? {
 }
 
 func printPerfTable(_ results: [PerfResult]) {
-    print(pad("backend", 8), pad("size", 8), pad("qps", 4), pad("batch", 6), pad("messages", 12), pad("GB/s", 8), pad("Mmsg/s", 8), pad("tx CPU s/GB", 12), pad("tx thread", 10), pad("rx CPU s/GB", 12), "engine s/GB")
+    print(pad("backend", 8), pad("size", 8), pad("qps", 4), pad("thr", 4), pad("batch", 6), pad("messages", 12), pad("GB/s", 8), pad("Mmsg/s", 8), pad("tx CPU s/GB", 12), pad("tx thread", 10), pad("rx CPU s/GB", 12), "engine s/GB")
     for r in results {
-        print(pad(r.backend, 8), pad("\(r.messageSize)", 8), pad("\(r.queuePairs)", 4), pad("\(r.batch)", 6), pad("\(r.messages)", 12),
+        print(pad(r.backend, 8), pad("\(r.messageSize)", 8), pad("\(r.queuePairs)", 4), pad("\(r.threads)", 4), pad("\(r.batch)", 6), pad("\(r.messages)", 12),
               pad(String(format: "%.2f", r.gigabytesPerSecond), 8), pad(String(format: "%.2f", r.messagesPerSecond / 1e6), 8),
               pad(String(format: "%.3f", r.senderCPUSecondsPerGB), 12), pad(String(format: "%.3f", r.senderThreadCPUSecondsPerGB), 10),
               pad(String(format: "%.3f", r.receiverCPUSecondsPerGB), 12), r.engineCPUSeconds > 0 ? String(format: "%.3f", r.engineCPUSecondsPerGB) : "-")

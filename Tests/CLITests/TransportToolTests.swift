@@ -169,6 +169,34 @@ final class CLILink {
         #expect(qps.first?["tx_err_abort"] == 0 && qps.first?["dma_faults"] == 0)
     }
 
+    /// One thread per side drives two queue pairs in turn (`--qps-per-thread`): four queue pairs on
+    /// two threads each side; every message arrives and is counted.
+    @Test func perfDrivesSeveralQueuePairsPerThread() throws {
+        let link = try CLILink {
+            $0.memoryWindowCount = 2
+            $0.memoryWindowSize = 1 << 20
+            $0.hostRAMSize = 64 << 20
+            $0.endpointRAMSize = 64 << 20
+        }
+        let dir = link.dir
+        let server = try link.serve(["--backend", "edma", "--mtu", "16384", "--qps", "4", "--wait", "interrupt"])
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        let perf = try runTransportCLI(["perf", "--port", "mock:\(dir)", "--role", "host", "--fast", "--backend", "edma", "--mtu", "16384",
+                                        "--qps", "4", "--wait", "interrupt", "--threads", "2", "--qps-per-thread", "2",
+                                        "--size", "16384", "--bytes", "16M", "--json"])
+        #expect(perf.status == 0, "\(perf.err)")
+        let results = try JSONDecoder().decode([PerfResult].self, from: Data(perf.out.utf8))
+        let r = try #require(results.first)
+        #expect(r.queuePairs == 4 && r.threads == 2)
+        #expect(r.messages == 1024 && r.bytes == 16 << 20)
+        let stats = try runTransportCLI(["stats", "--port", "mock:\(dir)", "--role", "endpoint", "--json"])
+        let qps = try #require(try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Int]])
+        #expect(qps.count == 4 && qps.allSatisfy { ($0["rx_async"] ?? 0) >= 256 })
+
+        let bad = try runTransportCLI(["perf", "--port", "mock:\(dir)", "--role", "host", "--threads", "8", "--qps-per-thread", "8"])
+        #expect(bad.status == 64 && bad.err.contains("--qps-per-thread"))
+    }
+
     /// Without --backend the policy file decides: `auto` gives edma once the endpoint published its
     /// eDMA window, and both processes pick it on their own.
     @Test func thePolicyPicksEDMAForThePortWhenBackendIsNotGiven() throws {

@@ -1,4 +1,5 @@
 import Testing
+import Synchronization
 import DWEDMA
 import NTBHardware
 import NTBMock
@@ -17,13 +18,17 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         let link: LinkFixture
         let hostDevice: MockNTBDevice, endpointDevice: MockNTBDevice
         let host: EDMATransport, endpoint: EDMATransport
-        init(_ name: String, qps: Int, mtu: Int = 4096) throws {
+        init(_ name: String, qps: Int, mtu: Int = 4096, hostWaitMode: TransportConfiguration.WaitMode = .adaptive,
+             copyHook: (@Sendable (EDMADirection, Int) -> Void)? = nil) throws {
             link = try LinkFixture(name, windowSize: 1 << 20)
             endpointDevice = try link.open(.endpoint)
+            if let copyHook { endpointDevice.setEDMACopyHook(copyHook) }
             hostDevice = try link.open(.host)
             // kernel-facts §4.3 "Init order": the endpoint publishes its eDMA window before link-up.
             endpoint = try EDMATransport(device: endpointDevice, configuration: LinkFixture.configuration(qps: qps, mtu: mtu))
-            host = try EDMATransport(device: hostDevice, configuration: LinkFixture.configuration(qps: qps, mtu: mtu))
+            var hostConfiguration = LinkFixture.configuration(qps: qps, mtu: mtu)
+            hostConfiguration.waitMode = hostWaitMode
+            host = try EDMATransport(device: hostDevice, configuration: hostConfiguration)
         }
         deinit {
             host.close(); endpoint.close()
@@ -62,7 +67,7 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
     /// Sends `count` messages per queue pair from `from` to `to`: even messages from DMA memory by bus
     /// address, odd ones from plain memory (bounce); the receiver posts DMA buffers for even slots and
     /// plain ones for odd slots. Checks every byte and the order.
-    static func transfer(from: EDMATransport, to: EDMATransport, count: Int, mtu: Int) throws {
+    static func transfer(from: EDMATransport, to: EDMATransport, count: Int, mtu: Int, idle: () -> Void = {}) throws {
         let qps = from.queuePairCount
         let slots = 16
         let source = try from.queuePairs[0].allocateBuffer(length: qps * slots * mtu)
@@ -90,6 +95,8 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
                 Issue.record("timed out: sent \(sent), sends done \(sendsDone), received \(received)")
                 return
             }
+            let progress = sent.reduce(0, +) + sendsDone.reduce(0, +) + received.reduce(0, +)
+            defer { if sent.reduce(0, +) + sendsDone.reduce(0, +) + received.reduce(0, +) == progress { idle() } }
             for q in 0..<qps {
                 let qp = from.queuePairs[q]
                 // A source slot is reused only after its send completed (the DMA reads it in place).
@@ -149,6 +156,70 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         #expect(try pair.endpointDevice.startEDMAModel().counters.imwrDelivered > before)
         // The endpoint's engine interrupt (LIE) fired for the host's transfers and notifications.
         #expect(try pair.endpointDevice.startEDMAModel().counters.localInterrupts > 0)
+    }
+
+    /// A host in interrupt mode, one thread sleeping on all its queue pairs when nothing moves: every
+    /// message arrives, and the engine's status is read only after a completion interrupt or a
+    /// periodic look (Linux reads `int_status` only in `dw_edma_interrupt`), not at every poll.
+    @Test(arguments: [1, 4])
+    func interruptModeHostReadsTheEngineStatusAfterItsInterrupts(qps: Int) throws {
+        let pair = try Pair("edma-backend-irq-\(qps)", qps: qps, hostWaitMode: .interrupt)
+        #expect(pair.linkUp())
+        let model = try pair.endpointDevice.startEDMAModel()
+        let interrupts = model.counters.imwrDelivered
+        let kicks = pair.endpoint.queuePairs.reduce(0) { $0 + $1.counters[.doorbells] }
+        let start = ContinuousClock.now
+        let host = pair.host
+        try Self.transfer(from: pair.host, to: pair.endpoint, count: 120, mtu: 4096) {
+            _ = QueuePair.wait(anyOf: host.queuePairs, timeout: .milliseconds(2))
+        }
+        let elapsed = ContinuousClock.now - start
+        let reads = pair.host.queuePairs.reduce(0) { $0 + $1.counters[.dmaStatusReads] }
+        let delivered = model.counters.imwrDelivered - interrupts
+        let rung = pair.endpoint.queuePairs.reduce(0) { $0 + $1.counters[.doorbells] } - kicks
+        // Each read follows a doorbell bit (a completion IMWr or the peer's doorbell) or a look, at
+        // most one per queue pair per millisecond.
+        let looks = UInt64(qps) * (UInt64(elapsed.components.seconds) * 1000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000_000) + 1)
+        #expect(reads > 0)
+        #expect(reads <= delivered + rung + looks, "\(reads) status reads for \(delivered) completion interrupts and \(rung) doorbells in \(elapsed)")
+    }
+
+    /// While a chain runs and no interrupt came, polling a host queue pair in interrupt mode reads no
+    /// engine status (one look per millisecond at most); the completion interrupt then ends the wait.
+    @Test func interruptModeHostDoesNotReadTheEngineStatusPerPoll() throws {
+        let held = Mutex<(armed: Bool, entered: Bool, open: Bool)>((false, false, false))
+        let pair = try Pair("edma-backend-irq-held", qps: 1, hostWaitMode: .interrupt) { d, _ in
+            guard d == .read, held.withLock({ $0.armed }) else { return }
+            held.withLock { $0.entered = true }
+            while !held.withLock({ $0.open }) { usleep(100) }
+        }
+        #expect(pair.linkUp())
+        let h = pair.host.queuePairs[0], e = pair.endpoint.queuePairs[0]
+        let buffers = try e.allocateBuffer(length: 4096)
+        let source = try h.allocateBuffer(length: 64)
+        defer { buffers.close(); source.close() }
+        try unsafe e.postReceive(UnsafeMutableRawBufferPointer(start: buffers.region.mmio.baseAddress, count: 4096),
+                                 busAddress: buffers.region.busAddress, cookie: 1)
+        #expect(Self.awaitPostedBuffers(1, sender: h, receiver: e, until: .now + .seconds(10)))
+        held.withLock { $0.armed = true }
+        try unsafe h.send(UnsafeRawBufferPointer(start: source.region.mmio.baseAddress, count: 64), busAddress: source.region.busAddress, cookie: 9)
+        for _ in 0..<50_000 where !held.withLock({ $0.entered }) { usleep(100) }
+        #expect(held.withLock { $0.entered }, "the engine model never started the copy")
+        let reads = h.counters[.dmaStatusReads]
+        let start = ContinuousClock.now
+        for _ in 0..<500 { h.poll { _ in } }
+        let elapsed = ContinuousClock.now - start
+        let looks = UInt64(elapsed.components.seconds) * 1000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000_000) + 2
+        #expect(h.counters[.dmaStatusReads] - reads <= looks, "500 polls read the status \(h.counters[.dmaStatusReads] - reads) times in \(elapsed)")
+        held.withLock { $0.open = true }
+        var done = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !done && ContinuousClock.now < deadline {
+            _ = h.wait(timeout: .milliseconds(100))
+            h.poll { c in if c.kind == .send && c.cookie == 9 && c.status == .ok { done = true } }
+        }
+        #expect(done)
+        #expect(h.counters[.interruptWaits] >= 1)
     }
 
     @Test(arguments: [1, 4])

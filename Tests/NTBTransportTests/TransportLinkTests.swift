@@ -323,6 +323,39 @@ func send(_ qp: QueuePair<MockNTBDevice, HostBackend>, _ bytes: [UInt8], cookie:
         if mode == .polling { #expect(e.counters[.pollWaits] >= 1) }
     }
 
+    /// One thread driving several queue pairs sleeps once for all of them: a message on any one of
+    /// them ends the wait (and only a message: the others stay quiet).
+    @Test(arguments: [TransportConfiguration.WaitMode.polling, .interrupt, .adaptive])
+    func waitOnSeveralQueuePairsReturnsWhenAnyOfThemHasAMessage(mode: TransportConfiguration.WaitMode) throws {
+        let f = try LinkFixture("waitany-\(mode)")
+        var c = LinkFixture.configuration(qps: 4)
+        c.waitMode = mode
+        let ep = try HostTransport(device: try f.open(.endpoint), configuration: c)
+        let host = try HostTransport(device: try f.open(.host), configuration: LinkFixture.configuration(qps: 4))
+        defer { host.close(); ep.close() }
+        let all = host.queuePairs + ep.queuePairs
+        #expect(drive(all) { all.allSatisfy(\.isLinkUp) })
+        let rx = Buffers(count: 4, size: 4096)
+        for q in 0..<4 { try unsafe ep.queuePairs[q].postReceive(rx.buffer(q), cookie: UInt64(q)) }
+        let clock = ContinuousClock()
+        var start = clock.now
+        #expect(QueuePair.wait(anyOf: ep.queuePairs, timeout: .milliseconds(30)) == false)
+        #expect(clock.now - start >= .milliseconds(30))
+        let sender = UncheckedSendableBox(host.queuePairs[2])
+        let t = try TransportThread(name: "late-sender") {
+            TransportThread.sleep(.milliseconds(20))
+            try? send(sender.value, [7, 7], cookie: 1)
+        }
+        start = clock.now
+        #expect(QueuePair.wait(anyOf: ep.queuePairs, timeout: .seconds(5)))
+        #expect(clock.now - start < .seconds(2))
+        t.join()
+        var got: [Int] = []
+        #expect(drive(ep.queuePairs, sink: { q, c in if c.kind == .receive { got.append(q) } }) { !got.isEmpty })
+        #expect(got == [2])
+        if mode == .interrupt { #expect(ep.queuePairs[0].counters[.interruptWaits] >= 1) }
+    }
+
     @Test func severalQueuePairsSpreadOverWindows() throws {
         let f = try LinkFixture("multi")
         let (host, ep) = try linkedPair(f, qps: 4)

@@ -1,3 +1,4 @@
+public import DWEDMA
 public import NTBHardware
 public import PCIKit
 import Synchronization
@@ -37,7 +38,13 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     private let closed = Flag()
     private let embeddedDoorbell: EventNotifier?
     /// Endpoint: the DW eDMA engine model this process hosts; host: its attached register mapping.
-    private let edma = Mutex<(model: EDMAEngineModel?, mapping: EDMARegisterMapping?)>((nil, nil))
+    private let edma = Mutex<(model: EDMAEngineModel?, mapping: EDMARegisterMapping?, copyHook: (@Sendable (EDMADirection, Int) -> Void)?)>((nil, nil, nil))
+
+    /// Tests: the ``EDMAModelConfiguration/copyHook`` of the engine model this endpoint starts (set
+    /// before the model starts, e.g. before the edma transport is opened).
+    public func setEDMACopyHook(_ hook: @escaping @Sendable (EDMADirection, Int) -> Void) {
+        edma.withLock { $0.copyHook = hook }
+    }
 
     /// Options for opening a side.
     public struct Options: Sendable {
@@ -187,7 +194,7 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
             do {
                 let model = try EDMAEngineModel(EDMAModelConfiguration(
                     directory: link.directory, writeChannels: writeChannels, readChannels: readChannels,
-                    localSpace: local, pcieSpace: pcie, localInterrupt: localInterrupt))
+                    localSpace: local, pcieSpace: pcie, localInterrupt: localInterrupt, copyHook: state.copyHook))
                 // The eDMA's IMWr to the host's MSI window raises the endpoint function's MSI vector
                 // (PCIe: an MSI is a memory write; the host's interrupt controller turns it into an IRQ).
                 if let controller = endpoint?.controller {

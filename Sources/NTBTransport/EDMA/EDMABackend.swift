@@ -172,8 +172,10 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
                                 rings: [EDMARingSender(local: views.txLocal, remote: views.txRemote)],
                                 stallBound: locator.stallTimeout)
             // Host: completions raise one of our MSI vectors (IMWr, RIE), so a waiting queue pair wakes.
+            var interrupts = false
             if validated != nil, let target = device.edmaCompletionInterrupt(queuePair: q) {
                 sender.useInterrupt(msiAddress: target.address, baseData: target.data, vector: 0)
+                interrupts = true
             }
             // Bounce buffers for messages without a bus address: a few MTU-sized slots each way.
             let slotSize = (mtu + 63) & ~63
@@ -185,7 +187,8 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
             } catch { throw .device(error) }
             buffers += [tx, rx]
             queues[q] = EDMAQueueState(sender: sender, receiver: EDMARingReceiver(local: views.rxLocal, remote: views.rxRemote),
-                                       bounce: EDMABounce(tx: tx.region, rx: rx.region, slotSize: slotSize, slots: slots))
+                                       bounce: EDMABounce(tx: tx.region, rx: rx.region, slotSize: slotSize, slots: slots),
+                                       completionRaisesDoorbell: interrupts)
         }
         return EDMAQueueChannel(state: queues[q]!, views: views, maxPayload: mtu, queuePair: q,
                                 endpoint: isEndpoint, notify: notifyPort)
@@ -222,10 +225,11 @@ public final class EDMANotifyPort<Space: RegisterSpace>: @unchecked Sendable {
         notifier = Mutex(Optional(n))
     }
 
-    /// Flags queue pairs `bits` in the endpoint's notification page and DMAs to `db_base`.
-    @usableFromInline
-    func notify(_ bits: UInt64) {
-        notifier.withLock { n in n?.notify(bits) }
+    /// Flags queue pairs `bits` in the endpoint's notification page and DMAs to `db_base`
+    /// (``EDMAHostNotifier/notify(_:observed:readAfter:)``).
+    @inlinable
+    func notify(_ bits: UInt64, observed: EDMASharedStatus? = nil, readAfter: ContinuousClock.Instant? = nil) {
+        notifier.withLock { n in n?.notify(bits, observed: observed, readAfter: readAfter) }
     }
 }
 
@@ -292,8 +296,11 @@ struct EDMABounce {
     @usableFromInline let sender: UnsafeMutablePointer<Sender>
     @usableFromInline let receiver: UnsafeMutablePointer<EDMARingReceiver<MMIORegion, MMIORegion>>
     @usableFromInline let bounce: UnsafeMutablePointer<EDMABounce>
+    /// The data channel's DONE/ABORT IMWr is the queue pair's doorbell MSI (host side).
+    @usableFromInline let completionRaisesDoorbell: Bool
 
-    init(sender: consuming Sender, receiver: EDMARingReceiver<MMIORegion, MMIORegion>, bounce: EDMABounce) {
+    init(sender: consuming Sender, receiver: EDMARingReceiver<MMIORegion, MMIORegion>, bounce: EDMABounce, completionRaisesDoorbell: Bool) {
+        self.completionRaisesDoorbell = completionRaisesDoorbell
         unsafe self.sender = .allocate(capacity: 1)
         unsafe self.sender.initialize(to: sender)
         unsafe self.receiver = .allocate(capacity: 1)
@@ -385,6 +392,8 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
         }
     }
 
+    @inlinable public var completionRaisesDoorbell: Bool { state.completionRaisesDoorbell }
+
     @inlinable
     public mutating func startTransmit() {
         unsafe state.sender.pointee.flush()
@@ -405,7 +414,9 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
         var result = DMATransmitReap(fault: poll.fault != nil)
         if poll.notify != 0 {
             // DONE and the tail are in the peer's ring: now tell it (kernel-facts §4.3).
-            if endpoint { result.ringDoorbell = true } else { unsafe notify.notify(poll.notify) }
+            if endpoint { result.ringDoorbell = true } else {
+                unsafe notify.notify(poll.notify, observed: state.sender.pointee.lastSharedStatus, readAfter: now)
+            }
         }
         return result
     }

@@ -166,6 +166,9 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
     /// The channel's counters (submissions, elements, bytes, aborts).
     @inlinable
     public var counters: EDMAChannelCounters { channel.counters }
+    /// The direction's shared status word the last ``poll(now:_:)`` read (v0), for the notify channel.
+    @inlinable
+    public var lastSharedStatus: EDMASharedStatus? { channel.lastSharedStatus }
 
     /// Queues `length` bytes at bus address `source` for queue pair `rings[ring]`: reserves the
     /// peer's next posted buffer and writes the length into the peer's descriptor. Call ``flush()``
@@ -440,6 +443,11 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
     /// Notify DMAs started (the rest rode on one in flight).
     public var transfers: UInt64 { _transfers }
     @usableFromInline var _transfers: UInt64 = 0
+    /// Status reads the notify channel saved by using a data channel's (``notify(_:observed:readAfter:)``).
+    public var sharedStatusUses: UInt64 { _sharedStatusUses }
+    @usableFromInline var _sharedStatusUses: UInt64 = 0
+    /// When the notify DMA in flight was started (after its doorbell write).
+    @usableFromInline var startedAt = ContinuousClock.Instant.now
 
     /// - Parameters:
     ///   - page: the notification page as the host sees it (eDMA window offset P).
@@ -455,8 +463,13 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
     /// Flags queue pairs `bits` and makes sure a notify DMA completes after the flags were written.
     /// A DMA still running will complete after them, so a new one is started only when the channel
     /// is idle (its previous completion is taken first).
+    ///
+    /// `observed`: a data channel's read of the same `int_status` (v0: one word for every read
+    /// channel), begun at `readAfter`. If it began after our DMA in flight was started and shows it
+    /// DONE, that DMA finished before the flags below were written, and no register is read here: a
+    /// read right after the data channel's own register writes would wait for them to land.
     @inlinable
-    public mutating func notify(_ bits: UInt64) {
+    public mutating func notify(_ bits: UInt64, observed: EDMASharedStatus? = nil, readAfter: ContinuousClock.Instant? = nil) {
         var b = bits
         while b != 0 {
             let qp = b.trailingZeroBitCount
@@ -464,11 +477,16 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
             b &= b - 1
         }
         Barrier.write()
-        _ = channel.poll()
+        if channel.isBusy, let observed, let readAfter, readAfter > startedAt, channel.poll(observed: observed) != nil {
+            _sharedStatusUses &+= 1
+        } else {
+            _ = channel.poll()
+        }
         guard !channel.isBusy else { return }
         do throws(EDMAError) {
             _ = try channel.submit(transfer)
             _transfers &+= 1
+            startedAt = .now
         } catch {
             preconditionFailure("notify submit refused: \(error)")
         }

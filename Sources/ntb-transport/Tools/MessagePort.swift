@@ -158,68 +158,84 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         return r
     }
 
-    /// Counts data messages until a control message of `kind` arrives, reposting every buffer at once
-    /// (the perf sink: no per-message clock or inbox). Throws if the peer goes away or stays silent.
-    func sink(until kind: ControlMessage.Kind, idleLimit: Duration = .seconds(30)) throws(ToolError) -> (bytes: UInt64, messages: UInt64) {
+    /// Counts data messages on `ports` until a control message of `kind` arrived on each, reposting
+    /// every buffer at once (the perf sink: no per-message clock or inbox). One thread drives all the
+    /// ports: it polls them in turn and sleeps on all of them at once
+    /// (``QueuePair/wait(anyOf:timeout:)``). Throws if the peer goes away or stays silent.
+    static func sink(_ ports: [MessagePort], until kind: ControlMessage.Kind, idleLimit: Duration = .seconds(30)) throws(ToolError) -> (bytes: UInt64, messages: UInt64) {
         var bytes: UInt64 = 0, messages: UInt64 = 0
-        var done = false
+        var done = [Bool](repeating: false, count: ports.count)
         var idleSince: ContinuousClock.Instant?
         // Messages an earlier receive already took from the queue pair come first.
-        while !done, inboxCount > 0 {
-            let (slot, length) = (inboxSlot[inboxHead], inboxLength[inboxHead])
-            inboxHead = inboxHead + 1 == bufferCount ? 0 : inboxHead + 1
-            inboxCount -= 1
-            if length == ControlMessage.size, let m = ControlMessage(self.bytes(slot, length)), m.kind == kind { done = true }
-            else { bytes &+= UInt64(length); messages &+= 1 }
-            try? post(slot)
+        for (p, port) in ports.enumerated() {
+            while !done[p], port.inboxCount > 0 {
+                let (slot, length) = (port.inboxSlot[port.inboxHead], port.inboxLength[port.inboxHead])
+                port.inboxHead = port.inboxHead + 1 == port.bufferCount ? 0 : port.inboxHead + 1
+                port.inboxCount -= 1
+                if length == ControlMessage.size, let m = ControlMessage(port.bytes(slot, length)), m.kind == kind { done[p] = true }
+                else { bytes &+= UInt64(length); messages &+= 1 }
+                try? port.post(slot)
+            }
         }
         // Frame channels (host): count each message where it lies in the receive ring, no copy
         // (QueuePair.poll(inPlace:)); the buffers come back to the queue pair afterwards. Nothing
         // follows the END on a queue pair until the initiator has our result, so no later message is
         // consumed here.
         let inPlace = !Backend.Channel.movesByDMA
-        if inPlace && !done { qp.removeReceives() }
-        defer { if inPlace { for i in 0..<bufferCount { try? post(i) } } }
-        while !done {
-            let n = qp.poll(limit: 256, inPlace: { b in
-                if b.count == ControlMessage.size, let m = ControlMessage(b), m.kind == kind { done = true }
-                else { bytes &+= UInt64(b.count); messages &+= 1 }
-            }) { c in
-                switch c.kind {
-                case .receive:
-                    let slot = Int(c.cookie)
-                    if c.status == .ok {
-                        if c.length == ControlMessage.size, let m = ControlMessage(self.bytes(slot, c.length)), m.kind == kind {
-                            done = true
-                        } else {
-                            bytes &+= UInt64(c.length)
-                            messages &+= 1
-                        }
-                        try? post(slot)
-                    } else if c.status == .linkDown {
-                        linkLost = true
-                    } else {
-                        try? post(slot)
-                    }
-                case .linkDown: linkLost = true
-                case .send: sendsCompleted &+= 1
-                case .linkUp: break
-                }
+        if inPlace { for p in ports.indices where !done[p] { ports[p].qp.removeReceives() } }
+        defer { if inPlace { for port in ports { for i in 0..<port.bufferCount { try? port.post(i) } } } }
+        // The queue pairs still sending (rebuilt when one ends, not per poll).
+        var waiting = ports.indices.filter { !done[$0] }.map { ports[$0].qp }
+        while !waiting.isEmpty {
+            var n = 0
+            for (p, port) in ports.enumerated() where !done[p] {
+                n &+= port.sinkPoll(kind, &done[p], &bytes, &messages)
+                if done[p] { waiting = ports.indices.filter { !done[$0] }.map { ports[$0].qp } }
             }
-            if n == 0 && !done {
-                if linkLost { throw ToolError("the peer went away during perf") }
+            if n == 0 && !waiting.isEmpty {
+                if ports.contains(where: \.linkLost) { throw ToolError("the peer went away during perf") }
                 let now = ContinuousClock.now
                 if let since = idleSince {
                     if now - since > idleLimit { throw ToolError("perf: no data from the peer for \(idleLimit)") }
                 } else {
                     idleSince = now
                 }
-                _ = qp.wait(timeout: .milliseconds(2))
+                _ = QueuePair.wait(anyOf: waiting, timeout: .milliseconds(2))
             } else {
                 idleSince = nil
             }
         }
         return (bytes, messages)
+    }
+
+    /// One poll of the sink: counts data messages into `bytes` and `messages`, sets `done` at the
+    /// control message of `kind`; returns the number of completions seen.
+    private func sinkPoll(_ kind: ControlMessage.Kind, _ done: inout Bool, _ bytes: inout UInt64, _ messages: inout UInt64) -> Int {
+        qp.poll(limit: 256, inPlace: { b in
+            if b.count == ControlMessage.size, let m = ControlMessage(b), m.kind == kind { done = true }
+            else { bytes &+= UInt64(b.count); messages &+= 1 }
+        }) { c in
+            switch c.kind {
+            case .receive:
+                let slot = Int(c.cookie)
+                if c.status == .ok {
+                    if c.length == ControlMessage.size, let m = ControlMessage(self.bytes(slot, c.length)), m.kind == kind {
+                        done = true
+                    } else {
+                        bytes &+= UInt64(c.length)
+                        messages &+= 1
+                    }
+                    try? post(slot)
+                } else if c.status == .linkDown {
+                    linkLost = true
+                } else {
+                    try? post(slot)
+                }
+            case .linkDown: linkLost = true
+            case .send: sendsCompleted &+= 1
+            case .linkUp: break
+            }
+        }
     }
 
     /// Non-blocking receive.

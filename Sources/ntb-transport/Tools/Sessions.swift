@@ -23,6 +23,8 @@ struct PerfResult: Codable {
     /// CPU of the sending threads alone (the data path; the process figure adds the transport's
     /// link monitor and the device's threads).
     var senderThreadCPUSeconds: Double = 0
+    /// Threads that drove the queue pairs on each side (`queuePairs / threads` queue pairs each).
+    var threads: Int = 1
     var gigabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
     var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
     var senderCPUSecondsPerGB: Double { bytes > 0 ? senderCPUSeconds / (Double(bytes) / 1e9) : 0 }
@@ -33,7 +35,7 @@ struct PerfResult: Codable {
     enum CodingKeys: String, CodingKey {
         case backend, messageSize, queuePairs, batch, messages, bytes, seconds, senderCPUSeconds, receiverCPUSeconds
         case gigabytesPerSecond, messagesPerSecond, senderCPUSecondsPerGB, receiverCPUSecondsPerGB
-        case engineCPUSeconds, engineCPUSecondsPerGB, senderThreadCPUSeconds, senderThreadCPUSecondsPerGB
+        case engineCPUSeconds, engineCPUSecondsPerGB, senderThreadCPUSeconds, senderThreadCPUSecondsPerGB, threads
     }
     func encode(to e: any Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
@@ -46,13 +48,15 @@ struct PerfResult: Codable {
         try c.encode(senderCPUSecondsPerGB, forKey: .senderCPUSecondsPerGB); try c.encode(receiverCPUSecondsPerGB, forKey: .receiverCPUSecondsPerGB)
         try c.encode(engineCPUSeconds, forKey: .engineCPUSeconds); try c.encode(engineCPUSecondsPerGB, forKey: .engineCPUSecondsPerGB)
         try c.encode(senderThreadCPUSeconds, forKey: .senderThreadCPUSeconds); try c.encode(senderThreadCPUSecondsPerGB, forKey: .senderThreadCPUSecondsPerGB)
+        try c.encode(threads, forKey: .threads)
     }
-    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0, senderThreadCPUSeconds: Double = 0) {
+    init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0, senderThreadCPUSeconds: Double = 0, threads: Int = 1) {
         self.backend = backend; self.messageSize = messageSize; self.queuePairs = queuePairs; self.batch = batch
         self.messages = messages; self.bytes = bytes; self.seconds = seconds
         self.senderCPUSeconds = senderCPUSeconds; self.receiverCPUSeconds = receiverCPUSeconds
         self.engineCPUSeconds = engineCPUSeconds
         self.senderThreadCPUSeconds = senderThreadCPUSeconds
+        self.threads = threads
     }
     init(from d: any Decoder) throws {
         let c = try d.container(keyedBy: CodingKeys.self)
@@ -63,6 +67,7 @@ struct PerfResult: Codable {
                   receiverCPUSeconds: try c.decode(Double.self, forKey: .receiverCPUSeconds))
         engineCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .engineCPUSeconds) ?? 0
         senderThreadCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .senderThreadCPUSeconds) ?? 0
+        threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? 1
     }
 }
 
@@ -100,8 +105,9 @@ extension Duration {
 
 // MARK: - Initiator side
 
-/// Runs perf as the sender: START on queue pair 0, data on every queue pair (one thread each), END on
-/// each, then the responder's RESULT.
+/// Runs perf as the sender: START on queue pair 0, data on every queue pair (`queuePairs` of them,
+/// driven by `queuePairs / perThread` threads, each sending on `perThread` queue pairs in turn), END
+/// on each, then the responder's RESULT.
 struct PerfInitiator: TransportJob {
     var messageSize: Int
     var totalBytes: UInt64?          // per run, split over queue pairs
@@ -109,47 +115,55 @@ struct PerfInitiator: TransportJob {
     var queuePairs: Int
     var batch: Int
     var showProgress = true
+    /// Queue pairs one thread drives (a DPDK lcore's several queues); `queuePairs` is a multiple.
+    var perThread = 1
 
     func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> PerfResult {
-        let qps = min(queuePairs, transport.queuePairCount)
+        precondition(perThread >= 1 && queuePairs % perThread == 0, "queue pairs are a multiple of the queue pairs per thread")
+        guard queuePairs <= transport.queuePairCount else {
+            throw ToolError("perf wants \(queuePairs) queue pairs but the transport has \(transport.queuePairCount); give both sides --qps \(queuePairs)")
+        }
+        let qps = queuePairs, threads = qps / perThread
         let ports = try transport.queuePairs.prefix(qps).map { try MessagePort.open($0) }
         let maxPayload = ports[0].bufferSize
         guard messageSize >= 1 && messageSize <= maxPayload else {
             throw ToolError("--size \(messageSize) does not fit a frame (1...\(maxPayload) bytes with this MTU and window)")
         }
         let perQP: UInt64 = totalBytes.map { max(1, $0 / UInt64(messageSize) / UInt64(qps)) } ?? 0
-        try ports[0].send(ControlMessage(.startPerf, UInt64(messageSize), perQP, UInt64(qps), UInt64(batch)))
+        var start = ControlMessage(.startPerf, UInt64(messageSize), perQP, UInt64(qps), UInt64(batch))
+        start.a.4 = UInt64(perThread)
+        try ports[0].send(start)
         let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(transport.device)
-        let start = ContinuousClock.now
-        let deadline = duration.map { start.advanced(by: $0) }
+        let startTime = ContinuousClock.now
+        let deadline = duration.map { startTime.advanced(by: $0) }
         var workers: [TransportThread] = []
-        let sentCounts = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: qps)
+        let sentCounts = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: threads)
         sentCounts.initialize(repeating: 0)
         defer { sentCounts.deallocate() }
-        let threadCPU = Handoff(UnsafeMutableBufferPointer<Double>.allocate(capacity: qps))
+        let threadCPU = Handoff(UnsafeMutableBufferPointer<Double>.allocate(capacity: threads))
         threadCPU.value.initialize(repeating: 0)
         defer { threadCPU.value.deallocate() }
-        let errors = Handoff(UnsafeMutableBufferPointer<ToolError?>.allocate(capacity: qps))
+        let errors = Handoff(UnsafeMutableBufferPointer<ToolError?>.allocate(capacity: threads))
         errors.value.initialize(repeating: nil)
         defer { errors.value.deallocate() }
         let counts = Handoff(sentCounts)
-        for q in 1..<max(qps, 1) {
-            let port = Handoff(ports[q])
+        for t in 1..<threads {
+            let mine = Handoff(Array(ports[(t * perThread)..<((t + 1) * perThread)]))
             let body = Handoff({
                 let t0 = threadCPUSeconds()
-                defer { threadCPU.value[q] = threadCPUSeconds() - t0 }
-                do { counts.value[q] = try Self.sendLoop(port.value, size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: false) }
-                catch let e as ToolError { errors.value[q] = e } catch { errors.value[q] = ToolError("\(error)") }
+                defer { threadCPU.value[t] = threadCPUSeconds() - t0 }
+                do { counts.value[t] = try Self.sendLoop(mine.value, size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: false) }
+                catch let e as ToolError { errors.value[t] = e } catch { errors.value[t] = ToolError("\(error)") }
             })
-            workers.append(try TransportThread(name: "perf-tx\(q)") { body.value() })
+            workers.append(try TransportThread(name: "perf-tx\(t)") { body.value() })
         }
         let t0 = threadCPUSeconds()
-        sentCounts[0] = try Self.sendLoop(ports[0], size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: showProgress)
+        sentCounts[0] = try Self.sendLoop(Array(ports[0..<perThread]), size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: showProgress)
         threadCPU.value[0] = threadCPUSeconds() - t0
         for w in workers { w.join() }
         if let e = errors.value.compactMap({ $0 }).first { throw e }
         let result = try ports[0].receiveControl(timeout: .seconds(60))
-        let elapsed = ContinuousClock.now - start
+        let elapsed = ContinuousClock.now - startTime
         let engine = engineCPUSeconds(transport.device) - engine0
         let cpu = TransportThread.processCPUSeconds() - cpu0 - engine
         guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status))") }
@@ -160,56 +174,66 @@ struct PerfInitiator: TransportJob {
         return PerfResult(backend: Backend.name, messageSize: messageSize, queuePairs: qps, batch: batch,
                           messages: sent, bytes: result.a.0, seconds: elapsed.seconds,
                           senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9,
-                          engineCPUSeconds: engine + Double(result.a.4) / 1e9, senderThreadCPUSeconds: threadCPU.value.reduce(0, +))
+                          engineCPUSeconds: engine + Double(result.a.4) / 1e9, senderThreadCPUSeconds: threadCPU.value.reduce(0, +),
+                          threads: threads)
     }
 
-    /// Sends `count` messages (or until `deadline`) in batches, then END; returns how many were sent.
-    static func sendLoop<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>, size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool) throws -> UInt64 {
+    /// Sends `count` messages on each of `ports` (or until `deadline`) in batches, the ports in turn,
+    /// then END on each; returns how many were sent in all. Sleeps (``QueuePair/wait(anyOf:timeout:)``)
+    /// only when no port took a whole batch and none had a completion.
+    static func sendLoop<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool) throws -> UInt64 {
         // With a DMA backend the message is DMA memory the engine reads in place (every send reads the
         // same bytes, so it may be in flight many times); the host backend copies it into each frame.
-        let dma = B.Channel.movesByDMA ? try port.qp.allocateBuffer(length: size) : nil
+        let dma = B.Channel.movesByDMA ? try ports[0].qp.allocateBuffer(length: size) : nil
         let message = dma.map { UnsafeMutableRawBufferPointer(start: $0.region.mmio.baseAddress, count: size) }
             ?? UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
         let bus = dma?.region.busAddress ?? 0
         defer { if let dma { dma.close() } else { message.deallocate() } }
         for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
         let bytes = UnsafeRawBufferPointer(message)
-        let qp = port.qp
-        var sent: UInt64 = 0
+        let queuePairs = ports.map(\.qp)
+        var sent = [UInt64](repeating: 0, count: ports.count)
+        var total: UInt64 = 0
         var progress = Progress()
         let start = ContinuousClock.now
         var rounds = 0
         while true {
-            var want = batch
-            if count > 0 {
-                if sent >= count { break }
-                want = Int(min(UInt64(batch), count - sent))
-            } else if rounds & 63 == 0, let deadline, ContinuousClock.now >= deadline {
-                break
-            }
+            if count == 0, rounds & 63 == 0, let deadline, ContinuousClock.now >= deadline { break }
             rounds &+= 1
-            let n: Int
-            do throws(TransportError) {
-                n = dma == nil ? try qp.sendBatch(count: want) { _ in (bytes, 0) } : try qp.sendBatch(count: want, dma: { _ in (bytes, bus, 0) })
-            } catch {
-                throw ToolError(error.description)
-            }
-            sent &+= UInt64(n)
-            if n < want {
-                if port.pump() == 0 {
-                    if port.linkLost { throw ToolError("the peer went away during perf") }
-                    _ = qp.wait(timeout: .milliseconds(1))
+            var active = 0, short = 0, completions = 0
+            for p in 0..<ports.count {
+                var want = batch
+                if count > 0 {
+                    if sent[p] >= count { continue }
+                    want = Int(min(UInt64(batch), count - sent[p]))
+                }
+                active &+= 1
+                let qp = queuePairs[p]
+                let n: Int
+                do throws(TransportError) {
+                    n = dma == nil ? try qp.sendBatch(count: want) { _ in (bytes, 0) } : try qp.sendBatch(count: want, dma: { _ in (bytes, bus, 0) })
+                } catch {
+                    throw ToolError(error.description)
+                }
+                sent[p] &+= UInt64(n)
+                total &+= UInt64(n)
+                if n < want {
+                    short &+= 1
+                    completions &+= ports[p].pump()
+                    if ports[p].linkLost { throw ToolError("the peer went away during perf") }
                 }
             }
+            if active == 0 { break }
+            if short == active && completions == 0 { _ = QueuePair.wait(anyOf: queuePairs, timeout: .milliseconds(1)) }
             if showProgress && rounds & 1023 == 0 {
                 let s = (ContinuousClock.now - start).seconds
-                progress.update(String(format: "  %.2f GB/s  %.2f Mmsg/s  %llu messages", Double(sent) * Double(size) / s / 1e9, Double(sent) / s / 1e6, sent))
+                progress.update(String(format: "  %.2f GB/s  %.2f Mmsg/s  %llu messages", Double(total) * Double(size) / s / 1e9, Double(total) / s / 1e6, total))
             }
         }
         progress.finish()
-        try port.send(ControlMessage(.endPerf))
-        try port.drain()
-        return sent
+        for port in ports { try port.send(ControlMessage(.endPerf)) }
+        for port in ports { try port.drain() }
+        return total
     }
 }
 
@@ -350,7 +374,7 @@ struct Responder: TransportJob {
             do {
                 switch m.kind {
                 case .startPerf:
-                    try perfSink(ports, qps: Int(m.a.2), device: transport.device)
+                    try perfSink(ports, qps: Int(m.a.2), perThread: max(1, Int(m.a.4)), device: transport.device)
                 case .startPingpong:
                     try echo(ports[0])
                 case .startFile:
@@ -368,20 +392,22 @@ struct Responder: TransportJob {
         }
     }
 
-    func perfSink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], qps: Int, device: D) throws {
+    func perfSink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], qps: Int, perThread: Int, device: D) throws {
         guard qps >= 1 && qps <= ports.count else { throw ToolError("the peer asked for \(qps) queue pairs; we run \(ports.count)") }
+        guard perThread >= 1 && qps % perThread == 0 else { throw ToolError("the peer asked for \(perThread) queue pairs per thread, which does not divide \(qps)") }
+        let threads = qps / perThread
         let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(device)
         let start = ContinuousClock.now
-        let totals = Handoff(UnsafeMutableBufferPointer<(UInt64, UInt64)>.allocate(capacity: qps))
+        let totals = Handoff(UnsafeMutableBufferPointer<(UInt64, UInt64)>.allocate(capacity: threads))
         totals.value.initialize(repeating: (0, 0))
         defer { totals.value.deallocate() }
         var workers: [TransportThread] = []
-        for q in 1..<qps {
-            let port = Handoff(ports[q])
-            let body = Handoff({ totals.value[q] = (try? Self.sink(port.value)) ?? (0, 0) })
-            workers.append(try TransportThread(name: "perf-rx\(q)") { body.value() })
+        for t in 1..<threads {
+            let mine = Handoff(Array(ports[(t * perThread)..<((t + 1) * perThread)]))
+            let body = Handoff({ totals.value[t] = (try? Self.sink(mine.value)) ?? (0, 0) })
+            workers.append(try TransportThread(name: "perf-rx\(t)") { body.value() })
         }
-        totals.value[0] = try Self.sink(ports[0])
+        totals.value[0] = try Self.sink(Array(ports[0..<perThread]))
         for w in workers { w.join() }
         let elapsed = ContinuousClock.now - start
         let engine = engineCPUSeconds(device) - engine0
@@ -392,9 +418,9 @@ struct Responder: TransportJob {
         try ports[0].send(result)
     }
 
-    /// Counts data messages until END; reposts each buffer at once.
-    static func sink<D: NTBDevice, B: TransportBackend>(_ port: MessagePort<D, B>) throws -> (UInt64, UInt64) {
-        let r = try port.sink(until: .endPerf)
+    /// Counts data messages on `ports` until END on each; reposts each buffer at once.
+    static func sink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>]) throws -> (UInt64, UInt64) {
+        let r = try MessagePort.sink(ports, until: .endPerf)
         return (r.bytes, r.messages)
     }
 
