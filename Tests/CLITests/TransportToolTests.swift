@@ -26,6 +26,15 @@ final class CLILink {
         configure(&c)
         try MockLink.create(at: dir, configuration: c)
     }
+    /// A link of `windows` windows of 1 MiB and `ram` bytes of RAM on each side.
+    convenience init(windows: Int, ram: Int) throws {
+        try self.init {
+            $0.memoryWindowCount = windows
+            $0.memoryWindowSize = 1 << 20
+            $0.hostRAMSize = ram
+            $0.endpointRAMSize = ram
+        }
+    }
     deinit { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
 
     /// `DIR/out`, created (where `serve` stores received files).
@@ -98,12 +107,7 @@ final class CLILink {
     }
 
     @Test func sendAndRecvInTwoProcessesVerifyTheChecksum_andStatsReadsTheRunningSide() throws {
-        let link = try CLILink {
-            $0.memoryWindowCount = 1
-            $0.memoryWindowSize = 1 << 20
-            $0.hostRAMSize = 8 << 20
-            $0.endpointRAMSize = 8 << 20
-        }
+        let link = try CLILink(windows: 1, ram: 8 << 20)
         let dir = link.dir
         let out = try link.outputDirectory()
         // 300 KiB of varied bytes, and a 64-byte tail (sent as two pieces, never as a control message).
@@ -135,12 +139,7 @@ final class CLILink {
 /// The edma backend between two processes: the endpoint process hosts the DW eDMA engine model.
 @Suite(.serialized) struct EDMATransportToolTests {
     @Test func fileAndPerfOverTheEDMABackendBetweenTwoProcesses() throws {
-        let link = try CLILink {
-            $0.memoryWindowCount = 2   // the last one is the eDMA window
-            $0.memoryWindowSize = 1 << 20
-            $0.hostRAMSize = 32 << 20
-            $0.endpointRAMSize = 32 << 20
-        }
+        let link = try CLILink(windows: 2, ram: 32 << 20)   // the last window is the eDMA window
         let dir = link.dir
         let out = try link.outputDirectory()
         let (source, content) = link.payload("payload.bin", size: 700 * 1024 + 33) { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 10) }
@@ -172,12 +171,7 @@ final class CLILink {
     /// One thread per side drives two queue pairs in turn (`--qps-per-thread`): four queue pairs on
     /// two threads each side; every message arrives and is counted.
     @Test func perfDrivesSeveralQueuePairsPerThread() throws {
-        let link = try CLILink {
-            $0.memoryWindowCount = 2
-            $0.memoryWindowSize = 1 << 20
-            $0.hostRAMSize = 64 << 20
-            $0.endpointRAMSize = 64 << 20
-        }
+        let link = try CLILink(windows: 2, ram: 64 << 20)
         let dir = link.dir
         let server = try link.serve(["--backend", "edma", "--mtu", "16384", "--qps", "4", "--wait", "interrupt"])
         defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
@@ -200,12 +194,7 @@ final class CLILink {
     /// Without --backend the policy file decides: `auto` gives edma once the endpoint published its
     /// eDMA window, and both processes pick it on their own.
     @Test func thePolicyPicksEDMAForThePortWhenBackendIsNotGiven() throws {
-        let link = try CLILink {
-            $0.memoryWindowCount = 2
-            $0.memoryWindowSize = 1 << 20
-            $0.hostRAMSize = 32 << 20
-            $0.endpointRAMSize = 32 << 20
-        }
+        let link = try CLILink(windows: 2, ram: 32 << 20)
         let dir = link.dir
         let policy = "\(dir)/policy.conf"
         _ = FileManager.default.createFile(atPath: policy, contents: Data("# the mock port\nauto@mock:\(dir)\n".utf8))
