@@ -289,10 +289,10 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     /// finished submission; nil means "not finished in that word" (read with ``poll()`` to be sure).
     @inlinable
     public mutating func poll(observed: EDMASharedStatus) -> EDMACompletion? {
-        guard inFlight != 0, observed.direction == direction, observed.bits.rawValue != 0xFFFF_FFFF else { return nil }
-        let done = observed.bits.isDone(index), abort = observed.bits.isAborted(index)
-        guard done || abort else { return nil }
-        return complete(ChannelInterrupt(done: done, abort: abort, noResponse: false))
+        guard inFlight != 0, observed.direction == direction else { return nil }
+        let status = observed.channel(index)
+        guard !status.noResponse, status.done || status.abort else { return nil }
+        return complete(status)
     }
 
     /// Acts on this channel's DONE/ABORT state (clears it, ends the submission in flight).

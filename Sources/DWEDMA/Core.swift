@@ -82,6 +82,12 @@ public struct EDMASharedStatus: Sendable, Equatable {
         self.direction = direction
         self.bits = bits
     }
+
+    /// Channel `ch`'s state in this word; all ones is a read from a device that no longer answers.
+    @inlinable public func channel(_ ch: Int) -> ChannelInterrupt {
+        if bits.rawValue == 0xFFFF_FFFF { return ChannelInterrupt(done: false, abort: false, noResponse: true) }
+        return ChannelInterrupt(done: bits.isDone(ch), abort: bits.isAborted(ch), noResponse: false, shared: self)
+    }
 }
 
 /// The v0 register map core (`dw-edma-v0-core.c`), generic over the register space so the
@@ -152,10 +158,7 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
 
     @inlinable
     public func channelInterrupt(_ d: EDMADirection, channel: Int) -> ChannelInterrupt {
-        let s = interruptStatus(d)
-        if s.rawValue == 0xFFFF_FFFF { return ChannelInterrupt(done: false, abort: false, noResponse: true) }
-        return ChannelInterrupt(done: s.isDone(channel), abort: s.isAborted(channel), noResponse: false,
-                                shared: EDMASharedStatus(direction: d, bits: s))
+        EDMASharedStatus(direction: d, bits: interruptStatus(d)).channel(channel)
     }
 
     /// One write to `int_clear` with only this channel's bits.

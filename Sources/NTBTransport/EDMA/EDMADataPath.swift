@@ -443,9 +443,6 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
     /// Notify DMAs started (the rest rode on one in flight).
     public var transfers: UInt64 { _transfers }
     @usableFromInline var _transfers: UInt64 = 0
-    /// Status reads the notify channel saved by using a data channel's (``notify(_:observed:readAfter:)``).
-    public var sharedStatusUses: UInt64 { _sharedStatusUses }
-    @usableFromInline var _sharedStatusUses: UInt64 = 0
     /// When the notify DMA in flight was started (after its doorbell write).
     @usableFromInline var startedAt = ContinuousClock.Instant.now
 
@@ -477,8 +474,8 @@ public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: Register
             b &= b - 1
         }
         Barrier.write()
-        if channel.isBusy, let observed, let readAfter, readAfter > startedAt, channel.poll(observed: observed) != nil {
-            _sharedStatusUses &+= 1
+        if let observed, let readAfter, readAfter > startedAt, channel.poll(observed: observed) != nil {
+            // Finished in the data channel's read: no register read here.
         } else {
             _ = channel.poll()
         }

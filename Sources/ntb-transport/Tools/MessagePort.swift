@@ -152,6 +152,11 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
                 _ = qp.wait(timeout: .milliseconds(5))
             }
         }
+        return popInbox()
+    }
+
+    /// Takes the oldest received message from the inbox (not empty).
+    private func popInbox() -> (slot: Int, length: Int) {
         let r = (inboxSlot[inboxHead], inboxLength[inboxHead])
         inboxHead = inboxHead + 1 == bufferCount ? 0 : inboxHead + 1
         inboxCount -= 1
@@ -169,9 +174,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         // Messages an earlier receive already took from the queue pair come first.
         for (p, port) in ports.enumerated() {
             while !done[p], port.inboxCount > 0 {
-                let (slot, length) = (port.inboxSlot[port.inboxHead], port.inboxLength[port.inboxHead])
-                port.inboxHead = port.inboxHead + 1 == port.bufferCount ? 0 : port.inboxHead + 1
-                port.inboxCount -= 1
+                let (slot, length) = port.popInbox()
                 if length == ControlMessage.size, let m = ControlMessage(port.bytes(slot, length)), m.kind == kind { done[p] = true }
                 else { bytes &+= UInt64(length); messages &+= 1 }
                 try? port.post(slot)
@@ -242,10 +245,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     func tryReceive() -> (slot: Int, length: Int)? {
         if inboxCount == 0 { pump() }
         guard inboxCount > 0 else { return nil }
-        let r = (inboxSlot[inboxHead], inboxLength[inboxHead])
-        inboxHead = inboxHead + 1 == bufferCount ? 0 : inboxHead + 1
-        inboxCount -= 1
-        return r
+        return popInbox()
     }
 
     /// Gives a received slot back to the queue pair.

@@ -105,6 +105,11 @@ extension Duration {
 
 // MARK: - Initiator side
 
+/// The ports thread `thread` drives when each thread drives `perThread` of them (perf on both sides).
+func threadShare<T>(_ ports: [T], thread: Int, perThread: Int) -> [T] {
+    Array(ports[(thread * perThread)..<((thread + 1) * perThread)])
+}
+
 /// Runs perf as the sender: START on queue pair 0, data on every queue pair (`queuePairs` of them,
 /// driven by `queuePairs / perThread` threads, each sending on `perThread` queue pairs in turn), END
 /// on each, then the responder's RESULT.
@@ -148,7 +153,7 @@ struct PerfInitiator: TransportJob {
         defer { errors.value.deallocate() }
         let counts = Handoff(sentCounts)
         for t in 1..<threads {
-            let mine = Handoff(Array(ports[(t * perThread)..<((t + 1) * perThread)]))
+            let mine = Handoff(threadShare(ports, thread: t, perThread: perThread))
             let body = Handoff({
                 let t0 = threadCPUSeconds()
                 defer { threadCPU.value[t] = threadCPUSeconds() - t0 }
@@ -158,7 +163,7 @@ struct PerfInitiator: TransportJob {
             workers.append(try TransportThread(name: "perf-tx\(t)") { body.value() })
         }
         let t0 = threadCPUSeconds()
-        sentCounts[0] = try Self.sendLoop(Array(ports[0..<perThread]), size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: showProgress)
+        sentCounts[0] = try Self.sendLoop(threadShare(ports, thread: 0, perThread: perThread), size: messageSize, count: perQP, deadline: deadline, batch: batch, progress: showProgress)
         threadCPU.value[0] = threadCPUSeconds() - t0
         for w in workers { w.join() }
         if let e = errors.value.compactMap({ $0 }).first { throw e }
@@ -403,11 +408,11 @@ struct Responder: TransportJob {
         defer { totals.value.deallocate() }
         var workers: [TransportThread] = []
         for t in 1..<threads {
-            let mine = Handoff(Array(ports[(t * perThread)..<((t + 1) * perThread)]))
+            let mine = Handoff(threadShare(ports, thread: t, perThread: perThread))
             let body = Handoff({ totals.value[t] = (try? Self.sink(mine.value)) ?? (0, 0) })
             workers.append(try TransportThread(name: "perf-rx\(t)") { body.value() })
         }
-        totals.value[0] = try Self.sink(Array(ports[0..<perThread]))
+        totals.value[0] = try Self.sink(threadShare(ports, thread: 0, perThread: perThread))
         for w in workers { w.join() }
         let elapsed = ContinuousClock.now - start
         let engine = engineCPUSeconds(device) - engine0
