@@ -695,14 +695,18 @@ public final class EDMAEngineModel: @unchecked Sendable {
         if reg32(EDMARegisters.linkedListErrorEnable(d)) & (1 << UInt32(c)) != 0 {
             abort(d, c, reason)
         } else {
+            // The reason is recorded before the halt is visible, so whoever sees the halt sees it.
+            shared.withLock { $0.lastAbort["\(d)\(c)"] = reason }
             channels[d.rawValue][c].running = false
             channels[d.rawValue][c].status = ChannelStatus.halted.rawValue
             mirror(d, c)
-            shared.withLock { $0.lastAbort["\(d)\(c)"] = reason }
         }
     }
 
     func abort(_ d: EDMADirection, _ c: Int, _ reason: EDMAModelAbortReason) {
+        // Counted and recorded before the halt or the ABORT bit is visible: a reader that saw the
+        // bit must see the reason (a test read it in between once, in CI).
+        shared.withLock { $0.counters.aborts &+= 1; $0.lastAbort["\(d)\(c)"] = reason }
         channels[d.rawValue][c].running = false
         channels[d.rawValue][c].status = ChannelStatus.halted.rawValue
         channels[d.rawValue][c].pendingLIE = false
@@ -713,7 +717,6 @@ public final class EDMAEngineModel: @unchecked Sendable {
         let msi = addr != 0 ? imwr(address: addr, d, c) : nil
         setStatus(d, InterruptBits.abort(c))
         kickRegisters()
-        shared.withLock { $0.counters.aborts &+= 1; $0.lastAbort["\(d)\(c)"] = reason }
         if reg32(EDMARegisters.intMask(d)) & InterruptBits.abort(c) == 0 { localInterrupt() }
         msi?.signal()
     }
