@@ -112,8 +112,9 @@ public protocol TransportChannel: Sendable {
     /// in ``reapDMATransmits(now:_:)``.
     mutating func enqueueTransmit(_ payload: UnsafeRawBufferPointer, busAddress: UInt64?, tag: Int) -> TransmitRefusal?
     /// DMA: starts the queued messages (one chain) if the engine is idle; otherwise they start when
-    /// the chain in flight completes.
-    mutating func startTransmit()
+    /// the chain in flight completes. Returns whether a chain was started.
+    @discardableResult
+    mutating func startTransmit() -> Bool
     /// DMA: takes finished transfers; calls `finished(tag, ok)` for each (not necessarily in order:
     /// an abort fails one message and retries the ones after it).
     mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap
@@ -156,9 +157,12 @@ public struct DMATransmitReap: Equatable, Sendable {
     public var ringDoorbell = false
     /// The engine stopped completing or vanished: the queue pair must go down (a link fault).
     public var fault = false
-    @inlinable public init(ringDoorbell: Bool = false, fault: Bool = false) {
+    /// The queued messages were started as the next chain.
+    public var chainStarted = false
+    @inlinable public init(ringDoorbell: Bool = false, fault: Bool = false, chainStarted: Bool = false) {
         self.ringDoorbell = ringDoorbell
         self.fault = fault
+        self.chainStarted = chainStarted
     }
 }
 
@@ -179,7 +183,7 @@ public enum DMAReceiveEvent: Equatable, Sendable {
 extension TransportChannel {
     @inlinable public static var movesByDMA: Bool { false }
     public mutating func enqueueTransmit(_ payload: UnsafeRawBufferPointer, busAddress: UInt64?, tag: Int) -> TransmitRefusal? { preconditionFailure("not a DMA channel") }
-    public mutating func startTransmit() { preconditionFailure("not a DMA channel") }
+    public mutating func startTransmit() -> Bool { preconditionFailure("not a DMA channel") }
     public mutating func reapDMATransmits(now: ContinuousClock.Instant, _ finished: (_ tag: Int, _ ok: Bool) -> Void) -> DMATransmitReap { preconditionFailure("not a DMA channel") }
     @inlinable public var completionRaisesDoorbell: Bool { false }
     public var receivePostable: Int { 0 }

@@ -229,6 +229,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     @inlinable public var isLinkUp: Bool { isUp }
     /// The largest message a send accepts (`ntb_transport_max_size`); 0 while no link was set up.
     @inlinable public var maxPayload: Int { hasChannel ? channel.maxPayload : 0 }
+    /// Transmit ring entries: frames (`host`) or descriptors (`edma`); 0 while no link was set up.
+    @inlinable public var transmitEntries: Int { hasChannel ? channel.transmitEntries : 0 }
     /// Free transmit frames (`ntb_transport_tx_free_entry`), limited by unreported completions.
     @inlinable public var transmitFree: Int { isUp ? free : 0 }
 
@@ -303,7 +305,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
         if Channel.movesByDMA {
             try unsafe writeDMA(bytes, busAddress: busAddress, cookie: cookie)
-            channel.startTransmit()
+            if channel.startTransmit() { counters.add(.dmaChains) }
             return
         }
         unsafe write(bytes, cookie: cookie)
@@ -334,12 +336,12 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
             } catch .ringFull {
                 break
             } catch {
-                if sent > 0 { channel.startTransmit() }
+                if sent > 0, channel.startTransmit() { counters.add(.dmaChains) }
                 throw error
             }
             sent &+= 1
         }
-        if sent > 0 { channel.startTransmit() }
+        if sent > 0, channel.startTransmit() { counters.add(.dmaChains) }
         return sent
     }
 
@@ -457,6 +459,7 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
                 device.ringPeerDoorbell(doorbellBit)
                 counters.add(.doorbells)
             }
+            if r.chainStarted { counters.add(.dmaChains) }
             if r.fault { counters.add(.dmaFaults); faulted = true }
             return
         }

@@ -20,6 +20,8 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
     /// ours: reads of the DMA engine's completion status in interrupt mode (one per completion
     /// interrupt, plus a look every millisecond while sends are in flight).
     case dmaStatusReads
+    /// ours: DMA chains started, one doorbell each (`tx_pkts / dma_chains` is the mean chain length).
+    case dmaChains
     /// ours: doorbells rung, link transitions, adaptive wait decisions.
     case doorbells, linkUps, linkDowns, interruptWaits, pollWaits
     /// gauges (current values, not counts).
@@ -48,6 +50,7 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
         case .txErrAbort: "tx_err_abort"
         case .dmaFaults: "dma_faults"
         case .dmaStatusReads: "dma_status_reads"
+        case .dmaChains: "dma_chains"
         case .doorbells: "doorbells"
         case .linkUps: "link_ups"
         case .linkDowns: "link_downs"

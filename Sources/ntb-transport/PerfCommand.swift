@@ -35,8 +35,8 @@ struct PerfCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Queue pairs each thread drives in turn (default 1); perf uses threads × this many.", valueName: "n"))
     var qpsPerThread: Int = 1
 
-    @Option(name: .long, help: ArgumentHelp("Messages per doorbell.", valueName: "n"))
-    var batch: Int = 32
+    @Option(name: .long, help: ArgumentHelp("Messages per doorbell (host) or per eDMA chain (edma). Default: 32 (host); half the transmit ring, 64, for edma, so that one chain runs while the next fills.", valueName: "n"))
+    var batch: Int?
 
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
@@ -45,7 +45,7 @@ struct PerfCommand: ParsableCommand {
         guard !size.isEmpty, size.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--size must be at least 1") }
         guard threads >= 1 && threads <= 63 else { throw ValidationError("--threads must be 1...63") }
         guard qpsPerThread >= 1 && threads * qpsPerThread <= 63 else { throw ValidationError("--qps-per-thread must be at least 1, with --threads × --qps-per-thread at most 63") }
-        guard batch >= 1 && batch <= 4096 else { throw ValidationError("--batch must be 1...4096") }
+        if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be 1...4096") }
         if bytes != nil && duration != nil { throw ValidationError("give --bytes or --duration, not both") }
         if let bytes, parseByteCount(bytes) == nil { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }

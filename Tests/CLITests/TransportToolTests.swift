@@ -183,6 +183,8 @@ final class CLILink {
         let r = try #require(results.first)
         #expect(r.queuePairs == 4 && r.threads == 2)
         #expect(r.messages == 1024 && r.bytes == 16 << 20)
+        // No --batch: an edma chain is half the RFC's 128-descriptor ring, so the next one fills while it runs.
+        #expect(r.batch == 64)
         let stats = try runTransportCLI(["stats", "--port", "mock:\(dir)", "--role", "endpoint", "--json"])
         let qps = try #require(try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Int]])
         #expect(qps.count == 4 && qps.allSatisfy { ($0["rx_async"] ?? 0) >= 256 })

@@ -222,6 +222,49 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         #expect(h.counters[.interruptWaits] >= 1)
     }
 
+    /// `dma_chains` counts doorbells, not messages: sends made while a chain runs wait for it and
+    /// then start together as one chain (what `tx_pkts / dma_chains`, the mean chain length, shows).
+    @Test func sendsQueuedWhileAChainRunsStartAsOneChain() throws {
+        let held = Mutex<(armed: Bool, entered: Bool, open: Bool)>((false, false, false))
+        let pair = try Pair("edma-backend-chains", qps: 1) { d, _ in
+            guard d == .read, held.withLock({ $0.armed }) else { return }
+            held.withLock { $0.entered = true; $0.armed = false }
+            while !held.withLock({ $0.open }) { usleep(100) }
+        }
+        #expect(pair.linkUp())
+        let h = pair.host.queuePairs[0], e = pair.endpoint.queuePairs[0]
+        let buffers = try e.allocateBuffer(length: 8 * 512)
+        let source = try h.allocateBuffer(length: 64)
+        defer { buffers.close(); source.close() }
+        for i in 0..<8 {
+            try unsafe e.postReceive(UnsafeMutableRawBufferPointer(start: buffers.region.mmio.baseAddress + i * 512, count: 512),
+                                     busAddress: buffers.region.busAddress + UInt64(i * 512), cookie: UInt64(i))
+        }
+        #expect(Self.awaitPostedBuffers(8, sender: h, receiver: e, until: .now + .seconds(10)))
+        let chains = h.counters[.dmaChains]
+        let bytes = unsafe UnsafeRawBufferPointer(start: source.region.mmio.baseAddress, count: 64)
+        held.withLock { $0.armed = true }
+        try unsafe h.send(bytes, busAddress: source.region.busAddress, cookie: 100)
+        #expect(h.counters[.dmaChains] == chains + 1)
+        for _ in 0..<50_000 where !held.withLock({ $0.entered }) { usleep(100) }
+        #expect(held.withLock { $0.entered }, "the engine model never started the copy")
+        // Three batches of two while the first chain is held in the engine: queued, not started.
+        for b in 0..<3 {
+            let n = try unsafe h.sendBatch(count: 2, dma: { i in unsafe (bytes, source.region.busAddress, UInt64(b * 2 + i)) })
+            #expect(n == 2)
+        }
+        #expect(h.counters[.dmaChains] == chains + 1)
+        held.withLock { $0.open = true }
+        var sent = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while sent < 7 && ContinuousClock.now < deadline {
+            h.poll { c in if c.kind == .send && c.status == .ok { sent += 1 } }
+            e.poll { _ in }
+        }
+        #expect(sent == 7)
+        #expect(h.counters[.dmaChains] == chains + 2, "the six queued sends started as \(h.counters[.dmaChains] - chains - 1) chains")
+    }
+
     @Test(arguments: [1, 4])
     func messagesArriveIntactEndpointToHost(qps: Int) throws {
         let pair = try Pair("edma-backend-e2h-\(qps)", qps: qps)

@@ -395,7 +395,8 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
     @inlinable public var completionRaisesDoorbell: Bool { state.completionRaisesDoorbell }
 
     @inlinable
-    public mutating func startTransmit() {
+    @discardableResult
+    public mutating func startTransmit() -> Bool {
         unsafe state.sender.pointee.flush()
     }
 
@@ -411,7 +412,7 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
             }
             finished(tag, c.status == .ok)
         }
-        var result = DMATransmitReap(fault: poll.fault != nil)
+        var result = DMATransmitReap(fault: poll.fault != nil, chainStarted: poll.chainStarted)
         if poll.notify != 0 {
             // DONE and the tail are in the peer's ring: now tell it (kernel-facts §4.3).
             if endpoint { result.ringDoorbell = true } else {

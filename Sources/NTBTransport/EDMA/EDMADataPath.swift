@@ -63,6 +63,8 @@ public struct EDMASendPoll: Sendable, Equatable {
     public var notify: UInt64 = 0
     /// Set when the channel is no longer usable: a link fault.
     public var fault: EDMALinkFault?
+    /// The messages queued meanwhile were started as the next chain.
+    public var chainStarted = false
     public init() {}
 }
 
@@ -279,7 +281,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
         if watch.observe(pending: channel.isBusy, progressed: completion != nil, now: now) {
             result.fault = .stalled(bound: watch.bound)
         }
-        if completion != nil { flush() }
+        if completion != nil { result.chainStarted = flush() }
         return result
     }
 

@@ -118,10 +118,20 @@ struct PerfInitiator: TransportJob {
     var totalBytes: UInt64?          // per run, split over queue pairs
     var duration: Duration?
     var queuePairs: Int
-    var batch: Int
+    /// Messages per send call (one doorbell or one chain); nil: ``defaultBatch(_:)``.
+    var batch: Int?
     var showProgress = true
     /// Queue pairs one thread drives (a DPDK lcore's several queues); `queuePairs` is a multiple.
     var perThread = 1
+
+    /// The batch when none is given: 32 frames per doorbell (`host`); half the transmit ring for a DMA
+    /// backend (`edma`: 64 of the RFC's 128 descriptors). One chain then runs while the next one, as
+    /// long, fills: longer batches leave nothing queued when a chain completes (the engine idles
+    /// while the sender wakes), shorter ones start a short chain after each wake (more chains, more
+    /// wakes per GB).
+    static func defaultBatch<D: NTBDevice, B: TransportBackend>(_ qp: QueuePair<D, B>) -> Int {
+        B.Channel.movesByDMA ? max(1, (qp.transmitEntries + 1) / 2) : 32
+    }
 
     func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> PerfResult {
         precondition(perThread >= 1 && queuePairs % perThread == 0, "queue pairs are a multiple of the queue pairs per thread")
@@ -131,6 +141,7 @@ struct PerfInitiator: TransportJob {
         let qps = queuePairs, threads = qps / perThread
         let ports = try transport.queuePairs.prefix(qps).map { try MessagePort.open($0) }
         let maxPayload = ports[0].bufferSize
+        let batch = self.batch ?? Self.defaultBatch(ports[0].qp)
         guard messageSize >= 1 && messageSize <= maxPayload else {
             throw ToolError("--size \(messageSize) does not fit a frame (1...\(maxPayload) bytes with this MTU and window)")
         }
