@@ -72,6 +72,7 @@ struct DemoCommand: ParsableCommand {
             if !json { writeStderr("measuring the memcpy baseline...\n") }
             let baseline = MemcpyBaseline.measure(size: largeSize, window: config.memoryWindowSize)
             let lineFloor = CacheLineBaseline.measure()
+            let wakeFloor = WakeBaseline.measure()
             let sourceFile = "\(dir)/demo-file.bin"
             try makeFile(sourceFile, size: Int(parseByteCount(fileSize)!))
             var rows: [Row] = []
@@ -85,7 +86,7 @@ struct DemoCommand: ParsableCommand {
                 }
                 rows.append(row)
             }
-            if json { printJSON(rows) } else { printDemoTable(rows, baseline: baseline, lineFloor: lineFloor) }
+            if json { printJSON(rows) } else { printDemoTable(rows, baseline: baseline, lineFloor: lineFloor, wakeFloor: wakeFloor) }
             if rows.allSatisfy({ $0.error != nil }) { throw ToolError("no backend completed the demo") }
         }
     }
@@ -222,7 +223,7 @@ func selfExecutable() -> String {
     return CommandLine.arguments[0]
 }
 
-func printDemoTable(_ rows: [DemoCommand.Row], baseline b: MemcpyBaseline, lineFloor: CacheLineBaseline? = nil) {
+func printDemoTable(_ rows: [DemoCommand.Row], baseline b: MemcpyBaseline, lineFloor: CacheLineBaseline? = nil, wakeFloor: WakeBaseline? = nil) {
     let baseline = b.memcpyGBps
     print("")
     print("ntb-transport demo: two processes over a mock NTB link (shared memory), this machine")
@@ -232,12 +233,21 @@ func printDemoTable(_ rows: [DemoCommand.Row], baseline b: MemcpyBaseline, lineF
     if let lineFloor {
         print(String(format: "latency floor: one cache line bounced between CPU 0 and CPU 1 (two pinned threads), %.0f ns per round trip (a pingpong round trip moves several lines each way)", lineFloor.roundTripNanoseconds))
     }
+    if let wakeFloor {
+        print(String(format: "sleep/wake floor: a thread blocked in poll(2) on an eventfd and woken by another uses %.1f us of its own CPU per wake", wakeFloor.cpuMicrosecondsPerWake))
+    }
     print("64K = 65524-byte messages (MTU 65536); 64B = 64-byte messages in batches of 64 (MTU \(DemoCommand.smallMessageMTU)); latency = 64-byte round trips, polling")
     print("tx/rx CPU = each side's process; tx thread = the sending thread alone; engine = the DW eDMA engine model's thread (it stands for the silicon, so it is counted apart)")
     if let h = rows.first(where: { $0.backend == "host" })?.large, let e = rows.first(where: { $0.backend == "edma" })?.large,
        h.senderCPUSecondsPerGB > 0, h.senderThreadCPUSecondsPerGB > 0 {
         print(String(format: "edma sender CPU per GB, 64K messages: %.1f %% of host's (process), %.1f %% (sending thread)",
                      100 * e.senderCPUSecondsPerGB / h.senderCPUSecondsPerGB, 100 * e.senderThreadCPUSecondsPerGB / h.senderThreadCPUSecondsPerGB))
+        if let wakeFloor, e.senderSleeps > 0 {
+            // The part of the sender's CPU that is sleeping on the completion interrupt, at this machine's price.
+            let sleeping = e.senderSleepsPerGB * wakeFloor.cpuMicrosecondsPerWake / 1e6
+            print(String(format: "  it slept on the completion interrupt %.0f times per GB (about once per chain); at the sleep/wake floor that alone is %.3f s/GB, %.1f %% of host's",
+                         e.senderSleepsPerGB, sleeping, 100 * sleeping / h.senderThreadCPUSecondsPerGB))
+        }
     }
     print("")
     print(pad("backend", 8), pad("64K GB/s", 9), pad("x memcpy", 9), pad("x hot", 6), pad("64B Mmsg/s", 11), pad("p50 us", 8), pad("p99 us", 8), pad("p99.9 us", 9), pad("max us", 9),

@@ -168,6 +168,29 @@ final class CLILink {
         #expect(qps.first?["tx_err_abort"] == 0 && qps.first?["dma_faults"] == 0)
     }
 
+    /// The README's main job, small: both backends run perf, pingpong and a file transfer between two
+    /// processes, and the table explains the edma sender's CPU with the sleep/wake floor of the run.
+    @Test func theDemoRunsEveryBackendAndExplainsTheSendersCPU() throws {
+        let r = try runTransportCLI(["demo", "--bytes", "32M", "--small-messages", "20000", "--round-trips", "2000", "--file-size", "1M"])
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        for backend in ["host", "edma"] {
+            let row = lines.first { $0.hasPrefix(backend + "    ") }   // the table row, padded
+            #expect(row?.hasSuffix(" ok") == true, "\(backend): \(row ?? "no row")\n\(r.out)")
+        }
+        #expect(lines.contains { $0.hasPrefix("sleep/wake floor: ") && $0.hasSuffix(" us of its own CPU per wake") })
+        #expect(lines.contains { $0.hasPrefix("edma sender CPU per GB, 64K messages: ") })
+        #expect(lines.contains { $0.contains("slept on the completion interrupt") })
+        // Nothing of the link is left behind.
+        let left = try FileManager.default.contentsOfDirectory(atPath: "/dev/shm").filter { $0.hasPrefix("ntb-demo-") }
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    @Test func theWakeFloorIsMeasured() throws {
+        let floor = try #require(WakeBaseline.measure(wakes: 200))
+        #expect(floor.cpuMicrosecondsPerWake > 0 && floor.cpuMicrosecondsPerWake < 100_000)
+    }
+
     /// One thread per side drives two queue pairs in turn (`--qps-per-thread`): four queue pairs on
     /// two threads each side; every message arrives and is counted.
     @Test func perfDrivesSeveralQueuePairsPerThread() throws {
@@ -185,6 +208,8 @@ final class CLILink {
         #expect(r.messages == 1024 && r.bytes == 16 << 20)
         // No --batch: an edma chain is half the RFC's 128-descriptor ring, so the next one fills while it runs.
         #expect(r.batch == 64)
+        // The senders slept on their completion interrupts (the JSON's senderSleeps).
+        #expect(r.senderSleeps > 0)
         let stats = try runTransportCLI(["stats", "--port", "mock:\(dir)", "--role", "endpoint", "--json"])
         let qps = try #require(try JSONSerialization.jsonObject(with: Data(stats.out.utf8)) as? [[String: Int]])
         #expect(qps.count == 4 && qps.allSatisfy { ($0["rx_async"] ?? 0) >= 256 })

@@ -25,6 +25,10 @@ struct PerfResult: Codable {
     var senderThreadCPUSeconds: Double = 0
     /// Threads that drove the queue pairs on each side (`queuePairs / threads` queue pairs each).
     var threads: Int = 1
+    /// Times the sending threads slept on their interrupts (`interrupt_waits` of the sending queue
+    /// pairs): with a DMA backend, about one per chain.
+    var senderSleeps: UInt64 = 0
+    var senderSleepsPerGB: Double { bytes > 0 ? Double(senderSleeps) / (Double(bytes) / 1e9) : 0 }
     var gigabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
     var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
     var senderCPUSecondsPerGB: Double { bytes > 0 ? senderCPUSeconds / (Double(bytes) / 1e9) : 0 }
@@ -36,6 +40,7 @@ struct PerfResult: Codable {
         case backend, messageSize, queuePairs, batch, messages, bytes, seconds, senderCPUSeconds, receiverCPUSeconds
         case gigabytesPerSecond, messagesPerSecond, senderCPUSecondsPerGB, receiverCPUSecondsPerGB
         case engineCPUSeconds, engineCPUSecondsPerGB, senderThreadCPUSeconds, senderThreadCPUSecondsPerGB, threads
+        case senderSleeps, senderSleepsPerGB
     }
     func encode(to e: any Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
@@ -49,6 +54,7 @@ struct PerfResult: Codable {
         try c.encode(engineCPUSeconds, forKey: .engineCPUSeconds); try c.encode(engineCPUSecondsPerGB, forKey: .engineCPUSecondsPerGB)
         try c.encode(senderThreadCPUSeconds, forKey: .senderThreadCPUSeconds); try c.encode(senderThreadCPUSecondsPerGB, forKey: .senderThreadCPUSecondsPerGB)
         try c.encode(threads, forKey: .threads)
+        try c.encode(senderSleeps, forKey: .senderSleeps); try c.encode(senderSleepsPerGB, forKey: .senderSleepsPerGB)
     }
     init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0, senderThreadCPUSeconds: Double = 0, threads: Int = 1) {
         self.backend = backend; self.messageSize = messageSize; self.queuePairs = queuePairs; self.batch = batch
@@ -68,6 +74,7 @@ struct PerfResult: Codable {
         engineCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .engineCPUSeconds) ?? 0
         senderThreadCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .senderThreadCPUSeconds) ?? 0
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? 1
+        senderSleeps = try c.decodeIfPresent(UInt64.self, forKey: .senderSleeps) ?? 0
     }
 }
 
@@ -150,6 +157,7 @@ struct PerfInitiator: TransportJob {
         start.a.4 = UInt64(perThread)
         try ports[0].send(start)
         let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(transport.device)
+        let sleeps0 = ports.reduce(0) { $0 &+ $1.qp.counters[.interruptWaits] }
         let startTime = ContinuousClock.now
         let deadline = duration.map { startTime.advanced(by: $0) }
         var workers: [TransportThread] = []
@@ -187,11 +195,13 @@ struct PerfInitiator: TransportJob {
         guard result.a.1 == sent else {
             throw ToolError("sent \(sent) messages but the peer received \(result.a.1); see `ntb-transport stats` on both sides")
         }
-        return PerfResult(backend: Backend.name, messageSize: messageSize, queuePairs: qps, batch: batch,
-                          messages: sent, bytes: result.a.0, seconds: elapsed.seconds,
-                          senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9,
-                          engineCPUSeconds: engine + Double(result.a.4) / 1e9, senderThreadCPUSeconds: threadCPU.value.reduce(0, +),
-                          threads: threads)
+        var r = PerfResult(backend: Backend.name, messageSize: messageSize, queuePairs: qps, batch: batch,
+                           messages: sent, bytes: result.a.0, seconds: elapsed.seconds,
+                           senderCPUSeconds: cpu, receiverCPUSeconds: Double(result.a.2) / 1e9,
+                           engineCPUSeconds: engine + Double(result.a.4) / 1e9, senderThreadCPUSeconds: threadCPU.value.reduce(0, +),
+                           threads: threads)
+        r.senderSleeps = ports.reduce(0) { $0 &+ $1.qp.counters[.interruptWaits] } &- sleeps0
+        return r
     }
 
     /// Sends `count` messages on each of `ports` (or until `deadline`) in batches, the ports in turn,
