@@ -134,8 +134,17 @@ public struct HostChannel: TransportChannel, @unchecked Sendable {
     /// The payload copy (memcpy_toio): non-temporal for large payloads, as `ntb_memcpy_tx`.
     @inlinable @inline(__always)
     func copyPayload(_ payload: UnsafeRawBufferPointer, toOffset offset: Int) {
-        precondition(offset >= 0 && offset <= tx.length - payload.count)
-        unsafe ntb_transport_copy_nocache(tx.baseAddress + offset, payload.baseAddress!, UInt(payload.count))
+        unsafe Self.copyPayload(payload, into: tx, at: offset)
+    }
+
+    /// The host backend's payload copy into a window (Linux `ntb_memcpy_tx`: the non-temporal
+    /// `__copy_from_user_inatomic_nocache`, which bypasses the cache), for tools that compare the
+    /// transport with the copy it is built on.
+    @inlinable @inline(__always)
+    public static func copyPayload(_ payload: UnsafeRawBufferPointer, into region: MMIORegion, at offset: Int) {
+        precondition(offset >= 0 && offset <= region.length - payload.count)
+        guard let source = payload.baseAddress else { return }
+        unsafe ntb_transport_copy_nocache(region.baseAddress + offset, source, UInt(payload.count))
     }
 
     @inlinable
