@@ -330,7 +330,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
                     idle = false
                 case .copy(let job):
                     configuration.copyHook?(d, c)
-                    unsafe memmove(job.to, job.from, job.size)
+                    Self.move(job)
                     engine.withLock { _ in finishStep(d, c, job) }
                     idle = false
                 }
@@ -344,6 +344,19 @@ public final class EDMAEngineModel: @unchecked Sendable {
                 unsafe _ = ntb_futex_wait(word, seen, 50_000_000)
             }
             unsafe ntb_atomic_store_u32(word + 1, 0)
+        }
+    }
+
+    /// One element's data, as the engine writes it: a DMA write goes to memory and does not fill a
+    /// CPU's cache, so large elements are written with non-temporal stores (a cached memmove would
+    /// make the model faster the more of the destination buffers fit the CPU's last-level cache,
+    /// which the silicon never is). Small or overlapping elements use memmove.
+    static func move(_ job: CopyJob) {
+        let to = unsafe UInt(bitPattern: job.to), from = unsafe UInt(bitPattern: job.from), n = UInt(job.size)
+        if job.size >= 4096 && (to &+ n <= from || from &+ n <= to) {
+            unsafe ntb_transport_copy_nocache(job.to, job.from, n)
+        } else {
+            unsafe memmove(job.to, job.from, job.size)
         }
     }
 
