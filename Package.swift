@@ -107,8 +107,9 @@ let package = Package(
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
-        .executableTarget(name: "transport-bench", dependencies: ["NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),
-        .executableTarget(name: "roundtrip-bench", dependencies: ["NTBTransport", "NTBMock", "NTBHardware"], path: "Benchmarks/RoundTripBench"),
+        .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),
+        .executableTarget(name: "transport-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),
+        .executableTarget(name: "roundtrip-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware"], path: "Benchmarks/RoundTripBench"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -15,6 +15,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BenchSupport
 import NTBHardware
 import NTBMock
 import NTBTransport
@@ -24,24 +25,9 @@ let roundTrips = args.count > 1 ? Int(args[1]) ?? 1_000_000 : 1_000_000
 let size = args.count > 2 ? Int(args[2]) ?? 64 : 64
 precondition(roundTrips > 0 && size > 0)
 
-let dir = "/dev/shm/roundtrip-bench-\(getpid())"
-var linkConfig = MockLinkConfiguration()
-linkConfig.memoryWindowCount = 1
-try MockLink.create(at: dir, configuration: linkConfig)
-defer { try? MockLink.remove(at: dir, force: true) }
-
-var config = TransportConfiguration()
-config.queuePairs = 1
-config.waitMode = .polling
-let ep = try Transport<MockNTBDevice, HostBackend>(device: MockNTBDevice(directory: dir, role: .endpoint, options: .fast), configuration: config)
-let host = try Transport<MockNTBDevice, HostBackend>(device: MockNTBDevice(directory: dir, role: .host, options: .fast), configuration: config)
-let a = host.queuePairs[0], b = ep.queuePairs[0]
+let pair = try MockHostPair(name: "roundtrip-bench", linkTimeout: .seconds(60))
+let a = pair.hostQP, b = pair.endpointQP
 let clock = ContinuousClock()
-let linkDeadline = clock.now.advanced(by: .seconds(60))
-while !(a.isLinkUp && b.isLinkUp) {
-    a.poll { _ in }; b.poll { _ in }
-    guard clock.now < linkDeadline else { fatalError("the mock link did not come up") }
-}
 precondition(size <= a.maxPayload, "size must be at most \(a.maxPayload)")
 
 let slots = 64
@@ -91,7 +77,6 @@ print("host backend, one thread playing both sides of a mock link, \(size)-byte 
 print("  \(roundTrips) round trips in \(ns / 1e9) s: \(ns / Double(roundTrips)) ns per round trip")
 print("  counters: host tx_pkts \(a.counters[.txPackets]) rx_pkts \(a.counters[.rxPackets]) doorbells \(a.counters[.doorbells])")
 message.deallocate()
-host.close()
-ep.close()
+pair.close()
 bufA.deallocate()
 bufB.deallocate()

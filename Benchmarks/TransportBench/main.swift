@@ -13,6 +13,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import BenchSupport
 import NTBHardware
 import NTBMock
 import NTBTransport
@@ -33,27 +34,11 @@ final class Shared: @unchecked Sendable {
     init(qp: QP, expected: Int) { self.qp = qp; self.expected = expected }
 }
 
-let dir = "/dev/shm/transport-bench-\(getpid())"
-var linkConfig = MockLinkConfiguration()
-linkConfig.memoryWindowCount = 1
-try MockLink.create(at: dir, configuration: linkConfig)
-defer { try? MockLink.remove(at: dir, force: true) }
-
-var config = TransportConfiguration()
-config.queuePairs = 1
-config.waitMode = .polling
-config.mtu = mtu
-let ep = try Transport<MockNTBDevice, HostBackend>(device: MockNTBDevice(directory: dir, role: .endpoint, options: .fast), configuration: config)
-let host = try Transport<MockNTBDevice, HostBackend>(device: MockNTBDevice(directory: dir, role: .host, options: .fast), configuration: config)
-let tx = host.queuePairs[0], rxQP = ep.queuePairs[0]
-
-// Link both queue pairs (each is polled by this thread until up; then the receiver thread takes one).
+// Both queue pairs linked (polled by this thread until up; then the receiver thread takes one).
+let pair = try MockHostPair(name: "transport-bench", mtu: mtu, linkTimeout: .seconds(30))
+defer { pair.close() }
+let tx = pair.hostQP, rxQP = pair.endpointQP
 let clock = ContinuousClock()
-let linkDeadline = clock.now.advanced(by: .seconds(30))
-while !(tx.isLinkUp && rxQP.isLinkUp) {
-    tx.poll { _ in }; rxQP.poll { _ in }
-    guard clock.now < linkDeadline else { fatalError("the mock link did not come up") }
-}
 precondition(size <= tx.maxPayload, "size must be at most \(tx.maxPayload)")
 
 // Receiver: 256 posted buffers, reposted as they complete.
@@ -105,6 +90,4 @@ let cpuPerGB: Double = cpu / (Double(messages * size) / 1e9)
 print("  \(messages) messages in \(s) s: \(rate) M msg/s, \(gbps) GB/s, \(cpuPerGB) CPU s per GB (both threads)")
 print("  counters: tx_pkts \(tx.counters[.txPackets]) rx_pkts \(rxQP.counters[.rxPackets]) tx_ring_full \(tx.counters[.txRingFull]) doorbells \(tx.counters[.doorbells])")
 message.deallocate()
-host.close()
-ep.close()
 buffers.deallocate()
