@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NTBTransport
 import PCIKit
 import Synchronization
@@ -47,12 +44,9 @@ struct WakeBaseline: Codable {
 
     /// Blocks until `notifier` is signalled (at most 1 s), then consumes it; false on a timeout.
     private static func sleep(on notifier: EventNotifier) -> Bool {
-        var p = pollfd(fd: notifier.fd, events: Int16(POLLIN), revents: 0)
-        while true {
-            let r = poll(&p, 1, 1000)
-            if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { return false }
+        while notifier.wait(timeout: .seconds(1)) {
             if notifier.consume() > 0 { return true }
         }
+        return false
     }
 }
