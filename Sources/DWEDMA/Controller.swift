@@ -3,7 +3,7 @@ import Glibc
 #endif
 public import PCIKit
 
-/// How much of the engine this side owns (the RFC's partial ownership, kernel-facts.md §1.7, §5 fact 8).
+/// How much of the engine this side owns (the RFC's partial ownership, docs/hardware-reference.md §1.7, §5 fact 8).
 public enum EDMAOwnership: Sendable, Equatable {
     /// This side owns the whole engine and may run the global power-off sequence.
     case engine
@@ -98,7 +98,7 @@ public final class DWEDMAController<Space: RegisterSpace>: @unchecked Sendable {
                            llBusAddress: llBusAddress, owner: state)
     }
 
-    /// Interrupt emulation (kernel-facts §1.7, X1): a write to `int_status` asserts the endpoint's eDMA
+    /// Interrupt emulation (hardware-reference §1.7, X1): a write to `int_status` asserts the endpoint's eDMA
     /// interrupt without setting DONE/ABORT; usable as a host→endpoint doorbell on implementations that
     /// support it (the engine model does).
     public func raiseEmulatedInterrupt(_ d: EDMADirection) {
@@ -210,13 +210,13 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     public var isBusy: Bool { inFlight != 0 }
 
     /// Points this channel's DONE and ABORT IMWr at an MSI vector: address, and data = base data +
-    /// vector index (the multi-vector fix of RFC V3-10). The address pair is shared by all channels
+    /// vector index (the multi-vector fix of RFC v3 patch 10). The address pair is shared by all channels
     /// of the direction. Without this, completion is found by polling.
     public func useInterrupt(msiAddress: UInt64, baseData: UInt16, vector: UInt16) {
         core.configureInterrupt(direction, channel: index, address: msiAddress, data: baseData &+ vector)
     }
 
-    /// Remote-only interrupt routing (RFC V3-18 REMOTE): keep this channel's DONE/ABORT masked in
+    /// Remote-only interrupt routing (RFC v3 patch 18 REMOTE): keep this channel's DONE/ABORT masked in
     /// `int_mask` at the next full start, so the endpoint's local interrupt stays quiet while the IMWr
     /// (RIE) still reaches the host. Takes effect at the next first start (after claim or abort).
     /// The default is Linux's: unmask.

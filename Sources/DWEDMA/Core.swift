@@ -5,7 +5,7 @@ public import PCIKit
 
 /// One transfer of a chain: `length` bytes from `source` to `destination`, both bus addresses as the
 /// eDMA sees them (WRITE channel: source endpoint-local, destination PCIe; READ channel: the
-/// reverse, kernel-facts.md §1.8).
+/// reverse, docs/hardware-reference.md §1.8).
 public struct EDMATransfer: Sendable, Equatable {
     public var source: UInt64
     public var destination: UInt64
@@ -19,7 +19,7 @@ public struct EDMATransfer: Sendable, Equatable {
 }
 
 /// Who drives the engine. Decides RIE on the last element and the LL read-back before the doorbell
-/// (`DW_EDMA_CHIP_LOCAL`, kernel-facts.md §1.6).
+/// (`DW_EDMA_CHIP_LOCAL`, docs/hardware-reference.md §1.6).
 public enum EDMAMode: Sendable, Equatable {
     /// The endpoint programs its own eDMA; LL memory is coherent local memory.
     case local
@@ -73,7 +73,7 @@ public struct ChannelInterrupt: Sendable, Equatable {
     }
 }
 
-/// One read of a direction's shared `int_status` (v0, kernel-facts §1.2): DONE and ABORT of every
+/// One read of a direction's shared `int_status` (v0, hardware-reference §1.2): DONE and ABORT of every
 /// channel at once, as `dw_edma_interrupt` reads it once for all of them.
 public struct EDMASharedStatus: Sendable, Equatable {
     public var direction: EDMADirection
@@ -206,7 +206,7 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
         ll.store64(llBusAddress, at: offset + LLElement.linkPointer)
     }
 
-    /// `dw_edma_v0_core_start` (kernel-facts.md §1.6 step 3).
+    /// `dw_edma_v0_core_start` (docs/hardware-reference.md §1.6 step 3).
     @inlinable
     public func start<LL: RegisterSpace>(_ d: EDMADirection, channel: Int, ll: LL, llBusAddress: UInt64,
                                          transfers: UnsafeBufferPointer<EDMATransfer>, cycle: Bool,
@@ -220,7 +220,7 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
             registers.store32(1, at: EDMARegisters.engineEnable(d))
             withLock {
                 // Interrupt unmask: done, abort. (Remote-only routing keeps the local interrupt masked:
-                // LIE+RIE with the local mask set, the RFC's REMOTE routing, kernel-facts §1.7.)
+                // LIE+RIE with the local mask set, the RFC's REMOTE routing, hardware-reference §1.7.)
                 var mask = registers.load32(at: EDMARegisters.intMask(d))
                 if maskLocalInterrupt {
                     mask |= InterruptBits.channel(channel).rawValue
@@ -264,7 +264,7 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
     }
 
     /// `dw_edma_v0_core_off`: mask and clear everything, disable both engines. Only the owner of the
-    /// whole engine may call this (kernel-facts.md §1.7, §5 fact 8).
+    /// whole engine may call this (docs/hardware-reference.md §1.7, §5 fact 8).
     public func powerOff() {
         let all = InterruptBits.doneMask | InterruptBits.abortMask
         for d in EDMADirection.allCases { registers.store32(all, at: EDMARegisters.intMask(d)) }

@@ -1,3 +1,3 @@
 /// DesignWare eDMA (v0 register map) driver: register tables, channels, linked-list descriptors,
-/// completion. Reference: `kernel-facts.md` §1 and §5; Linux `drivers/dma/dw-edma/`.
+/// completion. Reference: `docs/hardware-reference.md` §1 and §5; Linux `drivers/dma/dw-edma/`.
 public enum DWEDMA {}

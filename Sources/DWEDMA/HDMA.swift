@@ -3,7 +3,7 @@ import Glibc
 #endif
 public import PCIKit
 
-/// The HDMA native register map (`EDMA_MF_HDMA_NATIVE`, `dw-hdma-v0-regs.h`, kernel-facts.md §1.9): no
+/// The HDMA native register map (`EDMA_MF_HDMA_NATIVE`, `dw-hdma-v0-regs.h`, docs/hardware-reference.md §1.9): no
 /// global registers; a 0x100-byte block per channel, write ch n at n·0x200, read ch n at n·0x200 + 0x100.
 public enum HDMARegisters {
     /// `HDMA_V0_MAX_NR_CH` in the stored mainline copy.

@@ -1,18 +1,18 @@
 /// Register map and register values of the DesignWare eDMA, v0 map (legacy and unrolled).
 ///
 /// Offsets are byte offsets from the eDMA register base, computed from the layout of Linux
-/// `struct dw_edma_v0_regs` (`dw-edma-v0-regs.h`), not from its comments (kernel-facts.md §1.2, §1.3).
+/// `struct dw_edma_v0_regs` (`dw-edma-v0-regs.h`), not from its comments (docs/hardware-reference.md §1.2, §1.3).
 
 /// The direction of an eDMA channel. The names are the engine's, not the transfer's:
 /// a WRITE channel moves endpoint-local memory → PCIe, a READ channel moves PCIe → endpoint-local
-/// memory, whoever programs it (kernel-facts.md §1.8).
+/// memory, whoever programs it (docs/hardware-reference.md §1.8).
 public enum EDMADirection: Int, Sendable, CaseIterable, CustomStringConvertible {
     case write = 0
     case read = 1
     public var description: String { self == .write ? "write" : "read" }
 }
 
-/// How the channel register blocks are reached (`enum dw_edma_map_format`, kernel-facts.md §1.1).
+/// How the channel register blocks are reached (`enum dw_edma_map_format`, docs/hardware-reference.md §1.1).
 public enum EDMAMapFormat: UInt32, Sendable, CustomStringConvertible {
     /// One channel window at 0x100, selected through `viewport_sel` (0x0FC).
     case legacy = 0x0
@@ -21,7 +21,7 @@ public enum EDMAMapFormat: UInt32, Sendable, CustomStringConvertible {
     public var description: String { self == .legacy ? "legacy" : "unroll" }
 }
 
-/// The v0 register map as a table of offsets (kernel-facts.md §1.2, §1.3, §5 fact 1 and 3).
+/// The v0 register map as a table of offsets (docs/hardware-reference.md §1.2, §1.3, §5 fact 1 and 3).
 public enum EDMARegisters {
     /// Largest channel count per direction (`EDMA_MAX_WR_CH`, `EDMA_MAX_RD_CH`).
     public static let maxChannels = 8
@@ -44,7 +44,7 @@ public enum EDMARegisters {
     @inlinable public static func intMask(_ d: EDMADirection) -> Int { d == .write ? 0x054 : 0x0A8 }
     /// `wr_int_clear` / `rd_int_clear`: write 1 to clear the status bit.
     @inlinable public static func intClear(_ d: EDMADirection) -> Int { d == .write ? 0x058 : 0x0AC }
-    /// `wr_err_status` / `rd_err_status` lo (not decoded; kernel-facts.md §6).
+    /// `wr_err_status` / `rd_err_status` lo (not decoded; docs/hardware-reference.md §6).
     @inlinable public static func errStatus(_ d: EDMADirection) -> Int { d == .write ? 0x05C : 0x0B4 }
     /// `wr_done_imwr` / `rd_done_imwr` lo (hi at +4): MSI address for DONE, one per direction.
     @inlinable public static func doneIMWrLow(_ d: EDMADirection) -> Int { d == .write ? 0x060 : 0x0CC }
@@ -63,7 +63,7 @@ public enum EDMARegisters {
     /// `wr_linked_list_err_en` / `rd_linked_list_err_en`: BIT(ch).
     @inlinable public static func linkedListErrorEnable(_ d: EDMADirection) -> Int { d == .write ? 0x090 : 0x0C4 }
     /// Legacy `viewport_sel`: [2:0] channel, BIT(31) = read channel. At 0x0FC (the header comment's
-    /// 0x0F8 is wrong, kernel-facts.md §1.3).
+    /// 0x0F8 is wrong, docs/hardware-reference.md §1.3).
     public static let viewportSelect = 0x0FC
 
     // MARK: Unroll extras (§1.3)
@@ -110,7 +110,7 @@ public enum EDMARegisters {
 }
 
 /// `ch_control1` and the control word of LL elements share these bits (`enum dw_edma_control`,
-/// kernel-facts.md §1.4).
+/// docs/hardware-reference.md §1.4).
 public struct ChannelControl: RawRepresentable, Equatable, Sendable, CustomStringConvertible {
     public var rawValue: UInt32
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }

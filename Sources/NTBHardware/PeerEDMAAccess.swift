@@ -1,19 +1,19 @@
 public import PCIKit
 
 /// Optional capability of an NTB device whose link carries a DesignWare eDMA that the transport's
-/// `edma` backend drives (kernel-facts §4: the endpoint's eDMA, reached by the host through the
-/// dedicated last memory window, V3-25).
+/// `edma` backend drives (hardware-reference §4: the endpoint's eDMA, reached by the host through the
+/// dedicated last memory window, RFC v3 patch 25).
 ///
 /// The transport is generic over it (`Device: NTBDevice & PeerEDMAAccess`), so it reaches the engine
 /// without knowing the device type: no casts, no existentials, statically dispatched.
 ///
 /// - Host role: ``peerEDMARegisters()`` is the peer's eDMA register block as this side reaches it
 ///   (remote mode: the host drives the endpoint's read channels). On silicon that is the register
-///   slot at 2P of the eDMA window (an inbound iATU sub-mapping the endpoint sets up, V3-25); the mock
+///   slot at 2P of the eDMA window (an inbound iATU sub-mapping the endpoint sets up, RFC v3 patch 25); the mock
 ///   link gives its engine model's host-side register space.
 /// - Endpoint role: ``localEDMARegisters(writeChannels:readChannels:)`` starts (or finds) this side's
 ///   own engine and returns its registers (local mode: the endpoint drives its write channels).
-///   It must run before the endpoint publishes the window (kernel-facts §4.3 "Init order").
+///   It must run before the endpoint publishes the window (hardware-reference §4.3 "Init order").
 public protocol PeerEDMAAccess: NTBDevice {
     /// Which side of the eDMA this device is: the endpoint hosts the engine, the host drives it remotely.
     var edmaSide: EDMASide { get }
@@ -46,7 +46,7 @@ public struct EDMAInterruptTarget: Sendable, Equatable {
     }
 }
 
-/// The two sides of the eDMA over an NTB link (kernel-facts §4: ring selection and channel direction
+/// The two sides of the eDMA over an NTB link (hardware-reference §4: ring selection and channel direction
 /// follow it).
 public enum EDMASide: String, Sendable, Equatable, CustomStringConvertible {
     /// The root-complex side: transmits with the peer's read channels, reached through the window.

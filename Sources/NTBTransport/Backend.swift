@@ -219,8 +219,8 @@ public protocol TransportBackend: Sendable {
     static var name: String { get }
     /// One line for `--help` and the demo table.
     static var summary: String { get }
-    /// Memory windows the backend keeps for itself at the end of the device's windows (kernel-facts
-    /// §4, V3-25: the edma backend keeps the last one for the eDMA window, `mw_count -= 1`). The
+    /// Memory windows the backend keeps for itself at the end of the device's windows (hardware-reference
+    /// §4, RFC v3 patch 25: the edma backend keeps the last one for the eDMA window, `mw_count -= 1`). The
     /// transport uses only the windows before them, on both sides, so the handshake's NUM_MWS agrees.
     /// Default 0.
     static var reservedMemoryWindows: Int { get }
@@ -304,7 +304,7 @@ extension TransportBackends {
         case HostBackend.name: return try visitor.visit(HostBackend.self)
         case EDMABackendName.name:
             guard let edma = Device.self as? any PeerEDMAAccess.Type else {
-                throw TransportError.invalidConfiguration("the edma backend needs a DesignWare eDMA the transport can reach over the link (an endpoint's eDMA behind the NTB, kernel-facts §4); this port's device (\(Device.self)) has none; use --backend host")
+                throw TransportError.invalidConfiguration("the edma backend needs a DesignWare eDMA the transport can reach over the link (an endpoint's eDMA behind the NTB, hardware-reference §4); this port's device (\(Device.self)) has none; use --backend host")
             }
             return try openEDMA(edma, visitor)
         default: return try openAndVisit(try lookup(name), visitor)

@@ -72,7 +72,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         guard spads >= HostWire.minimumScratchpads else {
             throw .invalidConfiguration("\(device.name) has \(spads) scratchpads; ntb_transport needs at least \(HostWire.minimumScratchpads)")
         }
-        // The backend's reserved windows are the device's last ones (V3-25: mw_count -= 1 for the eDMA
+        // The backend's reserved windows are the device's last ones (RFC v3 patch 25: mw_count -= 1 for the eDMA
         // window), taken off both counts so that both sides advertise the same NUM_MWS.
         let reserved = Backend.reservedMemoryWindows
         precondition(reserved >= 0, "a backend reserves a non-negative number of memory windows")

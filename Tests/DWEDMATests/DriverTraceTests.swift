@@ -3,7 +3,7 @@ import PCIKit
 @testable import DWEDMA
 
 /// The exact register and LL accesses of the driver, compared with the Linux recipe
-/// (`dw_edma_v0_core_write_chunk`, `dw_edma_v0_core_start`; kernel-facts.md §1.6).
+/// (`dw_edma_v0_core_write_chunk`, `dw_edma_v0_core_start`; docs/hardware-reference.md §1.6).
 @Suite struct DriverTraceTests {
     let log = TraceLog()
     let regMemory = Memory(0x2000)

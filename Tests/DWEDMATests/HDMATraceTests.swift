@@ -2,7 +2,7 @@ import Testing
 import PCIKit
 @testable import DWEDMA
 
-/// HDMA native map: offsets against kernel-facts.md §1.9 and the access trace of
+/// HDMA native map: offsets against docs/hardware-reference.md §1.9 and the access trace of
 /// `dw_hdma_v0_core_start` / `handle_int` / `ch_config` / `off`.
 @Suite struct HDMATraceTests {
     let log = TraceLog()

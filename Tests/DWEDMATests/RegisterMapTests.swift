@@ -2,7 +2,7 @@ import CNTBShim
 import Testing
 @testable import DWEDMA
 
-/// Every offset and bit against kernel-facts.md §1.2–§1.5 (the reference values, typed in by hand).
+/// Every offset and bit against docs/hardware-reference.md §1.2–§1.5 (the reference values, typed in by hand).
 @Suite struct RegisterMapTests {
     struct Row: Sendable, CustomStringConvertible {
         let name: String, actual: Int, expected: Int

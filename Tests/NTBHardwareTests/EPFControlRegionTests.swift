@@ -3,9 +3,9 @@ import CNTBShim
 import PCIKit
 @testable import NTBHardware
 
-/// The control region layout and BAR maps against kernel-facts.md §3.1 and §3.4.
+/// The control region layout and BAR maps against docs/hardware-reference.md §3.1 and §3.4.
 @Suite struct EPFControlRegionTests {
-    /// (name, our offset, kernel-facts.md §3.1 / ntb_hw_epf.c NTB_EPF_*)
+    /// (name, our offset, docs/hardware-reference.md §3.1 / ntb_hw_epf.c NTB_EPF_*)
     static let offsets: [(String, Int, Int)] = [
         ("command", EPFControl.command, 0x00),
         ("argument", EPFControl.argument, 0x04),
@@ -57,7 +57,7 @@ import PCIKit
     }
 
     @Test func barMapsPerSoC() {
-        // kernel-facts §3.4: CONFIG, PEER_SPAD, DB, MW1..MW4
+        // hardware-reference §3.4: CONFIG, PEER_SPAD, DB, MW1..MW4
         #expect(EPFBARMap.forDevice(vendor: 0x104C, device: 0xB00D) == EPFBARMap(config: 0, peerScratchpad: 1, doorbell: 2, memoryWindows: [2, 3, 4, 5]))
         #expect(EPFBARMap.forDevice(vendor: 0x1957, device: 0x0809) == EPFBARMap(config: 0, peerScratchpad: 0, doorbell: 2, memoryWindows: [4, 5, nil, nil]))
         #expect(EPFBARMap.forDevice(vendor: 0x1912, device: 0x0030) == EPFBARMap(config: 0, peerScratchpad: 0, doorbell: 4, memoryWindows: [2, 2, nil, nil]))

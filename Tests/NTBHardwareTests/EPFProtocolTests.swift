@@ -88,7 +88,7 @@ func noMemory(_: Int, _: Int) throws(NTBError) -> DMABuffer { throw .unsupported
         #expect(ctrl.load32(at: 0x00) == 0 && ctrl.load32(at: 0x04) == 0, "the endpoint takes command and argument")
         #expect(ep.commandsServed == 3)
 
-        // Scratchpad split (kernel-facts §3.3).
+        // Scratchpad split (hardware-reference §3.3).
         host.writeScratchpad(2, 0xAA)
         #expect(ctrl.load32(at: EPFControl.sizeVersion1 + 8) == 0xAA)
         #expect(ep.readPeerScratchpad(2) == 0xAA)

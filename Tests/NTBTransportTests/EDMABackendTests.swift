@@ -11,7 +11,7 @@ import Glibc
 
 typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
 
-/// The `edma` backend through the queue pair API (kernel-facts §4): both roles in one process over
+/// The `edma` backend through the queue pair API (hardware-reference §4): both roles in one process over
 /// the mock link, the endpoint hosting the DW eDMA engine model.
 @Suite(.serialized) struct EDMABackendTests {
     final class Pair {
@@ -24,7 +24,7 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
             endpointDevice = try link.open(.endpoint)
             if let copyHook { endpointDevice.setEDMACopyHook(copyHook) }
             hostDevice = try link.open(.host)
-            // kernel-facts §4.3 "Init order": the endpoint publishes its eDMA window before link-up.
+            // hardware-reference §4.3 "Init order": the endpoint publishes its eDMA window before link-up.
             endpoint = try EDMATransport(device: endpointDevice, configuration: LinkFixture.configuration(qps: qps, mtu: mtu))
             var hostConfiguration = LinkFixture.configuration(qps: qps, mtu: mtu)
             hostConfiguration.waitMode = hostWaitMode
@@ -152,7 +152,7 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         let before = try pair.endpointDevice.startEDMAModel().counters.imwrDelivered
         try Self.transfer(from: pair.host, to: pair.endpoint, count: 120, mtu: 4096)
         // The host's data channels end their chains with an IMWr to its MSI window: the queue pair's
-        // doorbell vector fires, so a sleeping sender wakes (kernel-facts §1.7, RIE).
+        // doorbell vector fires, so a sleeping sender wakes (hardware-reference §1.7, RIE).
         #expect(try pair.endpointDevice.startEDMAModel().counters.imwrDelivered > before)
         // The endpoint's engine interrupt (LIE) fired for the host's transfers and notifications.
         #expect(try pair.endpointDevice.startEDMAModel().counters.localInterrupts > 0)

@@ -79,7 +79,7 @@ final class EDMALinkFixture: @unchecked Sendable {
             localSpace: BusAddressSpace([ep.segment]), pcieSpace: BusAddressSpace([host.segment]),
             localInterrupt: epInterrupt))
 
-        // Endpoint: publish the window before link-up (V3-25), one LL region per read channel.
+        // Endpoint: publish the window before link-up (RFC v3 patch 25), one LL region per read channel.
         let layout = EDMAWindowLayout(pageSize: Self.page, registerSize: EDMAModelFiles.registerFileSize,
                                       channelCount: Self.dataChannels + 1)
         let epWindow = ep.region.mmio.subregion(offset: 0, length: Self.windowLength)

@@ -16,7 +16,7 @@ import Testing
     deinit { unsafe raw.deallocate() }
 }
 
-/// Reference numbers of kernel-facts §4.2 (`ntb_edma_info`, `ntb_edma_db`) and §4.3 (rings).
+/// Reference numbers of hardware-reference §4.2 (`ntb_edma_info`, `ntb_edma_db`) and §4.3 (rings).
 @Suite struct EDMALayoutTests {
     @Test func infoOffsetsMatchTheReference() {
         #expect(EDMALayout.infoMagic == 0x4544_4D41)
@@ -68,7 +68,7 @@ import Testing
     }
 
     @Test func readChannelRegistersNeeded() {
-        // Read channel n at 0x300 + n·0x200, 0x24 bytes (kernel-facts §1.3).
+        // Read channel n at 0x300 + n·0x200, 0x24 bytes (hardware-reference §1.3).
         #expect(EDMAWindowLayout.registerBytesNeeded(readChannels: 5) == 0xB24)
         #expect(EDMAWindowLayout.registerBytesNeeded(readChannels: 2) == 0x524)
     }

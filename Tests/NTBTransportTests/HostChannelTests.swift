@@ -4,7 +4,7 @@ import CNTBShim
 @testable import NTBTransport
 
 /// The host channel against hand-built peer images: the test plays the Linux kernel peer, writing
-/// and reading bytes at the offsets of kernel-facts.md §2.3 (spelled out here, not taken from the code).
+/// and reading bytes at the offsets of docs/hardware-reference.md §2.3 (spelled out here, not taken from the code).
 ///
 /// `mine` is our inbound buffer (the kernel peer writes frames into it, and reads its tx tail from
 /// it); `peers` is the kernel's inbound buffer (we write frames into it, and our rx tail).

@@ -2,7 +2,7 @@ import Testing
 import CNTBShim
 @testable import NTBTransport
 
-/// The v4 layout against kernel-facts.md §2.2–2.3 (numbers written out here, not taken from the code).
+/// The v4 layout against docs/hardware-reference.md §2.2–2.3 (numbers written out here, not taken from the code).
 @Suite struct HostLayoutTests {
     @Test func payloadHeaderAndRxInfoMatchTheKernelStructs() {
         // struct ntb_payload_header { unsigned int ver; unsigned int len; unsigned int flags; }

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// What the transport does with any `NTBDevice`, generic (statically dispatched) over the mock device:
-/// the ntb_transport scratchpad handshake (kernel-facts §2.2: sizes, NUM_MWS, NUM_QPS, VERSION into the
+/// the ntb_transport scratchpad handshake (hardware-reference §2.2: sizes, NUM_MWS, NUM_QPS, VERSION into the
 /// peer's scratchpads; read own) and a doorbell round trip.
 func handshake<D: NTBDevice>(_ device: D, qps: UInt32) -> Bool {
     for mw in 0..<device.memoryWindowCount {

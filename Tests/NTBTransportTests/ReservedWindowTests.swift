@@ -5,7 +5,7 @@ import PCIKit
 @testable import NTBTransport
 
 /// The host wire format with the last memory window kept back, as the edma backend keeps it for the
-/// eDMA window (V3-25, `mw_count -= 1`): the transport's own windows are the ones before it.
+/// eDMA window (RFC v3 patch 25, `mw_count -= 1`): the transport's own windows are the ones before it.
 struct LastWindowReservingBackend: TransportBackend {
     typealias Channel = HostChannel
     static let name = "test-reserving"

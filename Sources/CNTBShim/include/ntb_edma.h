@@ -3,7 +3,7 @@
  * eDMA engine model (NTBMock) uses to receive register writes from another thread or process.
  *                                                                       (DWEDMA, NTBMock)
  *
- * Layouts follow Linux drivers/dma/dw-edma/dw-edma-v0-regs.h (kernel-facts.md §1.5): the structures
+ * Layouts follow Linux drivers/dma/dw-edma/dw-edma-v0-regs.h (docs/hardware-reference.md §1.5): the structures
  * are packed there; every field below sits at its natural alignment, so packing changes nothing, and
  * the _Static_asserts pin each offset.
  */
@@ -17,7 +17,7 @@
 #include <sys/syscall.h>
 #include <linux/futex.h>
 
-/* ---- LL elements (kernel-facts.md §1.5) ---------------------------------------------------------- */
+/* ---- LL elements (docs/hardware-reference.md §1.5) ---------------------------------------------------------- */
 
 /* Data element, struct dw_edma_v0_lli: 24 bytes. */
 typedef struct ntb_edma_lli {

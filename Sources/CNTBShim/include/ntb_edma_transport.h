@@ -1,14 +1,14 @@
 /*
  * ntb_edma_transport.h - hardware-visible layouts of the RFC v3 "NTB transport backed by endpoint
- * DW eDMA" protocol (Koichiro Den; kernel-facts §4.2 and §4.3). Owner: NTBTransport (edma backend).
+ * DW eDMA" protocol (Koichiro Den; hardware-reference §4.2 and §4.3). Owner: NTBTransport (edma backend).
  *
  * Why C: these structures are read and written by the peer (through a memory window) and by the
  * endpoint's eDMA, so their layout must be the C layout of the Linux RFC, declared once and checked
  * here; Swift reads and writes them field by field at MemoryLayout offsets of these structs.
  *
- * Sources: V3-25 ntb_hw_edma.h (struct ntb_edma_info, struct ntb_edma_db, the window layout),
- * V3-26 ntb_transport_edma.c (struct ntb_edma_desc, struct ntb_edma_ring). Neither struct is packed:
- * natural alignment puts db_base at 16 (kernel-facts §5 item 10).
+ * Sources: RFC v3 patch 25 ntb_hw_edma.h (struct ntb_edma_info, struct ntb_edma_db, the window layout),
+ * RFC v3 patch 26 ntb_transport_edma.c (struct ntb_edma_desc, struct ntb_edma_ring). Neither struct is packed:
+ * natural alignment puts db_base at 16 (hardware-reference §5 item 10).
  */
 #ifndef NTB_EDMA_TRANSPORT_H
 #define NTB_EDMA_TRANSPORT_H
@@ -25,7 +25,7 @@
 /* Descriptors per ring; indices are free-running u32 masked by (entries - 1); 127 usable. */
 #define NTB_EDMA_RING_ENTRIES 128
 /* ntb_edma_desc.flags. Inferred: the RFC reuses ntb_transport.c's DESC_DONE_FLAG BIT(0) and
- * LINK_DOWN_FLAG BIT(1) (kernel-facts §2.3, §4.3); the values in V3-26 were not seen: unverified. */
+ * LINK_DOWN_FLAG BIT(1) (hardware-reference §2.3, §4.3); the values in RFC v3 patch 26 were not seen: unverified. */
 #define NTB_EDMA_DESC_DONE_FLAG (1u << 0)
 #define NTB_EDMA_LINK_DOWN_FLAG (1u << 1)
 

@@ -3,8 +3,8 @@
  * driver ntb_hw_epf.c reads it, and the shared state page of the mock NTB link.        (NTBHardware, NTBMock)
  *
  * The control region is written by the endpoint and by the host over PCIe, so its layout is declared here once
- * and checked with _Static_assert against kernel-facts.md §3.1 (struct epf_ntb_ctrl in pci-epf-vntb.c, the
- * NTB_EPF_* offsets in ntb_hw_epf.c). The mw_offset[]/mw_size[] tail is the RFC's proposed extension (V3-02),
+ * and checked with _Static_assert against docs/hardware-reference.md §3.1 (struct epf_ntb_ctrl in pci-epf-vntb.c, the
+ * NTB_EPF_* offsets in ntb_hw_epf.c). The mw_offset[]/mw_size[] tail is the RFC's proposed extension (RFC v3 patch 02),
  * not mainline; a peer advertises it with topology/version = 1.
  */
 #ifndef NTB_EPF_H
@@ -31,8 +31,8 @@ enum {
     NTB_EPF_DB_ENTRY_SIZE  = 0x30,
     NTB_EPF_DB_DATA0       = 0x34,   /* + 4n, n < NTB_EPF_DB_SLOTS */
     NTB_EPF_DB_OFFSET0     = 0xB4,   /* + 4n */
-    NTB_EPF_MW_OFFSET0     = 0x134,  /* + 4n, n < NTB_EPF_MAX_MW (RFC V3-02, proposed) */
-    NTB_EPF_MW_SIZE0       = 0x144,  /* + 4n (RFC V3-02, proposed) */
+    NTB_EPF_MW_OFFSET0     = 0x134,  /* + 4n, n < NTB_EPF_MAX_MW (RFC v3 patch 02, proposed) */
+    NTB_EPF_MW_SIZE0       = 0x144,  /* + 4n (RFC v3 patch 02, proposed) */
     NTB_EPF_CTRL_SIZE_V0   = 0x134,  /* sizeof(struct epf_ntb_ctrl) upstream */
     NTB_EPF_CTRL_SIZE_V1   = 0x154,  /* with the RFC tail */
 };
@@ -112,7 +112,7 @@ enum {
     NTB_MOCK_SIDE_HOST      = 0,
     NTB_MOCK_SIDE_ENDPOINT  = 1,
     NTB_MOCK_FLAG_MSI_DOORBELL = 1,  /* host doorbell writes also interrupt the endpoint (pci_epf_alloc_doorbell) */
-    NTB_MOCK_FLAG_RFC_OFFSETS  = 2,  /* control region version 1: mw_offset[]/mw_size[] (RFC V3-02) */
+    NTB_MOCK_FLAG_RFC_OFFSETS  = 2,  /* control region version 1: mw_offset[]/mw_size[] (RFC v3 patch 02) */
     NTB_MOCK_FIFO_SLOTS        = 64, /* fifo_pending[]: MSI vector n uses slot n, the endpoint doorbell the last */
 };
 

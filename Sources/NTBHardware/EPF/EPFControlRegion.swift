@@ -2,13 +2,13 @@ import CNTBShim
 public import PCIKit
 
 /// Offsets, commands and limits of the endpoint-function NTB control region (`struct epf_ntb_ctrl`,
-/// kernel-facts.md §3.1), taken from the one declaration in `CNTBShim/include/ntb_epf.h`.
+/// docs/hardware-reference.md §3.1), taken from the one declaration in `CNTBShim/include/ntb_epf.h`.
 public enum EPFControl {
     public static let command = Int(NTB_EPF_COMMAND)
     public static let argument = Int(NTB_EPF_ARGUMENT)
     public static let commandStatus = Int(NTB_EPF_CMD_STATUS)
     public static let linkStatus = Int(NTB_EPF_LINK_STATUS)
-    /// `topology`; the RFC (V3-02) reuses it as the control-region version (1 = per-MW offsets present).
+    /// `topology`; the RFC (RFC v3 patch 02) reuses it as the control-region version (1 = per-MW offsets present).
     public static let topology = Int(NTB_EPF_TOPOLOGY)
     public static let lowerAddress = Int(NTB_EPF_LOWER_ADDR)
     public static let upperAddress = Int(NTB_EPF_UPPER_ADDR)
@@ -22,9 +22,9 @@ public enum EPFControl {
     public static let doorbellEntrySize = Int(NTB_EPF_DB_ENTRY_SIZE)
     public static func doorbellData(_ n: Int) -> Int { precondition(n >= 0 && n < slots); return Int(NTB_EPF_DB_DATA0) + 4 * n }
     public static func doorbellOffset(_ n: Int) -> Int { precondition(n >= 0 && n < slots); return Int(NTB_EPF_DB_OFFSET0) + 4 * n }
-    /// RFC (V3-02, proposed, not mainline): offset of MW `n` inside its BAR.
+    /// RFC (RFC v3 patch 02, proposed, not mainline): offset of MW `n` inside its BAR.
     public static func mwOffset(_ n: Int) -> Int { precondition(n >= 0 && n < maxMemoryWindows); return Int(NTB_EPF_MW_OFFSET0) + 4 * n }
-    /// RFC (V3-02, proposed, not mainline): size of MW `n`.
+    /// RFC (RFC v3 patch 02, proposed, not mainline): size of MW `n`.
     public static func mwSize(_ n: Int) -> Int { precondition(n >= 0 && n < maxMemoryWindows); return Int(NTB_EPF_MW_SIZE0) + 4 * n }
     /// `sizeof(struct epf_ntb_ctrl)` upstream, and with the RFC tail.
     public static let sizeVersion0 = Int(NTB_EPF_CTRL_SIZE_V0)
@@ -46,7 +46,7 @@ public enum EPFControl {
     public static let translationAlignment: UInt64 = 4096
 }
 
-/// The endpoint-function commands (`CMD_*` in ntb_hw_epf.c, kernel-facts.md §3.1).
+/// The endpoint-function commands (`CMD_*` in ntb_hw_epf.c, docs/hardware-reference.md §3.1).
 public enum EPFCommand: UInt32, Sendable, CustomStringConvertible {
     case configureDoorbell = 1
     case teardownDoorbell = 2
@@ -67,7 +67,7 @@ public enum EPFCommand: UInt32, Sendable, CustomStringConvertible {
     }
 }
 
-/// Which BAR holds what, per endpoint SoC (the `barno_map` tables of ntb_hw_epf.c, kernel-facts.md §3.4).
+/// Which BAR holds what, per endpoint SoC (the `barno_map` tables of ntb_hw_epf.c, docs/hardware-reference.md §3.4).
 public struct EPFBARMap: Sendable, Equatable {
     /// BAR of the control region and the host's own scratchpads.
     public var config: Int
@@ -91,7 +91,7 @@ public struct EPFBARMap: Sendable, Equatable {
     public static let tiJ721E = EPFBARMap(config: 0, peerScratchpad: 1, doorbell: 2, memoryWindows: [2, 3, 4, 5])
     /// NXP i.MX8, 1957:0809: CONFIG 0, PEER_SPAD 0, DB 2, MW1 4, MW2 5.
     public static let imx8 = EPFBARMap(config: 0, peerScratchpad: 0, doorbell: 2, memoryWindows: [4, 5, nil, nil])
-    /// Renesas R-Car S4, 1912:0030: CONFIG 0, PEER_SPAD 0, DB 4, MW1 2; the RFC (V3-33) puts MW2 in BAR2
+    /// Renesas R-Car S4, 1912:0030: CONFIG 0, PEER_SPAD 0, DB 4, MW1 2; the RFC (RFC v3 patch 33) puts MW2 in BAR2
     /// too, which needs the version-1 per-MW offsets.
     public static let rcarS4 = EPFBARMap(config: 0, peerScratchpad: 0, doorbell: 4, memoryWindows: [2, 2, nil, nil])
 

@@ -2,7 +2,7 @@ public import PCIKit
 import Synchronization
 
 /// The host side of an endpoint-function NTB (what Linux `ntb_hw_epf.c` drives): a vNTB endpoint
-/// (`pci-epf-vntb.c`) seen through its BARs (kernel-facts.md §3).
+/// (`pci-epf-vntb.c`) seen through its BARs (docs/hardware-reference.md §3).
 ///
 /// Works on ``MMIORegion`` views of the BARs and one ``EventNotifier`` per MSI/MSI-X vector, so the
 /// same code runs on VFIO-mapped BARs and on the mock link's shared-memory files.
@@ -84,7 +84,7 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
         self.doorbellBAR = db
         self.ownSpads = ctrl.subregion(offset: config.scratchpadOffset, length: config.scratchpadCount * 4)
         if map.peerScratchpad == map.config {
-            // ntb_epf_init_pci: peer spads follow the host's own in the config BAR (kernel-facts §3.3).
+            // ntb_epf_init_pci: peer spads follow the host's own in the config BAR (hardware-reference §3.3).
             self.peerSpads = ctrl.subregion(offset: config.scratchpadOffset + config.scratchpadCount * 4, length: config.scratchpadCount * 4)
         } else {
             self.peerSpads = bars[map.peerScratchpad]!.subregion(offset: 0, length: config.scratchpadCount * 4)
@@ -112,7 +112,7 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
 
     // MARK: Commands (ntb_epf_send_command)
 
-    /// Sends one command and waits for the endpoint's status (kernel-facts §3.1: argument, then command;
+    /// Sends one command and waits for the endpoint's status (hardware-reference §3.1: argument, then command;
     /// poll `command_status` every 5–10 µs up to the timeout; then write 0 to it).
     public func send(_ command: EPFCommand, argument: UInt32) throws(NTBError) {
         let result: NTBError? = commandLock.withLock { _ -> NTBError? in

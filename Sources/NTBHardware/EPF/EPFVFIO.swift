@@ -2,7 +2,7 @@ public import PCIKit
 
 extension EPFHostDevice {
     /// Opens an endpoint-function NTB bound to vfio-pci, as `ntb_epf_pci_probe` does: picks the BAR map by
-    /// PCI ID (TI J721E, NXP i.MX8, Renesas R-Car S4; kernel-facts.md §3.4), enables bus mastering, maps the
+    /// PCI ID (TI J721E, NXP i.MX8, Renesas R-Car S4; docs/hardware-reference.md §3.4), enables bus mastering, maps the
     /// BARs, routes 4...32 MSI-X vectors (else MSI) to eventfds (`ntb_epf_init_isr`), and allocates inbound
     /// buffers from IOMMU-mapped memory of the device's container.
     ///

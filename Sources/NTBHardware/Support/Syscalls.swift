@@ -3,7 +3,7 @@ import CNTBShim
 import Glibc
 #endif
 
-/// The system calls of NTBHardware (style-anchors convention 14): waiting on several interrupt
+/// The system calls of NTBHardware (docs/architecture.md, Conventions: one syscall file per module): waiting on several interrupt
 /// descriptors at once, and short sleeps in command and doorbell polling loops.
 
 /// A fixed set of file descriptors waited on with one `poll(2)`; the `pollfd` array is allocated once,

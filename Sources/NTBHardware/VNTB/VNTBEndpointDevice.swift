@@ -16,9 +16,9 @@ import Glibc
 /// Nobody can tell the difference, because ``pollEvents()`` and ``readDoorbell()`` scan the doorbell
 /// array themselves, and the pass only matters to a sleeper. This deviation from vNTB (which polls at
 /// one fixed period) keeps a fast-mode endpoint from waking 10 000 times a second on the core of a
-/// polling data path (kernel-facts.md §3.2: doorbells are polled by a delayed work).
+/// polling data path (docs/hardware-reference.md §3.2: doorbells are polled by a delayed work).
 ///
-/// Doorbell numbering (kernel-facts.md §3.2): the host writes slot `b + 2` for its bit `b`; this side
+/// Doorbell numbering (docs/hardware-reference.md §3.2): the host writes slot `b + 2` for its bit `b`; this side
 /// reports it as bit `b` (vNTB reports `slot - 1`, an off-by-one between the two Linux sides that Linux
 /// hides by kicking every queue). Ringing bit `b` raises MSI `b + 3` (1-based), host vector `b + 2`.
 public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice, @unchecked Sendable {
@@ -311,7 +311,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         return controller.outboundWindow(window)
     }
 
-    // MARK: Scratchpads: own = second half, peer = first half (kernel-facts §3.3)
+    // MARK: Scratchpads: own = second half, peer = first half (hardware-reference §3.3)
 
     @inlinable public func readScratchpad(_ index: Int) -> UInt32 { ownSpads.load32(at: index * 4) }
     @inlinable public func writeScratchpad(_ index: Int, _ value: UInt32) { ownSpads.store32(value, at: index * 4) }

@@ -25,7 +25,7 @@ public struct BusSegment: @unchecked Sendable {
 
 /// One address space of the modelled bus: the endpoint's local space (its RAM, its LL regions) or the
 /// PCIe space (host memory seen through the endpoint's outbound windows). Whoever hosts the engine
-/// model supplies the segments (kernel-facts.md §1.8: WRITE = local → PCIe, READ = PCIe → local).
+/// model supplies the segments (docs/hardware-reference.md §1.8: WRITE = local → PCIe, READ = PCIe → local).
 @safe
 public struct BusAddressSpace: @unchecked Sendable {
     public var segments: [BusSegment]

@@ -70,7 +70,7 @@ public enum EDMAModelAbortReason: Sendable, Equatable {
 }
 
 /// A model of the DesignWare eDMA v0 engine that executes what drivers write into its registers, as
-/// the silicon does (kernel-facts.md §1), on its own thread.
+/// the silicon does (docs/hardware-reference.md §1), on its own thread.
 ///
 /// Register writes arrive through ``PostedWriteRegisterSpace``s (one ring per accessor, shared
 /// memory, so a driver in another process works too) and are applied in order by the model's
@@ -311,7 +311,7 @@ public final class EDMAEngineModel: @unchecked Sendable {
 
     /// A direction's data mover: serves the direction's running channels round robin, one LL
     /// element each per turn (the channels of a direction share the engine's data path, arbitrated
-    /// per `wr_ch_arb_weight`/`rd_ch_arb_weight`, registers Linux leaves at reset; kernel-facts.md
+    /// per `wr_ch_arb_weight`/`rd_ch_arb_weight`, registers Linux leaves at reset; docs/hardware-reference.md
     /// §1.2. The arbitration granularity is unverified: the model switches per element). The copy
     /// runs outside `engine`, so register accesses and the other direction go on meanwhile.
     func runMover(_ d: EDMADirection) {

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Which endpoint SoC the mock link imitates: PCI IDs, BAR map and control-region version
-/// (kernel-facts.md §3.4).
+/// (docs/hardware-reference.md §3.4).
 public enum MockLinkProfile: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     /// Renesas R-Car S4 (1912:0030): config+spads BAR0, MWs in BAR2 at RFC per-MW offsets (version 1),
     /// doorbells in the fixed 256-byte BAR4.

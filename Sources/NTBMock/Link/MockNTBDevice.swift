@@ -211,7 +211,7 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
     }
 
     /// Host: the endpoint's eDMA registers as the host reaches them through the eDMA window (the
-    /// register block at 2P of the last memory window, V3-25): the model's host-side posted-write
+    /// register block at 2P of the last memory window, RFC v3 patch 25): the model's host-side posted-write
     /// register space. On silicon that part of the BAR is an inbound iATU sub-mapping of the
     /// controller's registers; the mock's window files are plain memory, which cannot forward
     /// accesses to the model, so the host reaches the model's register space here instead. The

@@ -4,7 +4,7 @@ import Glibc
 import NTBHardware
 import PCIKit
 
-/// The system calls of the mock link (style-anchors convention 14): files in the mock directory, shared
+/// The system calls of the mock link (docs/architecture.md, Conventions: one syscall file per module): files in the mock directory, shared
 /// mappings, advisory locks. Each failure becomes an ``NTBError`` whose text names the file and the fix.
 enum MockSys {
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))

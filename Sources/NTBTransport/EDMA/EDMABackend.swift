@@ -8,9 +8,9 @@ public enum EDMABackendName {
     public static let name = "edma"
 }
 
-/// The `edma` backend (kernel-facts §4, Koichiro Den's RFC v3 "NTB transport backed by endpoint DW
+/// The `edma` backend (hardware-reference §4, Koichiro Den's RFC v3 "NTB transport backed by endpoint DW
 /// eDMA"): the endpoint's DesignWare eDMA moves every message; the memory windows carry only control
-/// data (the per-queue-pair rings) and the eDMA window, the last one (V3-25, `mw_count -= 1`).
+/// data (the per-queue-pair rings) and the eDMA window, the last one (RFC v3 patch 25, `mw_count -= 1`).
 ///
 /// - Endpoint: starts its engine and publishes the eDMA window in ``init(device:configuration:)``,
 ///   before the link comes up; transmits with its local WRITE channels; tells the host with the
@@ -30,7 +30,7 @@ public struct EDMABackend<Device: PeerEDMAAccess>: TransportBackend {
     public typealias Channel = EDMAQueueChannel<Device.EDMARegisterSpace>
     public static var name: String { EDMABackendName.name }
     public static var summary: String { "the endpoint's DW eDMA moves each message (RFC v3 rings); windows carry control data only" }
-    /// The last memory window is the eDMA window (V3-25).
+    /// The last memory window is the eDMA window (RFC v3 patch 25).
     public static var reservedMemoryWindows: Int { 1 }
 
     @usableFromInline let engine: EDMABackendEngine<Device>
@@ -78,14 +78,14 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
         side = device.edmaSide
         mtu = configuration.mtu
         queues = Array(repeating: nil, count: locator.dataChannels)
-        // The transport keeps the LAST window for the eDMA (V3-25); the policy may not move it.
+        // The transport keeps the LAST window for the eDMA (RFC v3 patch 25); the policy may not move it.
         let windows = side == .endpoint ? device.memoryWindowCount : device.peerMemoryWindowCount
         guard locator.window.resolve(windowCount: windows) == windows - 1 else {
-            throw .invalidConfiguration("the edma backend keeps the last memory window (\(windows - 1)) for the eDMA window, as the RFC does (V3-25); the policy puts it in window \(locator.window): set window=last")
+            throw .invalidConfiguration("the edma backend keeps the last memory window (\(windows - 1)) for the eDMA window, as the RFC does (RFC v3 patch 25); the policy puts it in window \(locator.window): set window=last")
         }
         guard UInt64(mtu) <= UInt64(UInt32.max) else { throw .invalidConfiguration("an MTU of \(mtu) bytes does not fit an eDMA descriptor's 32-bit length") }
         if side == .endpoint {
-            // kernel-facts §4.3 "Init order": engine up and window published before link-up.
+            // hardware-reference §4.3 "Init order": engine up and window published before link-up.
             let registerSize = locator.registerWindowSize ?? Self.powerOfTwo(atLeast: EDMAWindowLayout.registerBytesNeeded(readChannels: locator.publishedChannelCount))
             let (published, controller) = try EDMAEngineAccess.publish(device, locator: locator, registerSize: registerSize)
             self.published = published
@@ -135,7 +135,7 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
             throw .invalidConfiguration("queue pair \(q) gets \(min(memory.receiveArea.length, memory.transmitArea.length)) bytes of window; the RFC rings need \(EDMARing.queuePairAreaSize); use fewer queue pairs or larger windows")
         }
         if side == .host && controller == nil {
-            // kernel-facts §4.3: the host connects after the handshake (the endpoint published before link-up).
+            // hardware-reference §4.3: the host connects after the handshake (the endpoint published before link-up).
             let (window, controller) = try EDMAEngineAccess.connect(device, locator: locator)
             let region: MMIORegion
             do throws(NTBError) { region = try device.peerMemoryWindow(window.window) } catch { throw .device(error) }
@@ -195,7 +195,7 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
     }
 
     /// Host: the notify read channel (the one after the data channels) with its LL region in the
-    /// window, a 4-byte source in host memory and `db_base` as the target (kernel-facts §4.3).
+    /// window, a 4-byte source in host memory and `db_base` as the target (hardware-reference §4.3).
     private func openNotifyChannel(_ window: ValidatedEDMAWindow, _ region: MMIORegion, _ controller: DWEDMAController<Space>) throws(TransportError) {
         let n = EDMAChannelMap.notifyChannel(dataChannels: locator.dataChannels)
         do {
@@ -233,7 +233,7 @@ public final class EDMANotifyPort<Space: RegisterSpace>: @unchecked Sendable {
     }
 }
 
-/// The four ring views of one queue pair in one link generation (kernel-facts §4.3: each side reads
+/// The four ring views of one queue pair in one link generation (hardware-reference §4.3: each side reads
 /// only its own copy, which the peer writes through its outbound window).
 @usableFromInline
 struct EDMARingViews: @unchecked Sendable {
@@ -316,7 +316,7 @@ struct EDMABounce {
     }
 }
 
-/// A queue pair's channel on the edma backend: the RFC rings (kernel-facts §4.3) in this generation's
+/// A queue pair's channel on the edma backend: the RFC rings (hardware-reference §4.3) in this generation's
 /// window areas, the data channel's sender, and the receive ring where we post.
 ///
 /// Sends: the peer's next posted buffer is reserved and its length written (read back once per chain),
@@ -414,7 +414,7 @@ public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unch
         }
         var result = DMATransmitReap(fault: poll.fault != nil, chainStarted: poll.chainStarted)
         if poll.notify != 0 {
-            // DONE and the tail are in the peer's ring: now tell it (kernel-facts §4.3).
+            // DONE and the tail are in the peer's ring: now tell it (hardware-reference §4.3).
             if endpoint { result.ringDoorbell = true } else {
                 unsafe notify.notify(poll.notify, observed: state.sender.pointee.lastSharedStatus, readAfter: now)
             }

@@ -69,7 +69,7 @@ public struct EDMASendPoll: Sendable, Equatable {
 }
 
 /// The sending side of every queue pair mapped to one eDMA data channel (QP → channel = qp % data
-/// channels, kernel-facts §4.3): endpoint = a local WRITE channel, host = a remote READ channel.
+/// channels, hardware-reference §4.3): endpoint = a local WRITE channel, host = a remote READ channel.
 ///
 /// Messages from any of its queue pairs are chained into one submission (one doorbell); completion
 /// is in order. An abort completes the elements before the failing one, fails exactly the failing one
@@ -149,7 +149,7 @@ public struct EDMAChannelSender<Local: RegisterSpace, Remote: RegisterSpace, Cor
     }
 
     /// Tells the peer of `rings[ring]` that the queue pair goes down: a LINK_DOWN descriptor on its
-    /// next posted buffer, then the tail (V3-26 `ntb_edma_send_link_down`-style). Only when nothing is
+    /// next posted buffer, then the tail (RFC v3 patch 26 `ntb_edma_send_link_down`-style). Only when nothing is
     /// queued or in flight (the descriptor must come after every transfer) and a buffer is posted.
     /// - Returns: whether it was written (then notify the peer).
     public mutating func sendLinkDown(ring: Int) -> Bool {
@@ -402,7 +402,7 @@ public struct EDMAQueueReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
     @inlinable
     public func publish() { ring.publish() }
 
-    /// Reports up to `limit` filled buffers (V3-26 polls 32 per pass).
+    /// Reports up to `limit` filled buffers (RFC v3 patch 26 polls 32 per pass).
     /// - Returns: the number reported, or a corruption (the queue pair must go down).
     @inlinable
     public mutating func poll(limit: Int = 32, _ handle: (EDMAReceiveCompletion) -> Void) -> Result<Int, EDMARingCorruption> {
@@ -435,7 +435,7 @@ public struct EDMAQueueReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
     }
 }
 
-/// Host → endpoint notification (kernel-facts §4.3): flag the queue pair in the notification page
+/// Host → endpoint notification (hardware-reference §4.3): flag the queue pair in the notification page
 /// through the eDMA window, then DMA 4 bytes to `db_base` on the dedicated notify read channel; its
 /// completion interrupt makes the endpoint scan the page (``EDMANotifyPage/collect(_:queuePairs:)``).
 public struct EDMAHostNotifier<Page: RegisterSpace, Core: EDMACore, LL: RegisterSpace>: ~Copyable {

@@ -3,7 +3,7 @@ public import NTBHardware
 import PCIKit
 
 /// Opening the eDMA of a port for the `edma` backend, generically over any device with the
-/// ``PeerEDMAAccess`` capability (kernel-facts §4.3 "Init order": the endpoint starts its engine and
+/// ``PeerEDMAAccess`` capability (hardware-reference §4.3 "Init order": the endpoint starts its engine and
 /// publishes the window before link-up; the host probes the window and opens the peer's engine after
 /// the handshake).
 public enum EDMAEngineAccess {

@@ -1,6 +1,6 @@
 public import PCIKit
 
-/// The contents of `struct ntb_edma_info` (kernel-facts §4.2): what the endpoint publishes at offset 0
+/// The contents of `struct ntb_edma_info` (hardware-reference §4.2): what the endpoint publishes at offset 0
 /// of the eDMA window so that the host can drive the endpoint's eDMA.
 public struct EDMAInfo: Equatable, Sendable {
     /// `reg_size`: R, the eDMA register window size (a power of two).
@@ -25,7 +25,7 @@ public struct EDMAInfo: Equatable, Sendable {
 
     /// Endpoint side: writes the info page at offset 0 of `window` (the endpoint's view of its own
     /// eDMA window memory). Every field first, then a write barrier, then the magic, so that a host
-    /// that sees the magic sees the whole page (V3-25 publishes before link-up; the host reads it
+    /// that sees the magic sees the whole page (RFC v3 patch 25 publishes before link-up; the host reads it
     /// after the link is up).
     public func publish<Space: RegisterSpace>(into window: Space) {
         window.store32(0, at: EDMALayout.infoMagicOffset)
@@ -194,7 +194,7 @@ public struct EDMAWindowError: Error, Equatable, Sendable, CustomStringConvertib
 
 extension EDMAInfo {
     /// Host side: reads and validates the info page the peer published at offset 0 of `window` (its
-    /// eDMA memory window, index `windowIndex`), as V3-25 `ntb_edma_setup_peer` does (magic, ch_cnt)
+    /// eDMA memory window, index `windowIndex`), as RFC v3 patch 25 `ntb_edma_setup_peer` does (magic, ch_cnt)
     /// and further: register size, the layout fitting the window, the notify and LL addresses.
     ///
     /// - Returns: the info and the window layout it implies.

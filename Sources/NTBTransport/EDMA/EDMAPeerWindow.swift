@@ -1,7 +1,7 @@
 public import NTBHardware
 public import PCIKit
 
-/// The eDMA window on an NTB device: the endpoint publishes it, the host probes it (kernel-facts §4.2,
+/// The eDMA window on an NTB device: the endpoint publishes it, the host probes it (hardware-reference §4.2,
 /// §4.3 "Init order": the endpoint publishes before link-up, the host connects after the handshake).
 public enum EDMAPeerWindow {
     /// Host: finds the peer's eDMA window named by `locator` and validates the info published in it.
@@ -50,7 +50,7 @@ public enum EDMAPeerWindow {
     /// notify channel), and publishes the info (magic last).
     ///
     /// The register block at 2P is left to the platform: on silicon the endpoint maps its eDMA
-    /// registers there with an inbound iATU sub-mapping (V3-25), which the generic NTB operations
+    /// registers there with an inbound iATU sub-mapping (RFC v3 patch 25), which the generic NTB operations
     /// cannot express; the mock link's host reaches the engine model's registers directly.
     /// - Parameter registerSize: R, a power of two (the policy's `regs=`, else the eDMA's block rounded up).
     public static func publish<Device: NTBDevice>(_ device: Device, locator: EDMALocator,

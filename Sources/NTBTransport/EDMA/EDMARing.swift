@@ -1,6 +1,6 @@
 import CNTBShim
 
-/// The per-queue-pair rings of RFC v3 (kernel-facts §4.3; V3-26 `ntb_transport_edma.c`) as offsets and
+/// The per-queue-pair rings of RFC v3 (hardware-reference §4.3; RFC v3 patch 26 `ntb_transport_edma.c`) as offsets and
 /// pure index arithmetic.
 ///
 /// Each queue pair's area starts with two `struct ntb_edma_ring` (128 × 24-byte descriptors, then

@@ -13,7 +13,7 @@ public enum EDMAReceiveEvent: Equatable, Sendable {
     case corrupt(String)
 }
 
-/// The receive half of one queue pair's edma rings on one side (kernel-facts §4.3).
+/// The receive half of one queue pair's edma rings on one side (hardware-reference §4.3).
 ///
 /// Posting: the receiver writes `len` and `addr` (its own buffer's bus address) into the PEER's copy of
 /// the descriptor, then (after a barrier) its post count into the peer's `head`. Completion: the sender
@@ -68,7 +68,7 @@ public struct EDMARingReceiver<Local: RegisterSpace, Remote: RegisterSpace> {
     }
 
     /// Makes every post visible: barrier, then the post count into the peer's `head`
-    /// (`dma_wmb`, then `rx_prod` to the peer's head, as V3-26).
+    /// (`dma_wmb`, then `rx_prod` to the peer's head, as RFC v3 patch 26).
     @inlinable
     public func publish() {
         Barrier.write()
@@ -127,7 +127,7 @@ public struct EDMAPostedBuffer: Equatable, Sendable {
     }
 }
 
-/// The transmit half of one queue pair's edma rings on one side (kernel-facts §4.3).
+/// The transmit half of one queue pair's edma rings on one side (hardware-reference §4.3).
 ///
 /// The sender takes the peer's posted buffers from OUR copy (`head`, `addr`, `len`: written by the
 /// receiver), writes the final `len` into the PEER's copy before the transfer, and after the transfer
@@ -178,7 +178,7 @@ public struct EDMARingSender<Local: RegisterSpace, Remote: RegisterSpace> {
         return .success(buffer)
     }
 
-    /// Writes the message length into the peer's descriptor before the transfer starts (V3-26: "write
+    /// Writes the message length into the peer's descriptor before the transfer starts (RFC v3 patch 26: "write
     /// final len (+ read-back)"). The read-back is ``flushLengths(last:)``, once per chain: posted
     /// writes arrive in order, so reading back the last one orders all of them before the data.
     @inlinable
@@ -241,7 +241,7 @@ public struct EDMARingCorruption: Error, Equatable, Sendable, CustomStringConver
     public init(_ description: String) { self.description = description }
 }
 
-/// Host → endpoint notifications through the notification page (`ntb_edma_db`, kernel-facts §4.3).
+/// Host → endpoint notifications through the notification page (`ntb_edma_db`, hardware-reference §4.3).
 public enum EDMANotifyPage {
     /// Host: flags queue pair `qp` in the page at offset P of the eDMA window (`page` is the page's
     /// view). The host then DMAs 4 bytes to `db_base` on the notify read channel, whose completion
@@ -268,7 +268,7 @@ public enum EDMANotifyPage {
     }
 }
 
-/// Which eDMA channel carries what (kernel-facts §4.3): data channel `qp % dataChannels`; the read
+/// Which eDMA channel carries what (hardware-reference §4.3): data channel `qp % dataChannels`; the read
 /// channel after the data channels is the host → endpoint notify channel.
 public enum EDMAChannelMap {
     @inlinable

@@ -1,7 +1,7 @@
 import CNTBShim
 
 /// Offsets of the RFC's C layouts (`ntb_edma_transport.h`), taken from the C structs so that they are
-/// declared once. Tests check them against kernel-facts §4.2/§4.3.
+/// declared once. Tests check them against hardware-reference §4.2/§4.3.
 public enum EDMALayout {
     /// `NTB_EDMA_INFO_MAGIC`: "EDMA" as a little-endian u32.
     public static let infoMagic = UInt32(NTB_EDMA_INFO_MAGIC)
@@ -30,7 +30,7 @@ public enum EDMALayout {
     }
 }
 
-/// The dedicated eDMA memory window of RFC v3 (kernel-facts §4.2), for page size P, register window
+/// The dedicated eDMA memory window of RFC v3 (hardware-reference §4.2), for page size P, register window
 /// size R and `channelCount` read channels with an LL region:
 ///
 /// | offset | content |
@@ -69,7 +69,7 @@ public struct EDMAWindowLayout: Equatable, Sendable {
     public var requiredSize: Int { 2 * pageSize + registerSize + channelCount * pageSize }
 
     /// Read-channel register bytes the eDMA needs in unroll mode: read channel n's block is at
-    /// 0x300 + n·0x200 and is 0x24 bytes long (kernel-facts §1.3).
+    /// 0x300 + n·0x200 and is 0x24 bytes long (hardware-reference §1.3).
     public static func registerBytesNeeded(readChannels: Int) -> Int {
         0x300 + (readChannels - 1) * 0x200 + 0x24
     }

@@ -3,7 +3,7 @@ public import CNTBShim
 public import NTBHardware
 
 /// The `host` backend: the CPU copies each message into a frame in the peer's memory, exactly as
-/// Linux `ntb_transport` version 4 does without DMA (`kernel-facts.md` §2.3), so either side may be
+/// Linux `ntb_transport` version 4 does without DMA (`docs/hardware-reference.md` §2.3), so either side may be
 /// the stock kernel transport.
 public struct HostBackend: TransportBackend {
     public typealias Channel = HostChannel

@@ -3,7 +3,7 @@ public import CNTBShim
 /// The Linux `ntb_transport` version 4 wire layout, read from the C declarations in
 /// `CNTBShim/include/ntb_transport.h` (declared once, `_Static_assert`ed there).
 ///
-/// Reference: `kernel-facts.md` §2.2–2.3; Linux `ntb_transport_setup_qp_mw`, `ntb_transport_init_queue`.
+/// Reference: `docs/hardware-reference.md` §2.2–2.3; Linux `ntb_transport_setup_qp_mw`, `ntb_transport_init_queue`.
 public enum HostWire {
     /// `NTB_TRANSPORT_VERSION`.
     public static let version = UInt32(NTB_TRANSPORT_V4_VERSION)
@@ -60,7 +60,7 @@ public struct QueuePairPlacement: Equatable, Sendable {
     }
 }
 
-/// The frames of one queue pair's area of `areaSize` bytes (`kernel-facts.md` §2.3):
+/// The frames of one queue pair's area of `areaSize` bytes (`docs/hardware-reference.md` §2.3):
 /// frame size F = min(mtu, (S − 4) / 2), N = (S − 4) / F frames, the 12-byte header in the last 12
 /// bytes of each frame, `rx_info.entry` in the last 4 bytes of the area.
 public struct HostQueueLayout: Equatable, Sendable {

@@ -1,6 +1,6 @@
 /// Whether the `edma` backend can run on a port right now, as the transport found out.
 ///
-/// Host role: whether the peer published a valid `ntb_edma_info` in the eDMA window (kernel-facts
+/// Host role: whether the peer published a valid `ntb_edma_info` in the eDMA window (hardware-reference
 /// §4.2; validated by ``EDMAWindowLayout`` / ``EDMAInfo``). Endpoint role: whether the window could be
 /// published. The strings say what was found; they end up in the decision's reasons.
 public enum EDMAProbe: Sendable, Equatable {

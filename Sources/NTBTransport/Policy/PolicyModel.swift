@@ -18,14 +18,14 @@ public enum PolicyBackend: String, CaseIterable, Sendable, CustomStringConvertib
 /// the policy validates backend names against ``allCases`` (wire this list to the registry when it
 /// exists, so a policy can only name registered backends).
 public enum TransportBackendKind: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// CPU copy into memory-window rings; Linux `ntb_transport` v4 wire format (kernel-facts §2).
+    /// CPU copy into memory-window rings; Linux `ntb_transport` v4 wire format (hardware-reference §2).
     case host
-    /// The endpoint's DW eDMA moves the payload; RFC v3 protocol (kernel-facts §4).
+    /// The endpoint's DW eDMA moves the payload; RFC v3 protocol (hardware-reference §4).
     case edma
     public var description: String { rawValue }
 }
 
-/// Which peer memory window holds the eDMA window (kernel-facts §4.2: the RFC reserves the last one).
+/// Which peer memory window holds the eDMA window (hardware-reference §4.2: the RFC reserves the last one).
 public enum EDMAWindowSelector: Equatable, Sendable, CustomStringConvertible {
     case last
     case index(Int)
@@ -45,8 +45,8 @@ public enum EDMAWindowSelector: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Where and how the endpoint exposes its DW eDMA: per port, because upstream's way of exposing it is
-/// still moving (kernel-facts §4.1 and §4.7; peers.md take-away 3). The defaults are the RFC v3 layout
-/// (kernel-facts §4.2/§4.3): the last memory window, 4 KiB pages, 4 data channels + 1 notify channel.
+/// still moving (hardware-reference §4.1 and §4.7; the RFC review asks for a pluggable, per-port choice). The defaults are the RFC v3 layout
+/// (hardware-reference §4.2/§4.3): the last memory window, 4 KiB pages, 4 data channels + 1 notify channel.
 public struct EDMALocator: Equatable, Sendable {
     /// The peer memory window holding info, notification page, registers and LL regions.
     public var window: EDMAWindowSelector = .last
@@ -125,7 +125,7 @@ public struct Policy: Equatable, Sendable {
     public let defaultEntry: PolicyEntry?
 
     /// Backend for ports no entry names when there is no default entry: `host`, the Linux-compatible
-    /// behaviour (modprobe ntb_transport keeps the memcpy transport, kernel-facts §4.7).
+    /// behaviour (modprobe ntb_transport keeps the memcpy transport, hardware-reference §4.7).
     public static let builtInDefault: PolicyBackend = .host
 
     /// A policy with no entries (no policy file): every port gets ``builtInDefault``.

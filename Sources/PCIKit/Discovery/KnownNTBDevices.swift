@@ -1,7 +1,7 @@
 /// The PCI IDs of NTB-capable functions this project drives: the one table of them. The udev rules in
 /// `udev/` list the same IDs (a test keeps them identical), and `ntb-transport list` shows what matches.
 ///
-/// Sources (peers.md, kernel-facts.md §3.4): `drivers/ntb/hw/epf/ntb_hw_epf.c` (`ntb_epf_pci_tbl`:
+/// Sources (docs/hardware-reference.md §3.4): `drivers/ntb/hw/epf/ntb_hw_epf.c` (`ntb_epf_pci_tbl`:
 /// TI J721E, NXP i.MX8, Renesas R-Car S4, class 0x0500 "RAM"), `drivers/ntb/hw/intel/ntb_hw_intel.h`
 /// (Skylake 201c, Icelake 347e, gen5/6 0db4 as DPDK's ntb rawdev lists it), `drivers/ntb/hw/amd/`
 /// (14c0 primary, 14c3 secondary, as the DPDK AMD series lists them).

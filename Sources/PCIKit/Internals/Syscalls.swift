@@ -1,4 +1,4 @@
-// Syscalls.swift - the only file of PCIKit that calls the kernel (style-anchors convention 14).
+// Syscalls.swift - the only file of PCIKit that calls the kernel (docs/architecture.md, Conventions: one syscall file per module).
 //
 // Every wrapper is `@inline(never)` and reads errno right after the call, before anything else can
 // change it (swift-nio System.swift). EINTR is retried here. In debug builds (ENABLE_MOCKING), a

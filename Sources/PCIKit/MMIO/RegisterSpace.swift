@@ -8,7 +8,7 @@ public import CNTBShim
 /// model exactly once and in order; a model-backed space therefore queues writes as PCIe posted writes
 /// and makes every read wait until earlier writes were applied, as a PCIe read completion does.
 ///
-/// Offsets are the byte offsets of the reference (`kernel-facts.md`); an offset outside the space or
+/// Offsets are the byte offsets of the reference (`docs/hardware-reference.md`); an offset outside the space or
 /// not aligned to the access width is a programmer error and traps.
 public protocol RegisterSpace {
     /// Size of the space in bytes.

@@ -6,7 +6,7 @@ import SystemPackage
 /// BAR mappings through sysfs `resourceN` / `resourceN_wc` (outside VFIO).
 ///
 /// This is how to get a **write-combining** mapping of a prefetchable BAR (a memory window): VFIO maps
-/// BARs uncached, and DPDK measured more than 10x between the two for NTB windows (peers.md). The kernel
+/// BARs uncached, and DPDK measured more than 10x between the two for NTB windows (DPDK ntb driver, write-combining BARs). The kernel
 /// offers `resourceN_wc` only for prefetchable memory BARs (`pci_create_attr`, drivers/pci/pci-sysfs.c).
 /// With write-combining, stores may be merged and reordered: call ``Barrier/write()`` before a doorbell
 /// or flag store, and read back from the window when the peer must see the data first.

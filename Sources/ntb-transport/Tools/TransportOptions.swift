@@ -136,7 +136,7 @@ struct OpenTransport<J: TransportJob>: DeviceJob {
         if let backend = options.backend {
             name = backend
         } else {
-            // The policy decides (kernel-facts §4, the review's per-port choice): its entry for this
+            // The policy decides (hardware-reference §4, the review's per-port choice): its entry for this
             // port, `auto` probing the peer's eDMA window (host side) or publishing it (endpoint).
             (name, locator) = try policyBackend(for: device)
         }
