@@ -46,8 +46,10 @@ final class EDMAControllerState: @unchecked Sendable {
     }
 }
 
-/// A DesignWare eDMA (v0 register map) reached through `Space`: an ``MMIORegion`` on hardware (the
-/// eDMA register block in a BAR, or the endpoint's own DBI mapping), or a model-backed space.
+/// A DesignWare eDMA engine reached through its register map's core: ``EDMAv0Core`` (the v0 map, legacy
+/// or unroll; ``DWEDMAController``) or ``HDMAv0Core`` (HDMA native; ``DWHDMAController``), each generic over
+/// the register space, so the hardware path specialises to plain volatile accesses. One controller, as
+/// Linux has one `dw_edma` with a `dw_edma_core_ops` per map.
 ///
 /// ```swift
 /// let edma = try DWEDMAController(registers: bar.subregion(offset: 0x80000, length: 0x2000),
@@ -56,29 +58,23 @@ final class EDMAControllerState: @unchecked Sendable {
 /// let id = try ch.submit([EDMATransfer(source: hostBus, destination: epBus, length: 4096)])
 /// let result = try ch.wait(timeout: .seconds(1))
 /// ```
-public final class DWEDMAController<Space: RegisterSpace>: @unchecked Sendable {
+public final class EDMAController<Core: EDMACore>: @unchecked Sendable {
     /// The register-level operations (one ops layer, as Linux `dw_edma_core_ops`).
-    public let core: EDMAv0Core<Space>
+    public let core: Core
     public let mode: EDMAMode
     public let ownership: EDMAOwnership
-    /// Channel counts from `ctrl` (capped at 8).
+    /// Channel counts (v0: from `ctrl`, capped at 8; HDMA: the platform's).
     public let writeChannels: Int
     public let readChannels: Int
     let state: EDMAControllerState
 
-    /// Reads the channel counts from `ctrl` and checks an engine answers.
-    /// - Throws: ``EDMAError/noEngine(ctrl:)`` when `ctrl` reads all ones or no channels.
-    public init(registers: Space, format: EDMAMapFormat = .unroll, mode: EDMAMode,
-                ownership: EDMAOwnership) throws(EDMAError) {
-        state = EDMAControllerState()
-        core = unsafe EDMAv0Core(registers: registers, format: format, lock: state.lock)
+    init(core: Core, state: EDMAControllerState, mode: EDMAMode, ownership: EDMAOwnership, writeChannels: Int, readChannels: Int) {
+        self.core = core
+        self.state = state
         self.mode = mode
         self.ownership = ownership
-        let ctrl = registers.load32(at: EDMARegisters.ctrl)
-        let c = ControlRegister(rawValue: ctrl)
-        if ctrl == 0xFFFF_FFFF || (c.writeChannels == 0 && c.readChannels == 0) { throw .noEngine(ctrl: ctrl) }
-        writeChannels = c.writeChannels
-        readChannels = c.readChannels
+        self.writeChannels = writeChannels
+        self.readChannels = readChannels
     }
 
     /// Channel count of a direction.
@@ -88,7 +84,7 @@ public final class DWEDMAController<Space: RegisterSpace>: @unchecked Sendable {
     /// (coherent memory, or a BAR window when driving remotely), `llBusAddress` where the eDMA sees it.
     /// - Throws: ``EDMAError`` when the channel does not exist, is claimed, or the region is unusable.
     public func channel<LL: RegisterSpace>(_ d: EDMADirection, _ index: Int, ll: LL,
-                                           llBusAddress: UInt64) throws(EDMAError) -> EDMAChannel<EDMAv0Core<Space>, LL> {
+                                           llBusAddress: UInt64) throws(EDMAError) -> EDMAChannel<Core, LL> {
         guard index >= 0 && index < channels(d) else { throw .noSuchChannel(d, index, available: channels(d)) }
         guard LLElement.capacity(regionBytes: ll.length) >= 1, llBusAddress & 7 == 0 else {
             throw .badLinkedListRegion(size: ll.length, busAddress: llBusAddress)
@@ -98,23 +94,40 @@ public final class DWEDMAController<Space: RegisterSpace>: @unchecked Sendable {
                            llBusAddress: llBusAddress, owner: state)
     }
 
-    /// Interrupt emulation (hardware-reference §1.7, X1): a write to `int_status` asserts the endpoint's eDMA
-    /// interrupt without setting DONE/ABORT; usable as a host→endpoint doorbell on implementations that
-    /// support it (the engine model does).
-    public func raiseEmulatedInterrupt(_ d: EDMADirection) {
-        core.registers.store32(0, at: EDMARegisters.intStatus(d))
-    }
-
-    /// Deasserts an emulated interrupt: a write of 0 to `int_clear` (clears no status bit).
-    public func clearEmulatedInterrupt(_ d: EDMADirection) {
-        core.registers.store32(0, at: EDMARegisters.intClear(d))
-    }
-
-    /// `dw_edma_v0_core_off` for both directions. Refused under partial ownership: a remote side must
-    /// never disable the other side's engine.
+    /// The core's power-off (`dw_edma_v0_core_off`, `dw_hdma_v0_core_off`). Refused under partial
+    /// ownership: a remote side must never disable the other side's engine.
     public func powerOff() throws(EDMAError) {
         guard ownership == .engine else { throw .notEngineOwner }
         core.powerOff()
+    }
+}
+
+/// A DesignWare eDMA with the v0 register map: the one ``EDMAController`` over the v0 core.
+public typealias DWEDMAController<Space: RegisterSpace> = EDMAController<EDMAv0Core<Space>>
+
+extension EDMAController {
+    /// Reads the channel counts from `ctrl` and checks an engine answers.
+    /// - Throws: ``EDMAError/noEngine(ctrl:)`` when `ctrl` reads all ones or no channels.
+    public convenience init<Space: RegisterSpace>(registers: Space, format: EDMAMapFormat = .unroll, mode: EDMAMode,
+                                                   ownership: EDMAOwnership) throws(EDMAError) where Core == EDMAv0Core<Space> {
+        let state = EDMAControllerState()
+        let ctrl = registers.load32(at: EDMARegisters.ctrl)
+        let c = ControlRegister(rawValue: ctrl)
+        if ctrl == 0xFFFF_FFFF || (c.writeChannels == 0 && c.readChannels == 0) { throw .noEngine(ctrl: ctrl) }
+        self.init(core: unsafe EDMAv0Core(registers: registers, format: format, lock: state.lock), state: state,
+                  mode: mode, ownership: ownership, writeChannels: c.writeChannels, readChannels: c.readChannels)
+    }
+
+    /// Interrupt emulation (hardware-reference §1.7, X1): a write to `int_status` asserts the endpoint's eDMA
+    /// interrupt without setting DONE/ABORT; usable as a host→endpoint doorbell on implementations that
+    /// support it (the engine model does). v0 map only.
+    public func raiseEmulatedInterrupt<Space: RegisterSpace>(_ d: EDMADirection) where Core == EDMAv0Core<Space> {
+        core.registers.store32(0, at: EDMARegisters.intStatus(d))
+    }
+
+    /// Deasserts an emulated interrupt: a write of 0 to `int_clear` (clears no status bit). v0 map only.
+    public func clearEmulatedInterrupt<Space: RegisterSpace>(_ d: EDMADirection) where Core == EDMAv0Core<Space> {
+        core.registers.store32(0, at: EDMARegisters.intClear(d))
     }
 }
 

@@ -177,33 +177,14 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
         return UInt64(hi) << 32 | UInt64(lo)
     }
 
-    /// `dw_edma_v0_core_write_chunk`: data elements from slot 0 with CB = cycle, LIE (+RIE when
-    /// remote) on the last, then a link element `LLP|TCB` (+CB only when cycle is 0) back to the LL
-    /// base. Per-field volatile stores (the LL memory may be in a BAR), in Linux's field order.
+    /// `dw_edma_v0_core_write_chunk`: LIE (+RIE when remote) on the last data element
+    /// (``LLElement/writeChain(ll:llBusAddress:transfers:cycle:lastControl:)``).
     @inlinable
     public func writeChunk<LL: RegisterSpace>(ll: LL, llBusAddress: UInt64,
                                               transfers: UnsafeBufferPointer<EDMATransfer>,
                                               cycle: Bool, mode: EDMAMode) {
-        let base: UInt32 = cycle ? ChannelControl.cb : 0
-        let last = transfers.count - 1
-        var offset = 0
-        for i in 0..<transfers.count {
-            let t = unsafe transfers[i]
-            var control = base
-            if i == last {
-                control |= ChannelControl.lie
-                if mode == .remote { control |= ChannelControl.rie }
-            }
-            ll.store32(control, at: offset + LLElement.dataControl)
-            ll.store32(t.length, at: offset + LLElement.dataTransferSize)
-            ll.store64(t.source, at: offset + LLElement.dataSAR)
-            ll.store64(t.destination, at: offset + LLElement.dataDAR)
-            offset += LLElement.slotSize
-        }
-        var link = ChannelControl.llp | ChannelControl.tcb
-        if !cycle { link |= ChannelControl.cb }
-        ll.store32(link, at: offset + LLElement.linkControl)
-        ll.store64(llBusAddress, at: offset + LLElement.linkPointer)
+        let last = ChannelControl.lie | (mode == .remote ? ChannelControl.rie : 0)
+        unsafe LLElement.writeChain(ll: ll, llBusAddress: llBusAddress, transfers: transfers, cycle: cycle, lastControl: last)
     }
 
     /// `dw_edma_v0_core_start` (docs/hardware-reference.md §1.6 step 3).
@@ -270,5 +251,33 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
         for d in EDMADirection.allCases { registers.store32(all, at: EDMARegisters.intMask(d)) }
         for d in EDMADirection.allCases { registers.store32(all, at: EDMARegisters.intClear(d)) }
         for d in EDMADirection.allCases { registers.store32(0, at: EDMARegisters.engineEnable(d)) }
+    }
+}
+
+extension LLElement {
+    /// Writes one chain the way both Linux cores do (`dw_edma_v0_core_write_chunk`,
+    /// `dw_hdma_v0_core_write_chunk`): data elements from slot 0 with CB = `cycle`, `lastControl` added
+    /// to the last one (v0: LIE, +RIE when remote; HDMA: nothing), then a link element `LLP|TCB` (+CB
+    /// only when `cycle` is false) back to the LL base. Per-field volatile stores (the LL memory may be
+    /// in a BAR), in Linux's field order.
+    @inlinable
+    public static func writeChain<LL: RegisterSpace>(ll: LL, llBusAddress: UInt64,
+                                                     transfers: UnsafeBufferPointer<EDMATransfer>,
+                                                     cycle: Bool, lastControl: UInt32) {
+        let base: UInt32 = cycle ? ChannelControl.cb : 0
+        let last = transfers.count - 1
+        var offset = 0
+        for i in 0..<transfers.count {
+            let t = unsafe transfers[i]
+            ll.store32(i == last ? base | lastControl : base, at: offset + dataControl)
+            ll.store32(t.length, at: offset + dataTransferSize)
+            ll.store64(t.source, at: offset + dataSAR)
+            ll.store64(t.destination, at: offset + dataDAR)
+            offset += slotSize
+        }
+        var link = ChannelControl.llp | ChannelControl.tcb
+        if !cycle { link |= ChannelControl.cb }
+        ll.store32(link, at: offset + linkControl)
+        ll.store64(llBusAddress, at: offset + linkPointer)
     }
 }

@@ -105,25 +105,12 @@ public struct HDMAv0Core<Space: RegisterSpace>: EDMACore {
         UInt64(load(d, channel, HDMARegisters.llpHigh)) << 32 | UInt64(load(d, channel, HDMARegisters.llpLow))
     }
 
-    /// `dw_hdma_v0_core_write_chunk`: data elements with CB = cycle only, then `LLP|TCB` (+CB when cycle
-    /// is 0) back to the base.
+    /// `dw_hdma_v0_core_write_chunk`: no interrupt bits in the elements (the channel's `int_setup`
+    /// raises them; ``LLElement/writeChain(ll:llBusAddress:transfers:cycle:lastControl:)``).
     @inlinable
     public func writeChunk<LL: RegisterSpace>(ll: LL, llBusAddress: UInt64,
                                               transfers: UnsafeBufferPointer<EDMATransfer>, cycle: Bool) {
-        let control: UInt32 = cycle ? ChannelControl.cb : 0
-        var offset = 0
-        for i in 0..<transfers.count {
-            let t = unsafe transfers[i]
-            ll.store32(control, at: offset + LLElement.dataControl)
-            ll.store32(t.length, at: offset + LLElement.dataTransferSize)
-            ll.store64(t.source, at: offset + LLElement.dataSAR)
-            ll.store64(t.destination, at: offset + LLElement.dataDAR)
-            offset += LLElement.slotSize
-        }
-        var link = ChannelControl.llp | ChannelControl.tcb
-        if !cycle { link |= ChannelControl.cb }
-        ll.store32(link, at: offset + LLElement.linkControl)
-        ll.store64(llBusAddress, at: offset + LLElement.linkPointer)
+        unsafe LLElement.writeChain(ll: ll, llBusAddress: llBusAddress, transfers: transfers, cycle: cycle, lastControl: 0)
     }
 
     /// `dw_hdma_v0_core_start`. `maskLocalInterrupt` leaves out the LOCAL stop/abort enables (remote-only
@@ -179,41 +166,18 @@ public struct HDMAv0Core<Space: RegisterSpace>: EDMACore {
     }
 }
 
-/// A DesignWare HDMA (native map) reached through `Space`. Same channel API as ``DWEDMAController``.
-public final class DWHDMAController<Space: RegisterSpace>: @unchecked Sendable {
-    public let core: HDMAv0Core<Space>
-    public let mode: EDMAMode
-    public let ownership: EDMAOwnership
-    let state: EDMAControllerState
+/// A DesignWare HDMA (native map) reached through `Space`: the one ``EDMAController`` over the HDMA core.
+public typealias DWHDMAController<Space: RegisterSpace> = EDMAController<HDMAv0Core<Space>>
 
+extension EDMAController {
     /// HDMA has no channel-count register (`dw_hdma_v0_core_ch_count`): give the platform's counts.
-    public init(registers: Space, writeChannels: Int, readChannels: Int, mode: EDMAMode, ownership: EDMAOwnership) {
+    public convenience init<Space: RegisterSpace>(registers: Space, writeChannels: Int, readChannels: Int,
+                                                   mode: EDMAMode, ownership: EDMAOwnership) where Core == HDMAv0Core<Space> {
         precondition((0...HDMARegisters.maxChannels).contains(writeChannels) && (0...HDMARegisters.maxChannels).contains(readChannels))
         precondition(HDMARegisters.channelBase(.read, channel: max(writeChannels, readChannels, 1) - 1) + 0x100 <= registers.length,
                      "the register space does not cover the channel blocks")
-        state = EDMAControllerState()
-        core = HDMAv0Core(registers: registers, writeChannels: writeChannels, readChannels: readChannels)
-        self.mode = mode
-        self.ownership = ownership
-    }
-
-    public func channels(_ d: EDMADirection) -> Int { core.channelCount(d) }
-
-    /// Claims a channel with its LL region (see ``DWEDMAController/channel(_:_:ll:llBusAddress:)``).
-    public func channel<LL: RegisterSpace>(_ d: EDMADirection, _ index: Int, ll: LL,
-                                           llBusAddress: UInt64) throws(EDMAError) -> EDMAChannel<HDMAv0Core<Space>, LL> {
-        guard index >= 0 && index < channels(d) else { throw .noSuchChannel(d, index, available: channels(d)) }
-        guard LLElement.capacity(regionBytes: ll.length) >= 1, llBusAddress & 7 == 0 else {
-            throw .badLinkedListRegion(size: ll.length, busAddress: llBusAddress)
-        }
-        guard state.claim(d, index) else { throw .channelClaimed(d, index) }
-        return EDMAChannel(core: core, direction: d, index: index, mode: mode, ll: ll,
-                           llBusAddress: llBusAddress, owner: state)
-    }
-
-    /// `dw_hdma_v0_core_off`; refused under partial ownership.
-    public func powerOff() throws(EDMAError) {
-        guard ownership == .engine else { throw .notEngineOwner }
-        core.powerOff()
+        self.init(core: HDMAv0Core(registers: registers, writeChannels: writeChannels, readChannels: readChannels),
+                  state: EDMAControllerState(), mode: mode, ownership: ownership,
+                  writeChannels: writeChannels, readChannels: readChannels)
     }
 }
