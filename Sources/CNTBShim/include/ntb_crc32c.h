@@ -1,8 +1,9 @@
 /*
  * ntb_crc32c.h - CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the end-to-end checksum of the
- * CLI's file transfers, at the speed of the CPU's CRC instruction. (ntb-transport CLI; tested in PCIKitTests)
+ * CLI's file transfers, at the speed of the CPU's CRC instruction. (ntb-transport CLI; tested in
+ * Tests/PCIKitTests/CRC32CTests.swift)
  *
- * Convention (the same as zlib's crc32 and the CLI's former Swift table loop, so the wire value does not
+ * Convention (the same as zlib's crc32 and the CLI's `CRC32C` table loop, so the wire value does not
  * change): the register starts at 0xFFFFFFFF and the result is XORed with 0xFFFFFFFF. `crc` is the result
  * of the previous call (0 to start), so ntb_crc32c(ntb_crc32c(0, a), b) == ntb_crc32c(0, a ++ b), and
  * ntb_crc32c(0, "123456789", 9) == 0xE3069283. `p` may be NULL when `n` is 0.
