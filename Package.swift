@@ -3,7 +3,7 @@
 import PackageDescription
 
 /// Modules that hold pointers to hardware or shared memory are built with strict memory safety,
-/// so every unsafe site is marked and can be grepped (style-anchors convention 3).
+/// so every unsafe site is marked and can be grepped.
 let strict: [SwiftSetting] = [
     .strictMemorySafety(),
     .define("ENABLE_MOCKING", .when(configuration: .debug)),

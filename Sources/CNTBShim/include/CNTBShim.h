@@ -16,5 +16,6 @@
 #include "ntb_transport.h"   /* ntb_transport v4 wire layout      (NTBTransport) */
 #include "ntb_edma_transport.h" /* RFC v3 eDMA window and ring layouts (NTBTransport) */
 #include "ntb_ivshmem.h"     /* ivshmem NTB adapter header layout (NTBHardware) */
+#include "ntb_crc32c.h"      /* CRC-32C, SSE4.2 / ARMv8 CRC32 or table (ntb-transport CLI) */
 
 #endif

@@ -4,7 +4,7 @@
  * Every load or store to a device BAR or to memory another agent (a peer host, a DMA engine) reads goes
  * through these helpers, so that the compiler emits exactly one access of the stated width and never
  * merges, splits, reorders or elides it. Under -O each accessor inlines to a single `load volatile` /
- * `store volatile` (see Tests/PCIKitTests/IRCheck).
+ * `store volatile` (no test checks the generated code; read it with `swiftc -O -emit-assembly` on a caller).
  *
  * Barriers follow the Linux definitions (arch/x86/include/asm/barrier.h, arch/arm64/include/asm/barrier.h):
  *   ntb_mb/rmb/wmb      full/read/write barriers that also order MMIO (x86: mfence/lfence/sfence;

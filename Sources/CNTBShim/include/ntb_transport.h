@@ -3,9 +3,9 @@
  *
  * Why this exists: a userspace peer must read and write exactly the bytes the kernel's
  * drivers/ntb/ntb_transport.c does, so the layout is declared once here, checked with _Static_assert,
- * and tested against docs/hardware-reference.md section 2 (Tests/NTBTransportTests/HostLayoutTests.swift).
+ * and tested against docs/hardware-reference.md §2 (Tests/NTBTransportTests/HostLayoutTests.swift).
  *
- * Layout of one queue pair's area of S bytes inside a memory window (docs/hardware-reference.md 2.3,
+ * Layout of one queue pair's area of S bytes inside a memory window (docs/hardware-reference.md §2.3,
  * ntb_transport_setup_qp_mw / ntb_transport_init_queue):
  *
  *   frame 0 | frame 1 | ... | frame N-1 | (unused) | struct ntb_rx_info  (last 4 bytes of the area)

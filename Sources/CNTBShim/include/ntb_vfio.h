@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-/* ioctl request numbers (exact values tested in PCIKitTests/VFIOConstantsTests). */
+/* ioctl request numbers (exact values tested in Tests/PCIKitTests/VFIOLayoutTests.swift). */
 extern const unsigned long NTB_VFIO_GET_API_VERSION;        /* _IO(';', 100)  0x3b64 */
 extern const unsigned long NTB_VFIO_CHECK_EXTENSION;        /* _IO(';', 101)  0x3b65 */
 extern const unsigned long NTB_VFIO_SET_IOMMU;              /* _IO(';', 102)  0x3b66 */
