@@ -46,41 +46,21 @@ public struct DMADataPath<Channel: DMAChannel>: QueuePairDataPath {
 
     @inlinable
     public mutating func send<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel {
-        try unsafe q.admit(bytes)
-        if q.free == 0 {
-            reap(q)
-            guard q.free > 0 else { q.counters.add(.txRingFull); throw .ringFull(queuePair: q.index) }
-        }
-        try unsafe enqueue(q, bytes, busAddress: busAddress, cookie: cookie)
-        if q.channel.startTransmit() { q.counters.add(.dmaChains) }
+        try unsafe admitOne(q, bytes)
+        try unsafe stage(q, bytes, busAddress: busAddress, cookie: cookie)
+        publishBatch(q)
     }
 
-    /// Every message queued on one chain, started once.
+    /// Starts the queued messages as one chain (if the engine is idle; else when the chain in
+    /// flight completes).
     @inlinable
-    public mutating func sendBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64)) throws(TransportError) -> Int where B.Channel == Channel {
-        if q.free < count { reap(q) }
-        var sent = 0
-        while sent < count {
-            if q.free == 0 { q.counters.add(.txRingFull); break }
-            let m = unsafe message(sent)
-            do throws(TransportError) {
-                try unsafe q.admit(m.bytes)
-                try unsafe enqueue(q, m.bytes, busAddress: m.busAddress, cookie: m.cookie)
-            } catch .ringFull {
-                break
-            } catch {
-                if sent > 0, q.channel.startTransmit() { q.counters.add(.dmaChains) }
-                throw error
-            }
-            sent &+= 1
-        }
-        if sent > 0, q.channel.startTransmit() { q.counters.add(.dmaChains) }
-        return sent
+    public mutating func publishBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel {
+        if q.channel.startTransmit() { q.counters.add(.dmaChains) }
     }
 
     /// Queues one message in the next send slot (its tag).
     @inlinable @inline(__always)
-    mutating func enqueue<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel {
+    public mutating func stage<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel {
         let slot = unsafe q.state.pointee.sends.nextSlot
         if let refusal = unsafe q.channel.enqueueTransmit(bytes, busAddress: busAddress, tag: slot) {
             switch refusal {
@@ -103,7 +83,7 @@ public struct DMADataPath<Channel: DMAChannel>: QueuePairDataPath {
     }
 
     @inlinable @inline(__always)
-    mutating func reap<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel {
+    public mutating func reap<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel {
         guard unsafe q.state.pointee.sends.pending > 0 else { return }
         let now = ContinuousClock.now
         if unsafe q.state.pointee.waitMode == .interrupt && q.channel.completionRaisesDoorbell {

@@ -25,33 +25,23 @@ public struct FrameDataPath<Channel: FrameChannel>: QueuePairDataPath {
 
     @inlinable
     public mutating func send<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel {
-        try unsafe q.admit(bytes)
-        if q.free == 0 {
-            reap(q)
-            guard q.free > 0 else { q.counters.add(.txRingFull); throw .ringFull(queuePair: q.index) }
-        }
+        try unsafe admitOne(q, bytes)
         unsafe q.channel.transmit(bytes, flags: 0)
         Self.record(q, bytes.count, cookie)
         Self.ring(q)
     }
 
+    /// A frame of a batch: written without its flags; ``publishBatch(_:)`` sets them after one barrier.
+    @inlinable @inline(__always)
+    public mutating func stage<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel {
+        unsafe q.channel.stageTransmit(bytes)
+        Self.record(q, bytes.count, cookie)
+    }
+
     @inlinable
-    public mutating func sendBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64)) throws(TransportError) -> Int where B.Channel == Channel {
-        if q.free < count { reap(q) }
-        var sent = 0
-        while sent < count {
-            if q.free == 0 { q.counters.add(.txRingFull); break }
-            let m = unsafe message(sent)
-            do throws(TransportError) { try unsafe q.admit(m.bytes) } catch {
-                if sent > 0 { q.channel.publishStaged(); Self.ring(q) }
-                throw error
-            }
-            unsafe q.channel.stageTransmit(m.bytes)
-            unsafe Self.record(q, m.bytes.count, m.cookie)
-            sent &+= 1
-        }
-        if sent > 0 { q.channel.publishStaged(); Self.ring(q) }
-        return sent
+    public mutating func publishBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel {
+        q.channel.publishStaged()
+        Self.ring(q)
     }
 
     /// Records a frame just written in the completion FIFO.
@@ -72,7 +62,7 @@ public struct FrameDataPath<Channel: FrameChannel>: QueuePairDataPath {
     }
 
     @inlinable @inline(__always)
-    mutating func reap<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel {
+    public mutating func reap<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel {
         let consumed = q.channel.reapTransmitted()
         if consumed < 0 { q.counters.add(.txErrIndex) } else { reaped &+= consumed }
     }

@@ -24,8 +24,15 @@ public protocol QueuePairDataPath {
 
     /// Sends one message (``QueuePair/send(_:busAddress:cookie:)``).
     mutating func send<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel
-    /// Sends up to `count` messages at once; the queue pair link is up. Returns how many were sent.
-    mutating func sendBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64)) throws(TransportError) -> Int where B.Channel == Channel
+    /// Writes one message of a batch (``sendBatch(_:count:_:)``); it reaches the peer at
+    /// ``publishBatch(_:)``. The message was admitted and a transmit entry is free.
+    /// - Throws: `ringFull` when the channel has no room after all (the batch ends there), or why
+    ///   the message cannot go.
+    mutating func stage<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) where B.Channel == Channel
+    /// Makes the staged messages go (one barrier and doorbell, or one DMA chain).
+    mutating func publishBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel
+    /// Takes what the peer or the engine finished, so that `q.free` is up to date.
+    mutating func reap<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>) where B.Channel == Channel
     /// Reports finished sends and received messages of an up queue pair (``QueuePair/poll(limit:_:)``);
     /// `peerDown`: the peer took the queue pair down (or it faulted), the queue pair fails what is in flight.
     mutating func poll<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, limit: Int, inPlace: Bool, _ frame: (UnsafeRawBufferPointer) -> Void, _ handle: (Completion) -> Void) -> (reported: Int, peerDown: Bool) where B.Channel == Channel
@@ -40,4 +47,42 @@ public protocol QueuePairDataPath {
     mutating func receivesRemoved()
     /// A sleep on the doorbell took this queue pair's bit.
     mutating func doorbellTaken()
+}
+
+extension QueuePairDataPath {
+    /// Checks a message and makes room for it (`ntb_transport_tx_enqueue`'s checks).
+    /// - Throws: `linkDown`, `emptyMessage`, `messageTooLarge`, `ringFull`.
+    @inlinable @inline(__always)
+    mutating func admitOne<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, _ bytes: UnsafeRawBufferPointer) throws(TransportError) where B.Channel == Channel {
+        try unsafe q.admit(bytes)
+        if q.free == 0 {
+            reap(q)
+            guard q.free > 0 else { q.counters.add(.txRingFull); throw .ringFull(queuePair: q.index) }
+        }
+    }
+
+    /// Sends up to `count` messages at once (one doorbell, or one DMA chain); the queue pair link is
+    /// up. Returns how many were sent: fewer than `count` when the ring filled up (tx_ring_full).
+    /// - Throws: why message i cannot go; the messages before it were sent.
+    @inlinable
+    mutating func sendBatch<D: NTBDevice, B: TransportBackend>(_ q: QueuePair<D, B>, count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64?, cookie: UInt64)) throws(TransportError) -> Int where B.Channel == Channel {
+        if q.free < count { reap(q) }
+        var sent = 0
+        while sent < count {
+            if q.free == 0 { q.counters.add(.txRingFull); break }
+            let m = unsafe message(sent)
+            do throws(TransportError) {
+                try unsafe q.admit(m.bytes)
+                try unsafe stage(q, m.bytes, busAddress: m.busAddress, cookie: m.cookie)
+            } catch .ringFull {
+                break
+            } catch {
+                if sent > 0 { publishBatch(q) }
+                throw error
+            }
+            sent &+= 1
+        }
+        if sent > 0 { publishBatch(q) }
+        return sent
+    }
 }
