@@ -324,7 +324,8 @@ struct EDMABounce {
 /// descriptor, then the tail, then the peer is told (endpoint: doorbell; host: notify channel).
 /// Receives: buffers are offered by bus address into the peer's copy of its transmit ring, then its
 /// `head`; completions come from our copy's `tail`, flags and lengths, each validated.
-public struct EDMAQueueChannel<Space: RegisterSpace>: DMATransportChannel, @unchecked Sendable {
+public struct EDMAQueueChannel<Space: RegisterSpace>: DMAChannel, @unchecked Sendable {
+    public typealias DataPath = DMADataPath<Self>
     @usableFromInline let state: EDMAQueueState<Space>
     @usableFromInline let views: EDMARingViews
     @usableFromInline let payloadLimit: Int

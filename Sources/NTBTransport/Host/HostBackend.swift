@@ -33,7 +33,8 @@ public struct HostBackend: TransportBackend {
 ///
 /// Everything read from peer-written words (flags, ver, len, tail) is validated before use.
 @safe
-public struct HostChannel: TransportChannel, @unchecked Sendable {
+public struct HostChannel: FrameChannel, @unchecked Sendable {
+    public typealias DataPath = FrameDataPath<Self>
     @usableFromInline let tx: MMIORegion
     @usableFromInline let rx: MMIORegion
     public let transmitLayout: HostQueueLayout
