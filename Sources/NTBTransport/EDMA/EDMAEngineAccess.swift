@@ -34,7 +34,7 @@ public enum EDMAEngineAccess {
         let window: ValidatedEDMAWindow
         switch EDMAPeerWindow.probe(device, locator: locator, peerWindowBase: peerWindowBase) {
         case let .success(w): window = w
-        case let .failure(error): throw .device(.unsupported("\(device.name): the peer's eDMA window is not usable: \(error)"))
+        case let .failure(error): throw .device(.unsupported("\(device.name): \(error)"))
         }
         let registers: Device.EDMARegisterSpace
         do throws(NTBError) { registers = try device.peerEDMARegisters() } catch { throw .device(error) }

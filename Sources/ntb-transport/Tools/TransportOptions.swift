@@ -37,7 +37,22 @@ struct TransportOptions: ParsableArguments {
         }
         guard mtu >= 64 && mtu <= 1 << 24 else { throw ValidationError("--mtu must be 64...16777216") }
         if let qps, qps < 1 || qps > 63 { throw ValidationError("--qps must be 1...63") }
-        guard linkTimeout > 0 else { throw ValidationError("--link-timeout must be positive") }
+        // NaN, infinities and huge values would pass a plain `> 0` and trap converting to a Duration.
+        guard linkTimeout.isFinite, Self.linkTimeoutRange.contains(linkTimeout) else {
+            throw ValidationError("--link-timeout must be \(Self.linkTimeoutRange.lowerBound)...\(Int(Self.linkTimeoutRange.upperBound)) seconds")
+        }
+        if let cpu {
+            let cpus = Self.onlineCPUs
+            guard cpu >= 0 && cpu < cpus else { throw ValidationError("--cpu must be 0...\(cpus - 1) (the CPUs online; see nproc)") }
+        }
+    }
+
+    /// Seconds `--link-timeout` accepts: a millisecond to a day.
+    static let linkTimeoutRange = 0.001...86_400.0
+
+    /// CPUs `--cpu` may name (online CPUs, at most what a cpu_set_t holds).
+    static var onlineCPUs: Int {
+        min(max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))), MemoryLayout<cpu_set_t>.size * 8)
     }
 
     func configuration(statisticsPath: String?, edmaLocator: EDMALocator = EDMALocator()) -> TransportConfiguration {
