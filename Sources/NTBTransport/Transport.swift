@@ -125,13 +125,15 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
                 self.poll()
                 return self.isSettled
             })
-            monitor = try TransportThread(name: "ntb-link-mon") {
-                var sleep = interval
-                while let settled = step.value() {
-                    sleep = settled ? min(sleep * 2, idle) : interval
-                    TransportThread.sleep(sleep)
+            do throws(PCIKitError) {
+                monitor = try TransportThread(name: "ntb-link-mon") {
+                    var sleep = interval
+                    while let settled = step.value() {
+                        sleep = settled ? min(sleep * 2, idle) : interval
+                        TransportThread.sleep(sleep)
+                    }
                 }
-            }
+            } catch { throw .pci(error) }
         }
     }
 

@@ -1,4 +1,5 @@
 public import NTBHardware
+public import PCIKit
 
 /// Errors of the transport. Each description says what went wrong and what to do next.
 public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -22,8 +23,10 @@ public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable 
     case invalidConfiguration(String)
     /// Waited too long for something.
     case timeout(String)
-    /// A system call failed (stats file, threads).
+    /// A system call failed (stats file).
     case system(String)
+    /// A lower layer failed (a thread could not start, ...): its error, kept whole.
+    case pci(PCIKitError)
 
     public var description: String {
         switch self {
@@ -52,6 +55,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable 
             return text
         case let .system(text):
             return text
+        case let .pci(error):
+            return error.description
         }
     }
 }

@@ -1,4 +1,5 @@
 import CNTBShim
+import PCIKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -78,19 +79,15 @@ func pollMilliseconds(_ duration: Duration) -> Int32 {
 /// Monotonic clock reading for deadlines.
 func now() -> ContinuousClock.Instant { ContinuousClock.now }
 
-/// Starts a thread running `body` (service threads of device models and endpoint functions); joinable
-/// unless `detached`.
+/// Starts a thread running `body` (service threads of device models and endpoint functions) with
+/// PCIKit's ``SystemThread``; joinable unless `detached`. The caller owns the returned pthread.
 @discardableResult
 public func spawnThread(detached: Bool = false, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    let raw = unsafe Unmanaged.passRetained(Box(body)).toOpaque()
-    var tid = pthread_t()
-    let rc = unsafe pthread_create(&tid, nil, { arg in
-        let box = unsafe Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-        box.body()
-        return nil
-    }, raw)
-    precondition(rc == 0, "pthread_create failed with \(rc)")
+    let thread: SystemThread
+    do throws(PCIKitError) { thread = try SystemThread(name: "ntb-service", body) } catch {
+        preconditionFailure("\(error)")
+    }
+    let tid = thread.release()
     if detached { pthread_detach(tid) }
     return tid
 }
