@@ -1,8 +1,12 @@
+import NTBHardware
 import NTBMock
 import NTBPorts
 import NTBTransport
 import PCIKit
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct PortAddressTests {
     @Test(arguments: [
@@ -100,5 +104,18 @@ import Testing
         #expect(try PCIID(configHeader: [0x4c, 0x10, 0x0d, 0xb0]) == PCIID(vendor: 0x104c, device: 0xb00d))
         #expect(try PCIID(configHeader: [0x4c, 0x10, 0x0d, 0xb0]).description == "104c:b00d")
         #expect(throws: PCIKitError.self) { try PCIID(configHeader: [0x4c, 0x10]) }
+    }
+}
+
+@Suite struct PortErrorWrappingTests {
+    /// The errno of a failed open reaches the caller: ENOENT and ENOTDIR stay apart.
+    @Test(arguments: [("/nonexistent-ntb-dir/iv", ENOENT), ("/etc/hostname/iv", ENOTDIR)])
+    func anIvshmemFileErrorKeepsItsErrno(_ path: String, _ code: Int32) throws {
+        let port = try Port("ivshmem-file:\(path)", role: .host)
+        struct Nothing: DeviceJob { func run<Device: NTBDevice>(_ device: Device) throws {} }
+        #expect { try port.withDevice(Nothing()) } throws: { error in
+            guard case let .device(.pci(.system(call, errno, _)))? = error as? PortError else { return false }
+            return errno == code && call == "open \(path)"
+        }
     }
 }

@@ -100,8 +100,9 @@ final class SharedFileMapping: @unchecked Sendable {
 
     /// Maps `path` shared. A missing or empty file is created with `createSize` bytes (zeroed) if given.
     init(path: String, createSize: Int?) throws(NTBError) {
+        // The errno stays in the error (ENOENT, EACCES, ... are told apart by callers).
         func failure(_ call: String, _ remedy: String) -> NTBError {
-            unsafe .unsupported("\(call) \(path): \(String(cString: strerror(errno))); \(remedy)")
+            .pci(.system(call: "\(call) \(path)", errno: errno, remedy: remedy))
         }
         let fd = unsafe open(path, createSize != nil ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open", "check the path and its permissions") }
