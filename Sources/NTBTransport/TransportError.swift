@@ -1,3 +1,4 @@
+public import DWEDMA
 public import NTBHardware
 public import PCIKit
 
@@ -27,6 +28,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable 
     case system(String)
     /// A lower layer failed (a thread could not start, ...): its error, kept whole.
     case pci(PCIKitError)
+    /// The port's DW eDMA did not open (the device named, the driver's error kept whole).
+    case edma(device: String, EDMAError)
 
     public var description: String {
         switch self {
@@ -57,6 +60,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable 
             return text
         case let .pci(error):
             return error.description
+        case let .edma(device, error):
+            return "\(device): no DW eDMA answers (\(error)); on the mock link the endpoint process hosts the engine model"
         }
     }
 }

@@ -56,7 +56,7 @@ public enum EDMAEngineAccess {
         do throws(EDMAError) {
             return try DWEDMAController(registers: registers, mode: mode, ownership: .channels)
         } catch {
-            throw .device(.unsupported("\(device.name): no DW eDMA answers (\(error)); on the mock link the endpoint process hosts the engine model"))
+            throw .edma(device: device.name, error)
         }
     }
 }
