@@ -1,5 +1,5 @@
 public import PCIKit
-public import NTBHardware
+import NTBHardware
 
 /// What kind of function a port is: the key of the adapter table.
 public enum PortFamily: Hashable, Sendable, CaseIterable, CustomStringConvertible {
