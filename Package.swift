@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "NTBHardware", targets: ["NTBHardware"]),
         .library(name: "NTBTransport", targets: ["NTBTransport"]),
         .library(name: "NTBMock", targets: ["NTBMock"]),
+        .library(name: "NTBPorts", targets: ["NTBPorts"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -81,10 +82,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Opening a port by string and a transport on it by policy: the one path the CLI and other programs use.
+        .target(
+            name: "NTBPorts",
+            dependencies: ["PCIKit", "NTBHardware", "NTBTransport", "NTBMock"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ntb-transport",
             dependencies: [
-                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock",
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -106,6 +113,7 @@ let package = Package(
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
+        .testTarget(name: "NTBPortsTests", dependencies: ["NTBPorts", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),
         .executableTarget(name: "transport-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),

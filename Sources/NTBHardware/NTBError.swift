@@ -1,3 +1,5 @@
+public import PCIKit
+
 /// Errors of NTB devices. Each message says what went wrong and what to do.
 public enum NTBError: Error, Equatable, CustomStringConvertible, Sendable {
     /// The peer wrote a value we cannot accept (e.g. `num_mws` = 1000); `field` names it.
@@ -8,8 +10,9 @@ public enum NTBError: Error, Equatable, CustomStringConvertible, Sendable {
     case commandFailed(command: String, status: UInt32)
     /// The requested thing does not fit the device (window size too big, index out of range, ...).
     case unsupported(String)
-    /// A lower layer (PCI, memory mapping) failed.
-    case pci(PCIKitErrorDescription)
+    /// A lower layer (PCI, VFIO, memory mapping, eventfds) failed: its error, kept whole so a caller can
+    /// still tell `EACCES` from `ENODEV` (``PCIKitError/system(call:errno:remedy:)`` and friends).
+    case pci(PCIKitError)
     /// The link is down and the operation needs it up.
     case linkDown
 
@@ -24,15 +27,9 @@ public enum NTBError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .unsupported(what):
             return what
         case let .pci(error):
-            return error.text
+            return error.description
         case .linkDown:
             return "the NTB link is down; start the peer and check the cable or the endpoint configuration"
         }
     }
-}
-
-/// A lower-layer error carried as text, so `NTBError` stays `Equatable` whatever the cause.
-public struct PCIKitErrorDescription: Equatable, Sendable {
-    public let text: String
-    public init(_ error: any Error) { self.text = "\(error)" }
 }

@@ -32,11 +32,15 @@ public struct QueuePairMemory: Sendable {
     }
 }
 
-/// A backend: how queue pairs move bytes. Chosen once by name at set-up (``TransportBackends``); the
-/// data path is generic over it.
+/// A backend: how queue pairs move bytes. The built-in ones are chosen by ``TransportBackendKind`` at
+/// set-up (``TransportBackends``); the data path is generic over it.
 public protocol TransportBackend: Sendable {
     associatedtype Channel: TransportChannel
-    /// The registry name (`host`, `edma`).
+    /// What this backend needs besides the generic ``TransportConfiguration`` (host: nothing; edma: where
+    /// the eDMA is and what a probe already found, ``EDMABackendOptions``).
+    associatedtype Options: Sendable = Void
+    /// The name in messages and results (`host`, `edma`: the ``TransportBackendKind`` raw value for the
+    /// built-in backends).
     static var name: String { get }
     /// One line for `--help` and the demo table.
     static var summary: String { get }
@@ -45,8 +49,10 @@ public protocol TransportBackend: Sendable {
     /// transport uses only the windows before them, on both sides, so the handshake's NUM_MWS agrees.
     /// Default 0.
     static var reservedMemoryWindows: Int { get }
+    /// The options a transport opened without any uses.
+    static var defaultOptions: Options { get }
     /// Makes the backend for `device` at set-up.
-    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError)
+    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration, options: Options) throws(TransportError)
     /// Builds queue pair `memory.queuePair`'s channel once the link is up.
     func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> Channel
 }
@@ -55,85 +61,58 @@ extension TransportBackend {
     public static var reservedMemoryWindows: Int { 0 }
 }
 
-/// The backends by name. `host` is built in; other modules add theirs with ``register(_:)`` before set-up.
+extension TransportBackend where Options == Void {
+    public static var defaultOptions: Void { () }
+}
+
+/// The built-in backends, one per ``TransportBackendKind`` (the enum the policy, `--backend` and this
+/// registry share).
 public enum TransportBackends {
-    private static let registry = Mutex<[(name: String, type: any TransportBackend.Type)]>([
-        (HostBackend.name, HostBackend.self),
-    ])
+    /// Every backend name, host first (for help texts and messages).
+    public static var names: [String] { TransportBackendKind.allCases.map(\.rawValue) }
 
-    /// Adds (or replaces) a backend.
-    public static func register(_ type: any TransportBackend.Type) {
-        registry.withLock { list in
-            list.removeAll { $0.name == type.name }
-            list.append((type.name, type))
-        }
-    }
-
-    /// Backends built in but generic over the device (they need a device capability, e.g. the eDMA
-    /// of ``PeerEDMAAccess``); ``visit(_:device:_:)`` opens them with the device's type.
-    public static let deviceSpecificNames = [EDMABackendName.name]
-
-    /// Every backend name: the registered ones (host first), then the device-specific built-ins.
-    public static var names: [String] {
-        var list = registry.withLock { $0.map(\.name) }
-        for n in deviceSpecificNames where !list.contains(n) { list.insert(n, at: min(1, list.count)) }
-        return list
-    }
-
-    /// The backend called `name`. Pass the result to a generic function to open it once:
-    /// `func run<B: TransportBackend>(_: B.Type)`; everything below is statically dispatched.
-    public static func lookup(_ name: String) throws(TransportError) -> any TransportBackend.Type {
-        guard let type = registry.withLock({ $0.first { $0.name == name }?.type }) else {
-            if deviceSpecificNames.contains(name) {
-                throw .invalidConfiguration("the \(name) backend is opened with its device (TransportBackends.visit(_:device:_:))")
-            }
-            throw .unknownBackend(name, available: names)
-        }
-        return type
+    /// The backend kind called `name`, or ``TransportError/unknownBackend(_:available:)``.
+    public static func kind(named name: String) throws(TransportError) -> TransportBackendKind {
+        guard let kind = TransportBackendKind(rawValue: name) else { throw .unknownBackend(name, available: names) }
+        return kind
     }
 }
 
-/// Something to run with the backend chosen by name. The built-in backends are visited with their
-/// concrete type, so everything the visitor calls is specialised (static dispatch in the data path);
-/// backends registered at run time are opened from the existential.
+/// Something to run with the backend chosen at set-up, with that backend's options. The built-in
+/// backends are visited with their concrete type, so everything the visitor calls is specialised
+/// (static dispatch in the data path).
 public protocol TransportBackendVisitor {
     associatedtype Result
-    func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> Result
+    func visit<Backend: TransportBackend>(_ backend: Backend.Type, options: Backend.Options) throws -> Result
 }
 
 extension TransportBackends {
-    /// Calls `visitor.visit(B.self)` for the backend named `name`.
+    /// Calls `visitor.visit(B.self, options:)` for backend `kind` on a device of type `Device`: the
+    /// edma backend is opened with the device's type when it has the eDMA capability it needs
+    /// (``PeerEDMAAccess``), and refused with what to use instead when it has not.
+    /// - Parameter edma: the edma backend's options (where the eDMA is; a window a probe validated).
     @inlinable
-    public static func visit<V: TransportBackendVisitor>(_ name: String, _ visitor: V) throws -> V.Result {
-        switch name {
-        case HostBackend.name: return try visitor.visit(HostBackend.self)
-        default: return try openAndVisit(try lookup(name), visitor)
-        }
-    }
-
-    @inlinable
-    static func openAndVisit<B: TransportBackend, V: TransportBackendVisitor>(_ backend: B.Type, _ visitor: V) throws -> V.Result {
-        try visitor.visit(backend)
-    }
-
-    /// Calls `visitor.visit(B.self)` for the backend named `name` on a device of type `Device`: the
-    /// device-specific backends (`edma`) are opened with the device's type when it has the capability
-    /// they need, and refused with what to use instead when it has not.
-    @inlinable
-    public static func visit<Device: NTBDevice, V: TransportBackendVisitor>(_ name: String, device: Device.Type, _ visitor: V) throws -> V.Result {
-        switch name {
-        case HostBackend.name: return try visitor.visit(HostBackend.self)
-        case EDMABackendName.name:
-            guard let edma = Device.self as? any PeerEDMAAccess.Type else {
+    public static func visit<Device: NTBDevice, V: TransportBackendVisitor>(
+        _ kind: TransportBackendKind, device: Device.Type, edma: EDMABackendOptions = EDMABackendOptions(), _ visitor: V
+    ) throws -> V.Result {
+        switch kind {
+        case .host: return try visitor.visit(HostBackend.self, options: ())
+        case .edma:
+            guard let access = Device.self as? any PeerEDMAAccess.Type else {
                 throw TransportError.invalidConfiguration("the edma backend needs a DesignWare eDMA the transport can reach over the link (an endpoint's eDMA behind the NTB, hardware-reference §4); this port's device (\(Device.self)) has none; use --backend host")
             }
-            return try openEDMA(edma, visitor)
-        default: return try openAndVisit(try lookup(name), visitor)
+            return try openEDMA(access, edma, visitor)
         }
     }
 
+    /// Calls the visitor for the backend called `name` (``kind(named:)``).
     @inlinable
-    static func openEDMA<D: PeerEDMAAccess, V: TransportBackendVisitor>(_ device: D.Type, _ visitor: V) throws -> V.Result {
-        try visitor.visit(EDMABackend<D>.self)
+    public static func visit<Device: NTBDevice, V: TransportBackendVisitor>(_ name: String, device: Device.Type, _ visitor: V) throws -> V.Result {
+        try visit(try kind(named: name), device: device, visitor)
+    }
+
+    @inlinable
+    static func openEDMA<D: PeerEDMAAccess, V: TransportBackendVisitor>(_ device: D.Type, _ options: EDMABackendOptions, _ visitor: V) throws -> V.Result {
+        try visitor.visit(EDMABackend<D>.self, options: options)
     }
 }

@@ -1,4 +1,5 @@
-/// Set-up parameters of a transport (the Linux module parameters, plus ours).
+/// Set-up parameters of a transport (the Linux module parameters, plus ours), the same for every
+/// backend; what one backend needs is its ``TransportBackend/Options``.
 public struct TransportConfiguration: Sendable, Equatable {
     /// `transport_mtu`: the largest frame (default 64 KiB). Both sides must use the same value.
     public var mtu: Int = HostWire.defaultMTU
@@ -21,8 +22,6 @@ public struct TransportConfiguration: Sendable, Equatable {
     /// reports no event for may be noticed. Linux reacts to link events and retries every
     /// `NTB_LINK_DOWN_TIMEOUT` (10 ms); the default matches that.
     public var linkMonitorIdleInterval: Duration = .milliseconds(10)
-    /// Where the port's eDMA is (the policy's per-port options), for backends that use one.
-    public var edmaLocator: EDMALocator = EDMALocator()
 
     public init() {}
 

@@ -1,4 +1,5 @@
 // The only file of NTBTransport that makes system calls: it maps the statistics file.
+public import PCIKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -98,52 +99,5 @@ public final class StatisticsStorage: @unchecked Sendable {
     }
 }
 
-/// A plain OS thread (pthread) for the link monitor and for queue pairs the user spreads over
-/// threads. Joined explicitly; the body runs once.
-public final class TransportThread: @unchecked Sendable {
-    private var handle = pthread_t()
-    private var joined = false
-
-    private final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
-
-    /// Starts `body` on a new thread.
-    public init(name: String, _ body: @escaping @Sendable () -> Void) throws(TransportError) {
-        let box = unsafe Unmanaged.passRetained(Box(body)).toOpaque()
-        let rc = unsafe pthread_create(&handle, nil, { arg in
-            let box = unsafe Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-            box.body()
-            return nil
-        }, box)
-        guard rc == 0 else {
-            unsafe Unmanaged<Box>.fromOpaque(box).release()
-            throw .system("cannot start thread \(name): \(errorText(rc)); check the process thread limit")
-        }
-    }
-
-    /// Waits for the body to return.
-    public func join() {
-        guard !joined, pthread_equal(handle, pthread_self()) == 0 else { return }
-        joined = true
-        pthread_join(handle, nil)
-    }
-
-    deinit { if !joined { pthread_detach(handle) } }
-
-    /// CPU time this process has used, in seconds (user + system), for CPU-per-GB figures.
-    public static func processCPUSeconds() -> Double {
-        var ru = rusage()
-        unsafe getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &ru)
-        return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
-    }
-
-    /// Gives the CPU to another runnable thread (spin loops on busy machines).
-    @inlinable public static func yield() { _yield() }
-    @usableFromInline static func _yield() { sched_yield() }
-
-    /// Sleeps the calling thread.
-    public static func sleep(_ duration: Duration) {
-        let (s, atto) = duration.components
-        var ts = timespec(tv_sec: Int(s), tv_nsec: Int(atto / 1_000_000_000))
-        unsafe nanosleep(&ts, nil)
-    }
-}
+/// The transport's threads are PCIKit's ``SystemThread`` (one pthread wrapper for the project).
+public typealias TransportThread = SystemThread

@@ -62,7 +62,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
 
     /// Sets up the transport on `device` (`ntb_transport_probe` + `ntb_transport_create_queue` for
     /// every queue pair), enables the link and starts the link monitor.
-    public init(device: Device, configuration: TransportConfiguration = .init()) throws(TransportError) {
+    public init(device: Device, configuration: TransportConfiguration = .init(), backendOptions: Backend.Options? = nil) throws(TransportError) {
         self.device = device
         self.configuration = configuration
         guard configuration.mtu > HostWire.headerSize else {
@@ -95,7 +95,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
         guard qps > 0 else { throw .invalidConfiguration("\(device.name)'s doorbell mask \(String(mask, radix: 16)) leaves no queue pair (Linux uses ilog2(mask)); it needs at least two doorbell bits") }
         queuePairCount = qps
-        backend = try Backend(device: device, configuration: configuration)
+        backend = try Backend(device: device, configuration: configuration, options: backendOptions ?? Backend.defaultOptions)
         if let path = configuration.statisticsPath {
             statistics = try StatisticsStorage(queuePairs: qps, publishingTo: path)
         } else {
@@ -125,13 +125,15 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
                 self.poll()
                 return self.isSettled
             })
-            monitor = try TransportThread(name: "ntb-link-mon") {
-                var sleep = interval
-                while let settled = step.value() {
-                    sleep = settled ? min(sleep * 2, idle) : interval
-                    TransportThread.sleep(sleep)
+            do throws(PCIKitError) {
+                monitor = try TransportThread(name: "ntb-link-mon") {
+                    var sleep = interval
+                    while let settled = step.value() {
+                        sleep = settled ? min(sleep * 2, idle) : interval
+                        TransportThread.sleep(sleep)
+                    }
                 }
-            }
+            } catch { throw .pci(error) }
         }
     }
 

@@ -1,4 +1,6 @@
+public import DWEDMA
 public import NTBHardware
+public import PCIKit
 
 /// Errors of the transport. Each description says what went wrong and what to do next.
 public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable {
@@ -22,8 +24,12 @@ public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable 
     case invalidConfiguration(String)
     /// Waited too long for something.
     case timeout(String)
-    /// A system call failed (stats file, threads).
+    /// A system call failed (stats file).
     case system(String)
+    /// A lower layer failed (a thread could not start, ...): its error, kept whole.
+    case pci(PCIKitError)
+    /// The port's DW eDMA did not open (the device named, the driver's error kept whole).
+    case edma(device: String, EDMAError)
 
     public var description: String {
         switch self {
@@ -52,6 +58,10 @@ public enum TransportError: Error, Equatable, CustomStringConvertible, Sendable 
             return text
         case let .system(text):
             return text
+        case let .pci(error):
+            return error.description
+        case let .edma(device, error):
+            return "\(device): no DW eDMA answers (\(error)); on the mock link the endpoint process hosts the engine model"
         }
     }
 }

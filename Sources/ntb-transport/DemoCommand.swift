@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NTBHardware
 import NTBMock
+import NTBPorts
 import NTBTransport
 
 /// `ntb-transport demo`: the whole product on the built-in mock link, in two processes.
@@ -116,7 +117,7 @@ struct DemoCommand: ParsableCommand {
         // The edma endpoint hosts the eDMA engine model (the silicon's stand-in) in its process: a
         // spinning receiver on the same core would starve it, so that side sleeps between messages
         // (interrupt; the engine's interrupt wakes it) and is not pinned (the engine runs beside it).
-        let isEDMA = name == EDMABackendName.name
+        let isEDMA = name == TransportBackendKind.edma.rawValue
         let endpointWait = isEDMA ? "interrupt" : "polling"
         child.arguments = ["serve", "--port", "mock:\(dir)", "--role", "endpoint", "--backend", name, "--fast",
                            "--wait", endpointWait, "--mtu", "\(mtu)", "--qps", "1", "--dir", received] + (pin && !isEDMA ? ["--cpu", "1"] : [])
@@ -139,7 +140,7 @@ struct DemoCommand: ParsableCommand {
         do {
             let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
             defer { device.close() }
-            result = try TransportBackends.visit(name, device: MockNTBDevice.self, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: job))
+            result = try Port.runTransport(on: device, backend: TransportBackends.kind(named: name), settings: options.settings(statisticsPath: "\(dir)/stats.host"), job)
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))

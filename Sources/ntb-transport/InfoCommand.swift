@@ -1,4 +1,5 @@
 import ArgumentParser
+import NTBPorts
 import PCIKit
 
 extension NTBTransportCommand {
@@ -23,6 +24,14 @@ extension NTBTransportCommand {
             print(f.lspciLine)
             if let ntb = f.ntb {
                 print("  NTB: \(ntb.summary) (\(ntb.family.rawValue); Linux driver \(ntb.linuxDriver))")
+            }
+            // Which adapter `--port \(address)` opens it with (the NTBPorts family table).
+            if let (family, entry) = PortAdapters.family(of: PCIID(vendor: f.vendorID, device: f.deviceID), deviceClass: f.deviceClass) {
+                if let adapter = PortAdapters.adapter(for: family) {
+                    print("  adapter: \(adapter) (--port \(family == .ivshmem ? "ivshmem:" : "")\(address))")
+                } else if let entry {
+                    print("  adapter: none: \(PortAdapters.noAdapterText(entry.family))")
+                }
             }
             let bars = try discovery.bars(of: address)
             if bars.isEmpty { print("  BARs: none") }

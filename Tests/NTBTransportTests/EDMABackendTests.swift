@@ -365,7 +365,8 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
     @Test func theRegistryOffersEDMAOnlyWhereAnEDMAIsReachable() throws {
         #expect(TransportBackends.names.prefix(2) == ["host", "edma"])
         struct NameOf: TransportBackendVisitor {
-            func visit<B: TransportBackend>(_ backend: B.Type) throws -> String { B.name }
+            typealias Result = String
+            func visit<B: TransportBackend>(_ backend: B.Type, options: B.Options) throws -> String { B.name }
         }
         #expect(try TransportBackends.visit("edma", device: MockNTBDevice.self, NameOf()) == "edma")
         #expect(try TransportBackends.visit("host", device: IVSHMEMDevice.self, NameOf()) == "host")

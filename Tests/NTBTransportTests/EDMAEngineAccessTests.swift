@@ -44,10 +44,28 @@ import Testing
         #expect(try EDMAPeerWindowTests.linkUp(host, ep))
         // Nothing published yet: the host refuses the port and says why.
         #expect { try EDMAEngineAccess.connect(host, locator: locator) } throws: {
-            "\($0)".contains("the peer's eDMA window is not usable")
+            // Said once (the probe's finding carries the prefix; the connect path must not add it again).
+            "\($0)".components(separatedBy: "the peer's eDMA window is not usable").count == 2
         }
         let (sent, received) = try Self.connectAndRead(host: host, endpoint: ep, locator: locator, length: 3000)
         #expect(received == sent)
+    }
+
+    /// A window the policy's probe validated is used as is: connect does not read the peer's info again
+    /// (here it is withdrawn after the probe, so a second read would refuse the port).
+    @Test func connectUsesTheProbedWindowWithoutProbingAgain() throws {
+        let link = try LinkFixture("edma-access-probed", windowSize: 1 << 20)
+        let ep = try link.open(.endpoint), host = try link.open(.host)
+        defer { host.close(); ep.close() }
+        let locator = EDMALocator()
+        #expect(try EDMAPeerWindowTests.linkUp(host, ep))
+        let (published, _) = try EDMAEngineAccess.publish(ep, locator: locator, registerSize: 0x2000)
+        let probed = try EDMAPeerWindow.probe(host, locator: locator).get()
+        EDMAInfo.retract(from: published.buffer.region.mmio)
+        #expect(throws: TransportError.self) { try EDMAEngineAccess.connect(host, locator: locator) }
+        let (window, remote) = try EDMAEngineAccess.connect(host, locator: locator, validated: probed)
+        #expect(window == probed)
+        #expect(remote.readChannels >= locator.publishedChannelCount)
     }
 
     @Test func eachRoleRefusesTheOthersPart() throws {

@@ -42,7 +42,7 @@ struct ProbeBackend: TransportBackend {
     static let summary = "host, with a probe in each channel (tests)"
     static let probe = Mutex<ChannelProbe?>(nil)
     let host: HostBackend
-    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError) {
+    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration, options: Void) throws(TransportError) {
         host = try HostBackend(device: device, configuration: configuration)
     }
     func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> ProbeChannel {

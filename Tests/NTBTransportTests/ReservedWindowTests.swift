@@ -13,7 +13,7 @@ struct LastWindowReservingBackend: TransportBackend {
     static var reservedMemoryWindows: Int { 1 }
     let inner: HostBackend
     let windows: Int
-    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError) {
+    init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration, options: Void) throws(TransportError) {
         inner = try HostBackend(device: device, configuration: configuration)
         windows = device.peerMemoryWindowCount
     }

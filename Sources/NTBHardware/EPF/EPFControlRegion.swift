@@ -95,14 +95,18 @@ public struct EPFBARMap: Sendable, Equatable {
     /// too, which needs the version-1 per-MW offsets.
     public static let rcarS4 = EPFBARMap(config: 0, peerScratchpad: 0, doorbell: 4, memoryWindows: [2, 2, nil, nil])
 
-    /// The map for a PCI vendor:device pair that ntb_hw_epf binds, or nil.
-    public static func forDevice(vendor: UInt16, device: UInt16) -> EPFBARMap? {
-        switch (vendor, device) {
-        case (0x104C, 0xB00D): .tiJ721E
-        case (0x1957, 0x0809): .imx8
-        case (0x1912, 0x0030): .rcarS4
-        default: nil
+    /// The map of an endpoint SoC (KnownNTBDevices holds the PCI IDs; this only maps board to BARs).
+    public static func forBoard(_ board: KnownNTBDevices.EPFBoard) -> EPFBARMap {
+        switch board {
+        case .tiJ721E: .tiJ721E
+        case .imx8: .imx8
+        case .rcarS4: .rcarS4
         }
+    }
+
+    /// The map for a PCI vendor:device pair that ntb_hw_epf binds, or nil (looked up in KnownNTBDevices).
+    public static func forDevice(vendor: UInt16, device: UInt16) -> EPFBARMap? {
+        KnownNTBDevices.entries(for: PCIID(vendor: vendor, device: device)).lazy.compactMap(\.board).first.map(forBoard)
     }
 }
 

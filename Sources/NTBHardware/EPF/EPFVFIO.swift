@@ -2,26 +2,26 @@ public import PCIKit
 
 extension EPFHostDevice {
     /// Opens an endpoint-function NTB bound to vfio-pci, as `ntb_epf_pci_probe` does: picks the BAR map by
-    /// PCI ID (TI J721E, NXP i.MX8, Renesas R-Car S4; docs/hardware-reference.md §3.4), enables bus mastering, maps the
+    /// the board KnownNTBDevices lists for its PCI ID (TI J721E, NXP i.MX8, Renesas R-Car S4; docs/hardware-reference.md §3.4), enables bus mastering, maps the
     /// BARs, routes 4...32 MSI-X vectors (else MSI) to eventfds (`ntb_epf_init_isr`), and allocates inbound
     /// buffers from IOMMU-mapped memory of the device's container.
     ///
     /// The device keeps the VFIO device, its BAR mappings and the vectors alive while it lives.
     public static func open(vfio address: PCIAddress, commandTimeout: Duration = .seconds(1)) throws(NTBError) -> EPFHostDevice {
         func pci(_ body: () throws(PCIKitError) -> Void) throws(NTBError) {
-            do { try body() } catch { throw .pci(PCIKitErrorDescription(error)) }
+            do { try body() } catch { throw .pci(error) }
         }
         var device: VFIODevice!
-        var ids: [UInt8] = []
+        var id = PCIID(vendor: 0, device: 0)
         try pci { () throws(PCIKitError) in
             device = try VFIODevice.open(address)
-            ids = try device.readConfig(offset: 0, count: 4)
+            id = try device.readID()
         }
-        let vendor = UInt16(ids[0]) | UInt16(ids[1]) << 8
-        let deviceID = UInt16(ids[2]) | UInt16(ids[3]) << 8
-        guard let map = EPFBARMap.forDevice(vendor: vendor, device: deviceID) else {
-            throw .unsupported("\(address) is \(String(vendor, radix: 16)):\(String(deviceID, radix: 16)), not an endpoint-function NTB that ntb_hw_epf binds (104c:b00d TI J721E, 1957:0809 NXP i.MX8, 1912:0030 Renesas R-Car S4)")
+        guard let board = KnownNTBDevices.entries(for: id).lazy.compactMap(\.board).first else {
+            let known = KnownNTBDevices.all.filter { $0.board != nil }.map { "\($0.id) \($0.summary)" }.joined(separator: ", ")
+            throw .unsupported("\(address) is \(id), not an endpoint-function NTB that ntb_hw_epf binds (\(known))")
         }
+        let map = EPFBARMap.forBoard(board)
         var bars = [MMIORegion?](repeating: nil, count: 6)
         var resources: [AnyObject] = [device]
         var vectors: [EventNotifier] = []
@@ -56,7 +56,7 @@ extension EPFHostDevice {
             commandTimeout: commandTimeout, retaining: resources,
             allocator: { (length, alignment) throws(NTBError) in
                 let buffer: DMABuffer
-                do { buffer = try container.allocateDMA(length: length) } catch { throw .pci(PCIKitErrorDescription(error)) }
+                do throws(PCIKitError) { buffer = try container.allocateDMA(length: length) } catch { throw .pci(error) }
                 guard buffer.region.busAddress % UInt64(alignment) == 0 else {
                     buffer.close()
                     throw .unsupported("the IOMMU gave IOVA 0x\(String(buffer.region.busAddress, radix: 16)), not aligned to \(alignment) bytes; ask for a smaller alignment")

@@ -4,6 +4,7 @@ extension IVSHMEMDevice {
     /// ivshmem-plain's PCI ID (QEMU `docs/specs/ivshmem-spec.rst`: Red Hat 1af4, device 1110).
     public static let pciVendor: UInt16 = 0x1af4
     public static let pciDevice: UInt16 = 0x1110
+    public static let pciID = PCIID(vendor: pciVendor, device: pciDevice)
     /// BAR2 is the shared memory (BAR0 holds the registers, useful only with ivshmem-server).
     public static let sharedMemoryBAR = 2
 
@@ -11,18 +12,16 @@ extension IVSHMEMDevice {
     /// Both VMs' devices must be backed by the same host memory (`memory-backend-file,share=on`).
     public static func open(vfio address: PCIAddress, side: IVSHMEMSide, options: Options = Options()) throws(NTBError) -> IVSHMEMDevice {
         let device: VFIODevice
-        let ids: [UInt8]
+        let id: PCIID
         let bar: MappedRegion
-        do {
+        do throws(PCIKitError) {
             device = try VFIODevice.open(address)
-            ids = try device.readConfig(offset: 0, count: 4)
-        } catch { throw .pci(PCIKitErrorDescription(error)) }
-        let vendor = UInt16(ids[0]) | UInt16(ids[1]) << 8
-        let deviceID = UInt16(ids[2]) | UInt16(ids[3]) << 8
-        guard vendor == pciVendor && deviceID == pciDevice else {
-            throw .unsupported("\(address) is \(String(vendor, radix: 16)):\(String(deviceID, radix: 16)), not an ivshmem-plain device (1af4:1110)")
+            id = try device.readID()
+        } catch { throw .pci(error) }
+        guard id == pciID else {
+            throw .unsupported("\(address) is \(id), not an ivshmem-plain device (\(pciID))")
         }
-        do { bar = try device.mapBAR(sharedMemoryBAR) } catch { throw .pci(PCIKitErrorDescription(error)) }
+        do throws(PCIKitError) { bar = try device.mapBAR(sharedMemoryBAR) } catch { throw .pci(error) }
         return try IVSHMEMDevice(name: "ivshmem:\(address)", memory: bar.mmio, side: side, options: options, retaining: [device, bar])
     }
 

@@ -1,4 +1,5 @@
 import CNTBShim
+import PCIKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -78,19 +79,15 @@ func pollMilliseconds(_ duration: Duration) -> Int32 {
 /// Monotonic clock reading for deadlines.
 func now() -> ContinuousClock.Instant { ContinuousClock.now }
 
-/// Starts a thread running `body` (service threads of device models and endpoint functions); joinable
-/// unless `detached`.
+/// Starts a thread running `body` (service threads of device models and endpoint functions) with
+/// PCIKit's ``SystemThread``; joinable unless `detached`. The caller owns the returned pthread.
 @discardableResult
 public func spawnThread(detached: Bool = false, _ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box: @unchecked Sendable { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    let raw = unsafe Unmanaged.passRetained(Box(body)).toOpaque()
-    var tid = pthread_t()
-    let rc = unsafe pthread_create(&tid, nil, { arg in
-        let box = unsafe Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-        box.body()
-        return nil
-    }, raw)
-    precondition(rc == 0, "pthread_create failed with \(rc)")
+    let thread: SystemThread
+    do throws(PCIKitError) { thread = try SystemThread(name: "ntb-service", body) } catch {
+        preconditionFailure("\(error)")
+    }
+    let tid = thread.release()
     if detached { pthread_detach(tid) }
     return tid
 }
@@ -103,8 +100,9 @@ final class SharedFileMapping: @unchecked Sendable {
 
     /// Maps `path` shared. A missing or empty file is created with `createSize` bytes (zeroed) if given.
     init(path: String, createSize: Int?) throws(NTBError) {
+        // The errno stays in the error (ENOENT, EACCES, ... are told apart by callers).
         func failure(_ call: String, _ remedy: String) -> NTBError {
-            unsafe .unsupported("\(call) \(path): \(String(cString: strerror(errno))); \(remedy)")
+            .pci(.system(call: "\(call) \(path)", errno: errno, remedy: remedy))
         }
         let fd = unsafe open(path, createSize != nil ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw failure("open", "check the path and its permissions") }

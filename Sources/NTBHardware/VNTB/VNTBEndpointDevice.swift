@@ -96,9 +96,9 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         self.peerSpads = config.subregion(offset: ctrlSize, length: 4 * scratchpadCount)
         self.ownSpads = config.subregion(offset: ctrlSize + 4 * scratchpadCount, length: 4 * scratchpadCount)
         self.dbSpace = controller.doorbellSpace
-        do { self.eventNotifier = try EventNotifier() } catch { throw .pci(PCIKitErrorDescription(error)) }
+        do { self.eventNotifier = try EventNotifier() } catch { throw .pci(error) }
         self.doorbellInterrupt = doorbellInterrupt
-        do { self.serviceWake = try EventNotifier() } catch { throw .pci(PCIKitErrorDescription(error)) }
+        do { self.serviceWake = try EventNotifier() } catch { throw .pci(error) }
         self.poller = DescriptorPoller((doorbellInterrupt.map { [$0.fd] } ?? []) + [serviceWake.fd])
 
         // Fresh function: everything zero, then the fields vNTB publishes.

@@ -236,7 +236,7 @@ public final class MockLink: @unchecked Sendable {
     }
 
     static func fifo(_ path: String) throws(NTBError) -> EventNotifier {
-        do { return try EventNotifier(fifoAt: path) } catch { throw .pci(PCIKitErrorDescription(error)) }
+        do { return try EventNotifier(fifoAt: path) } catch { throw .pci(error) }
     }
 
     /// Slot of `fifo_pending[]` for the endpoint doorbell FIFO (MSI vector n uses slot n).
@@ -247,7 +247,7 @@ public final class MockLink: @unchecked Sendable {
     func interrupt(_ file: String, slot: Int) throws(NTBError) -> EventNotifier {
         precondition(slot >= 0 && slot < Int(NTB_MOCK_FIFO_SLOTS))
         let word = unsafe (page.baseAddress + Page.fifoPending + 4 * slot).assumingMemoryBound(to: UInt32.self)
-        do { return try unsafe EventNotifier(fifoAt: path(file), pendingWord: word, retaining: self) } catch { throw .pci(PCIKitErrorDescription(error)) }
+        do { return try unsafe EventNotifier(fifoAt: path(file), pendingWord: word, retaining: self) } catch { throw .pci(error) }
     }
 
     /// Reads the configuration a directory was made with.
@@ -325,7 +325,7 @@ public final class MockLink: @unchecked Sendable {
         self.peerLockFD = peerLock
         do { self.monitorNotifier = try EventNotifier() } catch {
             unsafe MockSys.unmap(pp, 4096); MockSys.closeFile(lock); MockSys.closeFile(pfd); MockSys.closeFile(peerLock)
-            throw .pci(PCIKitErrorDescription(error))
+            throw .pci(error)
         }
         unsafe mappings.append((pp, 4096))
         descriptors += [pfd]

@@ -10,7 +10,7 @@ enum MockSys {
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     static func fail(_ call: String, _ path: String, remedy: String) -> NTBError {
-        .pci(PCIKitErrorDescription(PCIKitError.system(call: "\(call) \(path)", errno: errno, remedy: remedy)))
+        .pci(PCIKitError.system(call: "\(call) \(path)", errno: errno, remedy: remedy))
     }
 
     static func roundUp(_ n: Int, _ to: Int) -> Int { (n + to - 1) / to * to }

@@ -3,9 +3,18 @@ public import NTBHardware
 public import PCIKit
 import Synchronization
 
-/// The registry name of ``EDMABackend`` (the backend is generic over the device, so the name lives apart).
-public enum EDMABackendName {
-    public static let name = "edma"
+/// What the edma backend needs besides the generic configuration: where the eDMA is (the policy's
+/// per-port options), and on the host the window a probe already validated, so the backend does not
+/// probe again (``EDMAEngineAccess/connect(_:locator:validated:peerWindowBase:)``).
+public struct EDMABackendOptions: Sendable, Equatable {
+    public var locator: EDMALocator
+    /// Host: the peer's eDMA window as the policy's probe validated it; nil: probe at connect.
+    public var validatedWindow: ValidatedEDMAWindow?
+
+    public init(locator: EDMALocator = EDMALocator(), validatedWindow: ValidatedEDMAWindow? = nil) {
+        self.locator = locator
+        self.validatedWindow = validatedWindow
+    }
 }
 
 /// The `edma` backend (hardware-reference §4, Koichiro Den's RFC v3 "NTB transport backed by endpoint DW
@@ -28,18 +37,20 @@ public enum EDMABackendName {
 /// opens it with the device's type, so the register accesses are statically dispatched.
 public struct EDMABackend<Device: PeerEDMAAccess>: TransportBackend {
     public typealias Channel = EDMAQueueChannel<Device.EDMARegisterSpace>
-    public static var name: String { EDMABackendName.name }
+    public typealias Options = EDMABackendOptions
+    public static var name: String { TransportBackendKind.edma.rawValue }
+    public static var defaultOptions: EDMABackendOptions { EDMABackendOptions() }
     public static var summary: String { "the endpoint's DW eDMA moves each message (RFC v3 rings); windows carry control data only" }
     /// The last memory window is the eDMA window (RFC v3 patch 25).
     public static var reservedMemoryWindows: Int { 1 }
 
     @usableFromInline let engine: EDMABackendEngine<Device>
 
-    public init<D: NTBDevice>(device: D, configuration: TransportConfiguration) throws(TransportError) {
+    public init<D: NTBDevice>(device: D, configuration: TransportConfiguration, options: EDMABackendOptions) throws(TransportError) {
         guard let device = device as? Device else {
             throw .invalidConfiguration("the edma backend was opened for \(Device.self) but the port's device is \(D.self); open it with TransportBackends.visit(_:device:_:)")
         }
-        engine = try EDMABackendEngine(device: device, configuration: configuration)
+        engine = try EDMABackendEngine(device: device, configuration: configuration, options: options)
     }
 
     public func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> Channel {
@@ -64,6 +75,8 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
     private var controller: DWEDMAController<Space>?
     private var published: EDMAPeerWindow.Published?
     private var validated: ValidatedEDMAWindow?
+    /// Host: a window the policy's probe validated before set-up, used by the first connect.
+    private var probed: ValidatedEDMAWindow?
     /// Host: the eDMA window as this side maps it (LL regions, notification page).
     private var peerWindowRegion: MMIORegion?
     private var endpointLists: DMABuffer?
@@ -72,9 +85,10 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
     private var notifyPort = EDMANotifyPort<Space>()
     private let lock = Mutex<Void>(())
 
-    init(device: Device, configuration: TransportConfiguration) throws(TransportError) {
+    init(device: Device, configuration: TransportConfiguration, options: EDMABackendOptions) throws(TransportError) {
         self.device = device
-        locator = configuration.edmaLocator
+        locator = options.locator
+        probed = options.validatedWindow
         side = device.edmaSide
         mtu = configuration.mtu
         queues = Array(repeating: nil, count: locator.dataChannels)
@@ -136,7 +150,8 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
         }
         if side == .host && controller == nil {
             // hardware-reference §4.3: the host connects after the handshake (the endpoint published before link-up).
-            let (window, controller) = try EDMAEngineAccess.connect(device, locator: locator)
+            let (window, controller) = try EDMAEngineAccess.connect(device, locator: locator, validated: probed)
+            probed = nil
             let region: MMIORegion
             do throws(NTBError) { region = try device.peerMemoryWindow(window.window) } catch { throw .device(error) }
             self.validated = window

@@ -27,14 +27,19 @@ public enum EDMAEngineAccess {
     }
 
     /// Host, after the handshake: validates the info the peer published (``EDMAPeerWindow/probe(_:locator:peerWindowBase:)``)
-    /// and opens the peer's engine in remote mode; the engine must have the read channels the info announces.
+    /// unless `validated` holds what a probe already found, and opens the peer's engine in remote mode;
+    /// the engine must have the read channels the info announces.
     public static func connect<Device: PeerEDMAAccess>(
-        _ device: Device, locator: EDMALocator, peerWindowBase: UInt64? = nil
+        _ device: Device, locator: EDMALocator, validated: ValidatedEDMAWindow? = nil, peerWindowBase: UInt64? = nil
     ) throws(TransportError) -> (window: ValidatedEDMAWindow, controller: DWEDMAController<Device.EDMARegisterSpace>) {
         let window: ValidatedEDMAWindow
-        switch EDMAPeerWindow.probe(device, locator: locator, peerWindowBase: peerWindowBase) {
-        case let .success(w): window = w
-        case let .failure(error): throw .device(.unsupported("\(device.name): the peer's eDMA window is not usable: \(error)"))
+        if let validated {
+            window = validated
+        } else {
+            switch EDMAPeerWindow.probe(device, locator: locator, peerWindowBase: peerWindowBase) {
+            case let .success(w): window = w
+            case let .failure(error): throw .device(.unsupported("\(device.name): \(error)"))
+            }
         }
         let registers: Device.EDMARegisterSpace
         do throws(NTBError) { registers = try device.peerEDMARegisters() } catch { throw .device(error) }
@@ -51,7 +56,7 @@ public enum EDMAEngineAccess {
         do throws(EDMAError) {
             return try DWEDMAController(registers: registers, mode: mode, ownership: .channels)
         } catch {
-            throw .device(.unsupported("\(device.name): no DW eDMA answers (\(error)); on the mock link the endpoint process hosts the engine model"))
+            throw .edma(device: device.name, error)
         }
     }
 }

@@ -7,10 +7,10 @@ public import NTBHardware
 /// the stock kernel transport.
 public struct HostBackend: TransportBackend {
     public typealias Channel = HostChannel
-    public static let name = "host"
+    public static let name = TransportBackendKind.host.rawValue
     public static let summary = "CPU copy into the peer's memory window, Linux ntb_transport v4 wire format"
 
-    public init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration) throws(TransportError) {}
+    public init<Device: NTBDevice>(device: Device, configuration: TransportConfiguration, options: Void = ()) throws(TransportError) {}
 
     public func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> HostChannel {
         guard let tx = HostQueueLayout(areaSize: memory.transmitArea.length, mtu: memory.mtu),

@@ -106,6 +106,26 @@ public struct PolicyReadFailure: Error, Equatable, Sendable {
 
 /// Reads a whole text file (control plane only). The text must be UTF-8.
 public func readPolicyFile(_ path: String) -> Result<String, PolicyReadFailure> {
+    // A FIFO, a device or a directory is not a policy (reading one may block, or fail with a
+    // misleading errno): say what the path is.
+    var info = stat()
+    if unsafe stat(path, &info) != 0 {
+        let code = errno
+        return .failure(PolicyReadFailure(code: code, reason: unsafe String(cString: strerror(code))))
+    }
+    let kind = info.st_mode & S_IFMT
+    if kind != S_IFREG {
+        let what: String
+        switch kind {
+        case S_IFDIR: what = "a directory"
+        case S_IFIFO: what = "a FIFO"
+        case S_IFCHR: what = "a character device"
+        case S_IFBLK: what = "a block device"
+        case S_IFSOCK: what = "a socket"
+        default: what = "not a regular file"
+        }
+        return .failure(PolicyReadFailure(code: EINVAL, reason: "it is \(what), not a regular file; give the path of a policy file"))
+    }
     do {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         guard let text = String(validating: data, as: UTF8.self) else {

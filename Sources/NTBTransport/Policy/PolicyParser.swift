@@ -87,12 +87,31 @@ struct LineParser {
 
     func location(_ offset: Int) -> SourceLocation { SourceLocation(file: file, line: line, column: offset + 1) }
 
+    /// Diagnostics one line reports at most; past them one error says the rest are not shown, so a
+    /// pathological line (thousands of bad items) costs time and memory in proportion to its length.
+    static let diagnosticsPerLine = 20
+
     mutating func error(at offset: Int, _ message: String) {
-        diagnostics.append(PolicyDiagnostic(.error, at: location(offset), message))
+        report(PolicyDiagnostic(.error, at: location(offset), message))
     }
 
     mutating func warning(at offset: Int, _ message: String) {
-        diagnostics.append(PolicyDiagnostic(.warning, at: location(offset), message))
+        report(PolicyDiagnostic(.warning, at: location(offset), message))
+    }
+
+    private mutating func report(_ diagnostic: PolicyDiagnostic) {
+        if diagnostics.count < Self.diagnosticsPerLine {
+            diagnostics.append(diagnostic)
+            return
+        }
+        // The note is an error when any problem it hides is one (the policy must still fail).
+        let hidden = PolicyDiagnostic(diagnostic.severity, at: diagnostic.location,
+            "more problems on line \(line) are not shown; fix the ones above and check again")
+        if diagnostics.count == Self.diagnosticsPerLine {
+            diagnostics.append(hidden)
+        } else if diagnostic.severity == .error, diagnostics[Self.diagnosticsPerLine].severity == .warning {
+            diagnostics[Self.diagnosticsPerLine] = hidden
+        }
     }
 
     mutating func skipSpaces() {
@@ -309,12 +328,16 @@ struct LineParser {
         var list: [TransportBackendKind] = []
         var ok = true
         var hostAt: Int?
+        // One diagnostic per repeated backend, however often it repeats (a long list stays linear).
+        var repeated: Set<TransportBackendKind> = []
         while true {
             let elementStart = pos
             let name = readWord()
             if let kind = TransportBackendKind(rawValue: name) {
                 if list.contains(kind) {
-                    error(at: elementStart, "'\(name)' appears twice in order")
+                    if repeated.insert(kind).inserted {
+                        error(at: elementStart, "'\(name)' appears twice in order")
+                    }
                     ok = false
                 } else {
                     if let hostAt, kind != .host {

@@ -1,4 +1,5 @@
 public import NTBHardware
+public import PCIKit
 import Synchronization
 
 /// Waiting for work: polling, interrupt (the doorbell) or adaptive (spin, then sleep).

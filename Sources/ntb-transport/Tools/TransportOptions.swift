@@ -3,15 +3,18 @@ import ArgumentParser
 import Glibc
 #endif
 import NTBHardware
+import NTBPorts
 import NTBTransport
 import Foundation
 
 extension TransportConfiguration.WaitMode: ExpressibleByArgument {}
+extension TransportBackendKind: ExpressibleByArgument {}
 
 /// Transport options shared by `perf`, `pingpong`, `send`, `recv`, `serve`: backend, MTU, queue pairs, waiting.
+/// Only parses: NTBPorts (``Port/withTransport(_:_:)``) decides the backend and opens the transport.
 struct TransportOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The backend that moves the bytes (\(TransportBackends.names.joined(separator: ", "))); default: what the policy file says for the port.", valueName: "name"))
-    var backend: String?
+    var backend: TransportBackendKind?
 
     @Option(name: .long, help: ArgumentHelp("The policy file (default: $NTB_TRANSPORT_POLICY, else \(PolicySource.defaultPath)).", valueName: "file"))
     var policy: String?
@@ -32,66 +35,46 @@ struct TransportOptions: ParsableArguments {
     var linkTimeout: Double = 30
 
     func validate() throws {
-        if let backend, !TransportBackends.names.contains(backend) {
-            throw ValidationError("--backend \(backend): not one of \(TransportBackends.names.joined(separator: ", "))")
-        }
         guard mtu >= 64 && mtu <= 1 << 24 else { throw ValidationError("--mtu must be 64...16777216") }
         if let qps, qps < 1 || qps > 63 { throw ValidationError("--qps must be 1...63") }
-        guard linkTimeout > 0 else { throw ValidationError("--link-timeout must be positive") }
+        // NaN, infinities and huge values would pass a plain `> 0` and trap converting to a Duration.
+        guard linkTimeout.isFinite, Self.linkTimeoutRange.contains(linkTimeout) else {
+            throw ValidationError("--link-timeout must be \(Self.linkTimeoutRange.lowerBound)...\(Int(Self.linkTimeoutRange.upperBound)) seconds")
+        }
+        if let cpu {
+            let cpus = Self.onlineCPUs
+            guard cpu >= 0 && cpu < cpus else { throw ValidationError("--cpu must be 0...\(cpus - 1) (the CPUs online; see nproc)") }
+        }
     }
 
-    func configuration(statisticsPath: String?, edmaLocator: EDMALocator = EDMALocator()) -> TransportConfiguration {
-        var c = TransportConfiguration()
-        c.edmaLocator = edmaLocator
-        c.mtu = mtu
-        c.queuePairs = qps
-        c.waitMode = wait
-        c.statisticsPath = statisticsPath
-        return c
-    }
-}
+    /// Seconds `--link-timeout` accepts: a millisecond to a day.
+    static let linkTimeoutRange = 0.001...86_400.0
 
-/// Something to do with an open transport; generic so that the data path is specialised for the
-/// device and backend chosen at set-up.
-protocol TransportJob {
-    associatedtype Result
-    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Result
+    /// CPUs `--cpu` may name (online CPUs, at most what a cpu_set_t holds).
+    static var onlineCPUs: Int {
+        min(max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))), MemoryLayout<cpu_set_t>.size * 8)
+    }
+
+    /// What NTBPorts needs to set the transport up.
+    func settings(statisticsPath: String?) -> TransportSettings {
+        var s = TransportSettings()
+        s.configuration.mtu = mtu
+        s.configuration.queuePairs = qps
+        s.configuration.waitMode = wait
+        s.configuration.statisticsPath = statisticsPath
+        s.backend = backend
+        s.policy = PolicySource.locate(option: policy, environment: ProcessInfo.processInfo.environment)
+        s.linkTimeout = .milliseconds(Int64(linkTimeout * 1000))
+        s.afterClose = { releaseDMAPorts() }
+        return s
+    }
 }
 
 extension PortOptions {
-    /// Where this port and role publish their counters (read by `stats`).
-    var statisticsPath: String? {
-        if let address = pciAddress { return "/dev/shm/ntb-transport-\(address).stats" }
-        guard let target = try? target else { return nil }
-        switch target {
-        case let .mock(directory): return "\(directory)/stats.\(role?.rawValue ?? "host")"
-        case let .ivshmem(address): return "/dev/shm/ntb-transport-ivshmem-\(address).stats.\(role?.rawValue ?? "host")"
-        case let .ivshmemFile(path): return "\(path).stats.\(role?.rawValue ?? "host")"
-        }
-    }
-
-    /// Opens the device, sets the transport up with the chosen backend, waits for the link, runs `job`.
+    /// Opens the port and a transport on it (NTBPorts decides the backend), waits for the link, runs `job`.
     func withTransport<J: TransportJob>(_ options: TransportOptions, _ job: J) throws -> J.Result {
         if let cpu = options.cpu { try pinToCPU(cpu) }
-        return try withDevice(OpenTransport(options: options, statisticsPath: statisticsPath, policyPort: policyPort, job: job))
-    }
-
-    /// The port as a policy file names it (`mock:DIR` or a PCI address), nil for other ports.
-    var policyPort: PolicyPort? {
-        if let address = pciAddress, case let .success(p) = PolicyPort.parse(address.description) { return p }
-        if case let .mock(directory)? = try? target, case let .success(p) = PolicyPort.parse("mock:\(directory)") { return p }
-        return nil
-    }
-
-    static func run<Device: NTBDevice, B: TransportBackend, J: TransportJob>(
-        device: Device, backend: B.Type, options: TransportOptions, statisticsPath: String?,
-        edmaLocator: EDMALocator = EDMALocator(), _ job: J
-    ) throws -> J.Result {
-        let transport = try Transport<Device, B>(device: device, configuration: options.configuration(statisticsPath: statisticsPath, edmaLocator: edmaLocator))
-        defer { releaseDMAPorts() }   // after the close below: the peer's ring no longer holds their buffers
-        defer { transport.close() }
-        try transport.waitForLink(timeout: .milliseconds(Int64(options.linkTimeout * 1000)))
-        return try job.run(transport)
+        return try makePort().withTransport(options.settings(statisticsPath: statisticsPath), job)
     }
 }
 
@@ -100,73 +83,6 @@ extension PortOptions {
 struct Handoff<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-/// Sets up a transport with the visited backend over `device` and runs `job` (specialised per backend).
-struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
-    let device: Device
-    let options: TransportOptions
-    let statisticsPath: String?
-    var edmaLocator = EDMALocator()
-    let job: J
-
-    init(device: Device, options: TransportOptions, statisticsPath: String?, edmaLocator: EDMALocator = EDMALocator(), job: J) {
-        self.device = device
-        self.options = options
-        self.statisticsPath = statisticsPath
-        self.edmaLocator = edmaLocator
-        self.job = job
-    }
-
-    func visit<Backend: TransportBackend>(_ backend: Backend.Type) throws -> J.Result {
-        try PortOptions.run(device: device, backend: backend, options: options, statisticsPath: statisticsPath, edmaLocator: edmaLocator, job)
-    }
-}
-
-/// The device job behind `withTransport`: picks the backend by name with the concrete device type.
-struct OpenTransport<J: TransportJob>: DeviceJob {
-    let options: TransportOptions
-    let statisticsPath: String?
-    let policyPort: PolicyPort?
-    let job: J
-
-    func run<Device: NTBDevice>(_ device: Device) throws -> J.Result {
-        let name: String
-        var locator = EDMALocator()
-        if let backend = options.backend {
-            name = backend
-        } else {
-            // The policy decides (hardware-reference §4, the review's per-port choice): its entry for this
-            // port, `auto` probing the peer's eDMA window (host side) or publishing it (endpoint).
-            (name, locator) = try policyBackend(for: device)
-        }
-        return try TransportBackends.visit(name, device: Device.self, RunJob(device: device, options: options, statisticsPath: statisticsPath, edmaLocator: locator, job: job))
-    }
-
-    private func policyBackend<Device: NTBDevice>(for device: Device) throws -> (String, EDMALocator) {
-        let source = PolicySource.locate(option: options.policy, environment: ProcessInfo.processInfo.environment)
-        let loaded: LoadedPolicy
-        do { loaded = try Policy.load(from: source) } catch { throw ToolError("\(error)") }
-        guard let port = policyPort else { return (HostBackend.name, EDMALocator()) }   // a port a policy cannot name (ivshmem)
-        var decision = loaded.policy.decide(for: port)
-        // auto (undecided) and edma depend on what the port's eDMA looks like now.
-        switch decision.outcome {
-        case .undecided, .use(.edma): decision = loaded.policy.decide(for: port, edma: edmaProbe(device, locator: decision.locator))
-        default: break
-        }
-        switch decision.backendToOpen() {
-        case let .success(kind): return (kind.rawValue, decision.locator)
-        case let .failure(why): throw ToolError("\(why)")
-        }
-    }
-
-    /// Whether edma can run on this port now: the host reads what the peer published; the endpoint
-    /// can publish when its device reaches an eDMA.
-    private func edmaProbe<Device: NTBDevice>(_ device: Device, locator: EDMALocator) -> EDMAProbe {
-        guard let edma = device as? any PeerEDMAAccess else { return .unusable("\(device.name) has no DW eDMA the transport can reach") }
-        if edma.edmaSide == .endpoint { return .usable("this side hosts the eDMA and publishes its window") }
-        return EDMAProbe(EDMAPeerWindow.probe(device, locator: locator))
-    }
 }
 
 /// Pins the calling process (all its threads created afterwards, and this one) to `cpu`.
