@@ -403,8 +403,17 @@ public final class EDMAEngineModel: @unchecked Sendable {
 
     // MARK: Register file
 
-    func reg32(_ offset: Int) -> UInt32 { unsafe ntb_mmio_read32(mapping.regs, UInt(offset)) }
-    func reg32(_ offset: Int, _ value: UInt32) { unsafe ntb_mmio_write32(mapping.regs, UInt(offset), value) }
+    // The register file is read by the driver's threads (PostedWriteRegisterSpace.load*) while the model
+    // writes it: every register is an atomic 32-bit word, stored releasing and loaded acquiring (a driver
+    // that reads a status also sees every register the model wrote before it, as with a read completion).
+    func reg32(_ offset: Int) -> UInt32 {
+        precondition(offset >= 0 && offset <= EDMAModelFiles.registerFileSize - 4 && offset & 3 == 0)
+        return unsafe (mapping.regs + offset).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+    }
+    func reg32(_ offset: Int, _ value: UInt32) {
+        precondition(offset >= 0 && offset <= EDMAModelFiles.registerFileSize - 4 && offset & 3 == 0)
+        unsafe (mapping.regs + offset).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.store(value, ordering: .releasing)
+    }
     func count(_ d: EDMADirection) -> Int { d == .write ? configuration.writeChannels : configuration.readChannels }
 
     /// Publishes a channel's state into the register file (its unrolled block, or the legacy window
