@@ -61,6 +61,9 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         var nextAttempt = ContinuousClock.now
         /// The session id the peer had written when the transport came up (0: a peer without one).
         var peerSession: UInt32 = 0
+        /// QP_LINKS bits of our queue pairs whose rings are reset for the current generation: the
+        /// only bits we ever write into the peer's QP_LINKS.
+        var preparedLinks: UInt32 = 0
         var generation: UInt64 = 0
         var windows: [InboundWindow]
         var retired: [DMABuffer] = []
@@ -350,6 +353,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
     private func assign(_ q: Int, channel: Backend.Channel, _ state: inout ControlState) {
         state.generation &+= 1
         let g = state.generation
+        state.preparedLinks &= ~(UInt32(1) << UInt32(q))   // its rings are about to be reset again
         links[q].slot.withLock { $0 = channel }
         links[q].up.store(0, ordering: .releasing)
         links[q].target.store(g, ordering: .releasing)
@@ -374,6 +378,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
             guard link.acknowledged.load(ordering: .acquiring) == g else { return }
             // The data path left the old generation: reset the shared memory it owned.
             state.channels[q]!.prepareSharedMemory()
+            state.preparedLinks |= UInt32(1) << UInt32(q)
             state.queuePairs[q] = .negotiating(g, next: now)
             qpLinkWork(q, g, &state, now: now)
         case let .negotiating(g, next):
@@ -381,12 +386,18 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
     }
 
-    /// `ntb_qp_link_work`: write (own QP_LINKS | our bit) to the peer; up when the peer's bit is in ours.
+    /// `ntb_qp_link_work`: tell the peer our bit; up when the peer's bit is in ours.
+    ///
+    /// Linux writes (own QP_LINKS | its bit), i.e. echoes back the bits the peer wrote into its own
+    /// spad, so the peer then finds its OWN bits in its QP_LINKS and takes queue pairs for linked whose
+    /// rings the other side has not reset yet (it then sends or posts into memory about to be zeroed:
+    /// a stalled queue pair). We write only the bits of our queue pairs whose rings are reset; a Linux
+    /// peer checks only its bit in what we write, so this is the same handshake to it.
     private func qpLinkWork(_ q: Int, _ g: UInt64, _ state: inout ControlState, now: ContinuousClock.Instant) {
         let spad = HostWire.Scratchpad.queuePairLinks
         let bit = UInt32(1) << UInt32(q)
         let val = device.readScratchpad(spad)
-        device.writePeerScratchpad(spad, val | bit)
+        device.writePeerScratchpad(spad, state.preparedLinks | bit)
         if val & bit != 0 {
             state.queuePairs[q] = .up(g)
             links[q].up.store(g, ordering: .releasing)
@@ -437,6 +448,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
             state.channels[q] = nil
         }
         state.transportUp = false
+        state.preparedLinks = 0
         state.nextAttempt = ContinuousClock.now
         for i in 0..<memoryWindowCount { freeWindow(i, &state) }
         // "The scratchpad registers keep the values if the remote side goes down, blast them now".

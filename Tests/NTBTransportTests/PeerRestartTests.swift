@@ -174,3 +174,42 @@ import Glibc
         #expect(host.linkStateReason == nil)
     }
 }
+
+/// QP_LINKS without Linux's echo: we tell the peer only the queue pairs whose rings we reset.
+@Suite(.serialized) struct QueuePairLinkBitsTests {
+    /// Linux writes (own QP_LINKS | its bit) into the peer, echoing the peer's own bits back; the peer
+    /// then takes its queue pair q for linked while our rings of q are not reset yet. Our QP_LINKS write
+    /// carries only our prepared queue pairs: here queue pair 1's data path never acknowledged its
+    /// generation (nobody polls it), so its rings are not reset and bit 1 must not reach the peer.
+    @Test func weNeverClaimAQueuePairWhoseRingsAreNotReset() throws {
+        let rig = try PeerRestartTests.Rig("qplinks", spads: 64)
+        var c = LinkFixture.configuration(qps: 2)
+        c.queuePairs = 2
+        let host = try HostTransport(device: try MockNTBDevice(directory: rig.dir, role: .host, options: .fast), configuration: c)
+        defer { host.close() }
+        let qp0 = host.queuePairs[0]
+        let deadline = ContinuousClock.now + .seconds(2)
+        while !qp0.isLinkUp && ContinuousClock.now < deadline {
+            if rig.peer.isLinkUp {
+                for i in 0..<host.memoryWindowCount {
+                    let size = UInt64(try rig.peer.peerMemoryWindow(i).length)
+                    rig.peer.writePeerScratchpad(HostWire.Scratchpad.sizeHigh(i), UInt32(size >> 32))
+                    rig.peer.writePeerScratchpad(HostWire.Scratchpad.sizeLow(i), UInt32(truncatingIfNeeded: size))
+                }
+                rig.peer.writePeerScratchpad(HostWire.Scratchpad.memoryWindowCount, UInt32(host.memoryWindowCount))
+                rig.peer.writePeerScratchpad(HostWire.Scratchpad.queuePairCount, 2)
+                rig.peer.writePeerScratchpad(HostWire.Scratchpad.version, HostWire.version)
+                // A Linux-style peer: both bits, its own and (echoed) ours.
+                rig.peer.writePeerScratchpad(HostWire.Scratchpad.queuePairLinks, 0b11)
+            }
+            _ = qp0.poll { _ in }
+            TransportThread.sleep(.milliseconds(1))
+        }
+        #expect(qp0.isLinkUp)
+        TransportThread.sleep(.milliseconds(30))   // more QP_LINKS rounds
+        let written = rig.peer.readScratchpad(HostWire.Scratchpad.queuePairLinks)
+        #expect(written & 0b01 != 0, "queue pair 0 is reset and linked: its bit goes to the peer")
+        #expect(written & 0b10 == 0, "queue pair 1's rings were never reset, yet its bit went to the peer (\(written))")
+        #expect(!host.queuePairs[1].isLinkUp)
+    }
+}
