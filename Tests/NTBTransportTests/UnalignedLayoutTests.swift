@@ -1,6 +1,7 @@
 import Testing
 import PCIKit
 import CNTBShim
+import NTBMock
 @testable import NTBTransport
 
 /// Issue 14 F1: the peer picks the size of our receive area (its MW size scratchpad) and either side
@@ -100,5 +101,31 @@ import CNTBShim
         [UInt8(1)].withUnsafeBytes { l.ab.transmit($0, flags: 0) }
         l.a.setU32(4094, 0xDEAD)
         #expect(l.ab.reapTransmitted() == -1)
+    }
+}
+
+/// F1 end to end: two transports over the mock link with layouts whose headers are not word-aligned
+/// (`--mtu 65` on both sides; Linux's 64 KiB window with frames of 32766 bytes), messages both ways.
+@Suite(.serialized) struct UnalignedTransportTests {
+    @Test(arguments: [(1 << 20, 65), (1 << 16, 0x10000), (1 << 17, 0x10000)])
+    func transportsLinkAndMoveDataIntact(window: Int, mtu: Int) throws {
+        let f = try LinkFixture("unaligned-\(window)-\(mtu)", windowSize: window)
+        let ep = try HostTransport(device: try f.open(.endpoint), configuration: LinkFixture.configuration(qps: 1, mtu: mtu))
+        let host = try HostTransport(device: try f.open(.host), configuration: LinkFixture.configuration(qps: 1, mtu: mtu))
+        defer { host.close(); ep.close() }
+        let h = host.queuePairs[0], e = ep.queuePairs[0]
+        #expect(drive([h, e]) { h.isLinkUp && e.isLinkUp }, "no link")
+        #expect(h.maxPayload == min(mtu, (window - 4) / 2) - 12)   // one queue pair: the whole of window 0
+        let rx = Buffers(count: 64, size: max(4096, h.maxPayload))
+        var got: [[UInt8]] = []
+        let sizes = (0..<40).map { 1 + ($0 &* 7919) % h.maxPayload }
+        var sent = 0
+        for (i, n) in sizes.enumerated() {
+            try unsafe e.postReceive(rx.buffer(i), cookie: UInt64(i))
+            try send(h, UnalignedLayoutTests.pattern(n, i), cookie: UInt64(i))
+            sent += 1
+            #expect(drive([h, e], sink: { q, c in if q == 1, c.kind == .receive, c.status == .ok { got.append(rx.bytes(Int(c.cookie), c.length)) } }) { got.count == sent })
+        }
+        #expect(got == sizes.enumerated().map { UnalignedLayoutTests.pattern($0.element, $0.offset) })
     }
 }
