@@ -36,6 +36,13 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
     private var monitor: TransportThread?
     private let publishedState = Atomic<UInt8>(0)
     private let problem = Mutex<TransportError?>(nil)
+    /// This transport's session id (random, never 0), written into the peer's session scratchpad.
+    public let sessionID: UInt32
+    /// The scratchpad that carries the session id: the device's last one, when ntb_transport v4 leaves
+    /// it unused (index ≥ 4 + 2·NUM_MWS; Linux neither writes nor reads it). nil: no spare scratchpad.
+    public let sessionScratchpad: Int?
+    private let rejections = Atomic<UInt64>(0)
+    private let restarts = Atomic<UInt64>(0)
 
     private struct InboundWindow {
         var buffer: DMABuffer?
@@ -52,6 +59,11 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
     private struct ControlState {
         var transportUp = false
         var nextAttempt = ContinuousClock.now
+        /// The session id the peer had written when the transport came up (0: a peer without one).
+        var peerSession: UInt32 = 0
+        /// QP_LINKS bits of our queue pairs whose rings are reset for the current generation: the
+        /// only bits we ever write into the peer's QP_LINKS.
+        var preparedLinks: UInt32 = 0
         var generation: UInt64 = 0
         var windows: [InboundWindow]
         var retired: [DMABuffer] = []
@@ -114,7 +126,21 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
             device.clearDoorbell(1 << UInt64(i))
             device.clearDoorbellMask(1 << UInt64(i))
         }
+        sessionID = UInt32.random(in: 1...UInt32.max)
+        let firstSpare = HostWire.Scratchpad.sizeHigh(windows)
+        sessionScratchpad = spads - 1 >= firstSpare ? spads - 1 : nil
+        // A new session (docs/transport.md "Peer restarts"): nothing in our scratchpads was written for
+        // it (a previous process on this port left the peer's VERSION, sizes and QP_LINKS there), and the
+        // peer must learn that we are new before it trusts its own scratchpads again.
+        for i in 0..<spads { device.writeScratchpad(i, 0) }
         do throws(NTBError) { try device.enableLink() } catch { throw .device(error) }
+        announceNewSession()
+        if sessionScratchpad == nil {
+            // Without a session id, a peer still up with our previous session notices only that its
+            // VERSION was cleared: leave it cleared for a few of its monitor periods before we write it.
+            let quiet = min(max(configuration.linkMonitorIdleInterval * 4, .milliseconds(50)), .milliseconds(500))
+            control.withLock { $0.nextAttempt = ContinuousClock.now.advanced(by: quiet) }
+        }
         if let interval = configuration.linkMonitorInterval {
             // Weak: the transport closes (and joins this thread) when its last user lets go.
             // While everything is up and nothing changes, the monitor backs off (doubling its sleep up to
@@ -151,6 +177,45 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// The last handshake problem (a mismatch the peer published), if any; cleared on success.
     public var handshakeProblem: TransportError? { problem.withLock { $0 } }
 
+    /// Why the link is not up, in words (nil when it is up or no reason is known): the handshake
+    /// value the peer sent that we refused, or the NTB link being down.
+    public var linkStateReason: String? {
+        switch linkState {
+        case .up: return nil
+        case .down: return "the NTB link is down"
+        case .negotiating: return handshakeProblem.map { "handshake refused: \($0)" }
+        }
+    }
+
+    /// Handshake attempts refused because of a value the peer published (a bad VERSION, NUM_QPS,
+    /// NUM_MWS or MW size); each is retried after `HostWire.linkRetry`.
+    public var handshakeRejections: UInt64 { rejections.load(ordering: .relaxed) }
+
+    /// How often the peer was seen to start a new session while our link was up (it restarted
+    /// without a link-down event), each followed by a reset and a relink.
+    public var peerRestarts: UInt64 { restarts.load(ordering: .relaxed) }
+
+    /// Tells the peer a new session started: clears the VERSION and QP_LINKS we (or a previous
+    /// process on this port) wrote into its scratchpads, and writes our session id into its session
+    /// scratchpad. A peer that is up with our old session sees either change and resets.
+    private func announceNewSession() {
+        device.writePeerScratchpad(HostWire.Scratchpad.queuePairLinks, 0)
+        device.writePeerScratchpad(HostWire.Scratchpad.version, 0)
+        if let s = sessionScratchpad { device.writePeerScratchpad(s, sessionID) }
+    }
+
+    /// Whether the peer started a new session since our transport came up: its session id changed,
+    /// or the VERSION it wrote into our scratchpads is gone (a new session clears it).
+    private func peerStartedNewSession(_ state: ControlState) -> String? {
+        let version = device.readScratchpad(HostWire.Scratchpad.version)
+        if version != HostWire.version { return "VERSION became \(version)" }
+        if let s = sessionScratchpad {
+            let id = device.readScratchpad(s)
+            if id != state.peerSession { return "session id \(String(state.peerSession, radix: 16)) became \(String(id, radix: 16))" }
+        }
+        return nil
+    }
+
     // MARK: Control plane
 
     /// One step of link management: link events, the scratchpad handshake, QP_LINKS, relinks.
@@ -164,6 +229,14 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
                 if state.transportUp { linkCleanup(&state) }
                 publishedState.store(0, ordering: .relaxed)
                 return
+            }
+            if state.transportUp, peerStartedNewSession(state) != nil {
+                // The peer restarted without a link event: everything it knew is gone. Reset exactly as
+                // on link down (queue pairs down, rings reset at relink, own scratchpads zeroed), take
+                // back the QP_LINKS bits we gave its old session, and negotiate again.
+                restarts.add(1, ordering: .relaxed)
+                linkCleanup(&state)
+                device.writePeerScratchpad(HostWire.Scratchpad.queuePairLinks, 0)
             }
             if !state.transportUp {
                 publishedState.store(1, ordering: .relaxed)
@@ -213,25 +286,30 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
         device.writePeerScratchpad(Spad.memoryWindowCount, UInt32(memoryWindowCount))
         device.writePeerScratchpad(Spad.queuePairCount, UInt32(queuePairCount))
+        // Our session id before VERSION: a peer that reads our VERSION also reads this session's id.
+        if let s = sessionScratchpad { device.writePeerScratchpad(s, sessionID) }
         device.writePeerScratchpad(Spad.version, HostWire.version)
 
+        // Everything below is the peer's word: a bad value is refused, counted and retried (the peer
+        // may be restarting, or misconfigured until someone fixes it), never fatal.
         let version = device.readScratchpad(Spad.version)
         guard version != 0 else { return }   // the peer has not written yet
         guard version == HostWire.version else {
-            record(.handshakeMismatch(field: "VERSION", ours: UInt64(HostWire.version), peers: UInt64(version))); return
+            reject(.handshakeMismatch(field: "VERSION", ours: UInt64(HostWire.version), peers: UInt64(version))); return
         }
         let qps = device.readScratchpad(Spad.queuePairCount)
         guard qps == UInt32(queuePairCount) else {
-            record(.handshakeMismatch(field: "NUM_QPS", ours: UInt64(queuePairCount), peers: UInt64(qps))); return
+            reject(.handshakeMismatch(field: "NUM_QPS", ours: UInt64(queuePairCount), peers: UInt64(qps))); return
         }
         let mws = device.readScratchpad(Spad.memoryWindowCount)
         guard mws == UInt32(memoryWindowCount) else {
-            record(.handshakeMismatch(field: "NUM_MWS", ours: UInt64(memoryWindowCount), peers: UInt64(mws))); return
+            reject(.handshakeMismatch(field: "NUM_MWS", ours: UInt64(memoryWindowCount), peers: UInt64(mws))); return
         }
+        let peerSession = sessionScratchpad.map { device.readScratchpad($0) } ?? 0
         for i in 0..<memoryWindowCount {
             let size = UInt64(device.readScratchpad(Spad.sizeHigh(i))) << 32 | UInt64(device.readScratchpad(Spad.sizeLow(i)))
             do throws(TransportError) { try setWindow(i, size: size, &state) } catch {
-                record(error)
+                reject(error)
                 for w in 0..<memoryWindowCount { freeWindow(w, &state) }
                 return
             }
@@ -258,13 +336,14 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
                     mtu: configuration.mtu)
                 channels.append(try backend.makeChannel(memory))
             } catch {
-                record(error)
+                reject(error)
                 for w in 0..<memoryWindowCount { freeWindow(w, &state) }
                 return
             }
         }
         problem.withLock { $0 = nil }
         state.transportUp = true
+        state.peerSession = peerSession
         for q in 0..<queuePairCount {
             state.channels[q] = channels[q]
             if links[q].clientDown.load(ordering: .relaxed) { continue }
@@ -276,6 +355,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
     private func assign(_ q: Int, channel: Backend.Channel, _ state: inout ControlState) {
         state.generation &+= 1
         let g = state.generation
+        state.preparedLinks &= ~(UInt32(1) << UInt32(q))   // its rings are about to be reset again
         links[q].slot.withLock { $0 = channel }
         links[q].up.store(0, ordering: .releasing)
         links[q].target.store(g, ordering: .releasing)
@@ -300,6 +380,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
             guard link.acknowledged.load(ordering: .acquiring) == g else { return }
             // The data path left the old generation: reset the shared memory it owned.
             state.channels[q]!.prepareSharedMemory()
+            state.preparedLinks |= UInt32(1) << UInt32(q)
             state.queuePairs[q] = .negotiating(g, next: now)
             qpLinkWork(q, g, &state, now: now)
         case let .negotiating(g, next):
@@ -307,12 +388,18 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         }
     }
 
-    /// `ntb_qp_link_work`: write (own QP_LINKS | our bit) to the peer; up when the peer's bit is in ours.
+    /// `ntb_qp_link_work`: tell the peer our bit; up when the peer's bit is in ours.
+    ///
+    /// Linux writes (own QP_LINKS | its bit), i.e. echoes back the bits the peer wrote into its own
+    /// spad, so the peer then finds its OWN bits in its QP_LINKS and takes queue pairs for linked whose
+    /// rings the other side has not reset yet (it then sends or posts into memory about to be zeroed:
+    /// a stalled queue pair). We write only the bits of our queue pairs whose rings are reset; a Linux
+    /// peer checks only its bit in what we write, so this is the same handshake to it.
     private func qpLinkWork(_ q: Int, _ g: UInt64, _ state: inout ControlState, now: ContinuousClock.Instant) {
         let spad = HostWire.Scratchpad.queuePairLinks
         let bit = UInt32(1) << UInt32(q)
         let val = device.readScratchpad(spad)
-        device.writePeerScratchpad(spad, val | bit)
+        device.writePeerScratchpad(spad, state.preparedLinks | bit)
         if val & bit != 0 {
             state.queuePairs[q] = .up(g)
             links[q].up.store(g, ordering: .releasing)
@@ -363,6 +450,7 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
             state.channels[q] = nil
         }
         state.transportUp = false
+        state.preparedLinks = 0
         state.nextAttempt = ContinuousClock.now
         for i in 0..<memoryWindowCount { freeWindow(i, &state) }
         // "The scratchpad registers keep the values if the remote side goes down, blast them now".
@@ -373,10 +461,17 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         problem.withLock { $0 = error }
     }
 
+    /// A handshake value the peer published was refused: remembered for `waitForLink`/`stats`, counted.
+    private func reject(_ error: TransportError) {
+        rejections.add(1, ordering: .relaxed)
+        record(error)
+    }
+
     // MARK: Waiting and teardown
 
-    /// Drives every queue pair (from this thread) until all are up, or throws the handshake problem
-    /// or a timeout. Use it before handing queue pairs to other threads; completions reported while
+    /// Drives every queue pair (from this thread) until all are up, or throws at `timeout`: the
+    /// handshake value the peer sent that we refused (a refused value is retried until then, as Linux
+    /// does), or a timeout error saying which stage did not complete. Use it before handing queue pairs to other threads; completions reported while
     /// waiting (only link events are possible) are dropped.
     public func waitForLink(timeout: Duration) throws(TransportError) {
         let clock = ContinuousClock()
@@ -389,7 +484,6 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
                 if !qp.isLinkUp { allUp = false }
             }
             if allUp { return }
-            if let p = handshakeProblem, case .handshakeMismatch = p { throw p }
             if clock.now >= deadline {
                 if let p = handshakeProblem { throw p }
                 switch linkState {

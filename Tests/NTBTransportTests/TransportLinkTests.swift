@@ -174,9 +174,16 @@ func send(_ qp: QueuePair<MockNTBDevice, HostBackend>, _ bytes: [UInt8], cookie:
         defer { ep.close() }
         let host = try HostTransport(device: try f.open(.host), configuration: LinkFixture.configuration(qps: 1))
         defer { host.close() }
+        // A refused value is a peer condition: negotiation goes on until the timeout, which then names it.
+        let clock = ContinuousClock()
+        let start = clock.now
         #expect(throws: TransportError.handshakeMismatch(field: "NUM_QPS", ours: 1, peers: 2)) {
-            try host.waitForLink(timeout: .seconds(10))
+            try host.waitForLink(timeout: .milliseconds(300))
         }
+        #expect(clock.now - start >= .milliseconds(300))
+        #expect(host.handshakeRejections >= 2)
+        #expect(host.linkState == .negotiating)
+        #expect(host.linkStateReason?.contains("queue pair count") == true)
         let message = TransportError.handshakeMismatch(field: "NUM_QPS", ours: 1, peers: 2).description
         #expect(message.contains("queue pair count"))
     }

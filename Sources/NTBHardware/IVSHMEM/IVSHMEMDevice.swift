@@ -56,6 +56,10 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
         let linkUp = Atomic<Bool>(false)
         let linkEvent = Atomic<Bool>(false)
         let enabled = Atomic<Bool>(false)
+        /// Serialises the writers of our state word (the monitor's beat, enable/disableLink), so that the
+        /// word always ends with the state of the last `enabled` change: a beat that read `enabled` before
+        /// enableLink cannot overwrite "enabled" with "open" after it.
+        let stateWriters = Mutex<Void>(())
         /// Bit w: inbound window w is handed out as a buffer.
         let windowsTaken = Mutex<UInt8>(0)
         init(memory: MMIORegion, resources: [AnyObject]) {
@@ -100,13 +104,13 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
         validMask = geometry.doorbellValidMask
 
         // Another live process on this side? Its heartbeat moves.
-        let state = memory.load32(at: own + L.state)
+        let state = SharedWord.load32(memory, at: own + L.state)
         if state == L.State.open.rawValue || state == L.State.enabled.rawValue {
-            let beat = memory.load64(at: own + L.heartbeat)
+            let beat = SharedWord.load64(memory, at: own + L.heartbeat)
             let watchUntil = ContinuousClock.now + options.peerTimeout
             while ContinuousClock.now < watchUntil {
                 sleep(for: options.beatInterval)
-                if memory.load64(at: own + L.heartbeat) != beat {
+                if SharedWord.load64(memory, at: own + L.heartbeat) != beat {
                     let pid = memory.load32(at: own + L.pid)
                     throw .unsupported("\(name): side \(side) (--role \(side == .a ? "host" : "endpoint")) is in use by process \(pid), whose heartbeat is running; stop it or open the other role")
                 }
@@ -118,9 +122,9 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
         memory.store32(UInt32(truncatingIfNeeded: getpid()), at: own + L.pid)
         let boot = readBootID()
         for i in 0..<16 { memory.store8(i < boot.count ? boot[i] : 0, at: own + L.bootID + i) }
-        memory.store64(UInt64.random(in: 1...UInt64.max), at: own + L.session)
+        SharedWord.store64(UInt64.random(in: 1...UInt64.max), memory, at: own + L.session)
         Barrier.full()
-        memory.store32(L.State.open.rawValue, at: own + L.state)
+        SharedWord.store32(L.State.open.rawValue, memory, at: own + L.state)
 
         shared = Shared(memory: memory, resources: retaining)
         let s = shared, ownOff = own, peerOff = peer, opts = options
@@ -137,7 +141,7 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
         shared.stop.store(true, ordering: .releasing)
         _ = pthread_join(thread, nil)
         shared.linkUp.store(false, ordering: .releasing)
-        memory.store32(IVSHMEMLayout.State.closed.rawValue, at: own + IVSHMEMLayout.state)
+        SharedWord.store32(IVSHMEMLayout.State.closed.rawValue, memory, at: own + IVSHMEMLayout.state)
         Barrier.full()
     }
 
@@ -145,26 +149,28 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
     private static func monitor(_ s: Shared, own: Int, peer: Int, options: Options) {
         typealias L = IVSHMEMLayout
         let m = s.memory
-        var lastBeat = m.load64(at: peer + L.heartbeat)
-        var lastSession = m.load64(at: peer + L.session)
+        var lastBeat = SharedWord.load64(m, at: peer + L.heartbeat)
+        var lastSession = SharedWord.load64(m, at: peer + L.session)
         // Not alive until its heartbeat is seen moving (a stale header from a dead process stays down).
         var lastChange = ContinuousClock.now - options.peerTimeout - .seconds(1)
         var holdDownUntil = ContinuousClock.now
-        var beat: UInt64 = m.load64(at: own + L.heartbeat)
+        var beat: UInt64 = SharedWord.load64(m, at: own + L.heartbeat)
         while !s.stop.load(ordering: .acquiring) {
             beat &+= 1
-            m.store64(beat, at: own + L.heartbeat)
-            m.store32(s.enabled.load(ordering: .acquiring) ? L.State.enabled.rawValue : L.State.open.rawValue, at: own + L.state)
+            SharedWord.store64(beat, m, at: own + L.heartbeat)
+            s.stateWriters.withLock { _ in
+                SharedWord.store32(s.enabled.load(ordering: .acquiring) ? L.State.enabled.rawValue : L.State.open.rawValue, m, at: own + L.state)
+            }
             let now = ContinuousClock.now
-            let peerBeat = m.load64(at: peer + L.heartbeat)
-            let session = m.load64(at: peer + L.session)
+            let peerBeat = SharedWord.load64(m, at: peer + L.heartbeat)
+            let session = SharedWord.load64(m, at: peer + L.session)
             if peerBeat != lastBeat { lastBeat = peerBeat; lastChange = now }
             if session != lastSession {
                 // The peer restarted: the link must be seen down before it comes up with the new session.
                 lastSession = session
                 holdDownUntil = now + options.beatInterval * 3
             }
-            let peerState = m.load32(at: peer + L.state)
+            let peerState = SharedWord.load32(m, at: peer + L.state)
             let up = s.enabled.load(ordering: .acquiring) && peerState == L.State.enabled.rawValue
                 && now - lastChange < options.peerTimeout && now >= holdDownUntil
             if s.linkUp.exchange(up, ordering: .acquiringAndReleasing) != up {
@@ -180,13 +186,17 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
 
     /// Enables the link: it comes up (asynchronously, at the next beat) once the peer enabled it too.
     public func enableLink() throws(NTBError) {
-        shared.enabled.store(true, ordering: .releasing)
-        memory.store32(IVSHMEMLayout.State.enabled.rawValue, at: own + IVSHMEMLayout.state)
+        shared.stateWriters.withLock { _ in
+            shared.enabled.store(true, ordering: .releasing)
+            SharedWord.store32(IVSHMEMLayout.State.enabled.rawValue, memory, at: own + IVSHMEMLayout.state)
+        }
     }
 
     public func disableLink() throws(NTBError) {
-        shared.enabled.store(false, ordering: .releasing)
-        memory.store32(IVSHMEMLayout.State.open.rawValue, at: own + IVSHMEMLayout.state)
+        shared.stateWriters.withLock { _ in
+            shared.enabled.store(false, ordering: .releasing)
+            SharedWord.store32(IVSHMEMLayout.State.open.rawValue, memory, at: own + IVSHMEMLayout.state)
+        }
         if shared.linkUp.exchange(false, ordering: .acquiringAndReleasing) { shared.linkEvent.store(true, ordering: .releasing) }
     }
 
@@ -304,6 +314,6 @@ public final class IVSHMEMDevice: NTBDevice, @unchecked Sendable {
 
     /// The peer's process id and state as its header block says (for `info`-style output and tests).
     public var peerState: (state: UInt32, pid: UInt32, heartbeat: UInt64) {
-        (memory.load32(at: peer + IVSHMEMLayout.state), memory.load32(at: peer + IVSHMEMLayout.pid), memory.load64(at: peer + IVSHMEMLayout.heartbeat))
+        (SharedWord.load32(memory, at: peer + IVSHMEMLayout.state), memory.load32(at: peer + IVSHMEMLayout.pid), SharedWord.load64(memory, at: peer + IVSHMEMLayout.heartbeat))
     }
 }

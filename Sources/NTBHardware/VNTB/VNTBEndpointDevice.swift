@@ -233,8 +233,8 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
 
     /// epf_ntb_link_up: set or clear LINK_STATUS_UP and raise a link event locally.
     private func setLink(_ up: Bool) {
-        let status = ctrl.load16(at: EPFControl.linkStatus)
-        ctrl.store16(up ? status | EPFControl.linkUpBit : status & ~EPFControl.linkUpBit, at: EPFControl.linkStatus)
+        // One atomic read-modify-write: the link word is read by other threads (isLinkUp) and by the host.
+        SharedWord.update16(ctrl, at: EPFControl.linkStatus, mask: EPFControl.linkUpBit, on: up)
         linkEventPending.store(true, ordering: .releasing)
         eventNotifier.signal()
     }
@@ -267,7 +267,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
 
     // MARK: Link
 
-    public var isLinkUp: Bool { ctrl.load16(at: EPFControl.linkStatus) & EPFControl.linkUpBit != 0 }
+    public var isLinkUp: Bool { SharedWord.load16(ctrl, at: EPFControl.linkStatus) & EPFControl.linkUpBit != 0 }
     /// vntb_epf_link_enable/disable do nothing: the host drives the link.
     public func enableLink() throws(NTBError) {}
     public func disableLink() throws(NTBError) {}

@@ -3,6 +3,7 @@ import Glibc
 #endif
 public import PCIKit
 public import CNTBShim
+import Synchronization
 
 /// Who accesses the model's registers: each accessor has its own posted-write ring.
 public enum EDMAAccessor: Int, Sendable, CaseIterable {
@@ -191,17 +192,23 @@ public struct PostedWriteRegisterSpace: RegisterSpace, @unchecked Sendable {
         return waitApplied(t)
     }
 
+    /// The register file holds 32-bit words the model writes atomically while we read (see
+    /// `EDMAEngineModel.reg32`): a load reads its word with one acquiring atomic load, narrower loads
+    /// take their bytes from it, a 64-bit load is two (the model writes the halves separately).
+    func word(_ offset: Int) -> UInt32 {
+        unsafe (regs + (offset & ~3)).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+    }
     public func load8(at offset: Int) -> UInt8 {
-        check(offset, 1); return flush() ? unsafe ntb_mmio_read8(regs, UInt(offset)) : 0xFF
+        check(offset, 1); return flush() ? UInt8(truncatingIfNeeded: word(offset) >> UInt32((offset & 3) * 8)) : 0xFF
     }
     public func load16(at offset: Int) -> UInt16 {
-        check(offset, 2); return flush() ? unsafe ntb_mmio_read16(regs, UInt(offset)) : 0xFFFF
+        check(offset, 2); return flush() ? UInt16(truncatingIfNeeded: word(offset) >> UInt32((offset & 3) * 8)) : 0xFFFF
     }
     public func load32(at offset: Int) -> UInt32 {
-        check(offset, 4); return flush() ? unsafe ntb_mmio_read32(regs, UInt(offset)) : 0xFFFF_FFFF
+        check(offset, 4); return flush() ? word(offset) : 0xFFFF_FFFF
     }
     public func load64(at offset: Int) -> UInt64 {
-        check(offset, 8); return flush() ? unsafe ntb_mmio_read64(regs, UInt(offset)) : UInt64.max
+        check(offset, 8); return flush() ? UInt64(word(offset)) | UInt64(word(offset + 4)) << 32 : UInt64.max
     }
     public func store8(_ value: UInt8, at offset: Int) { check(offset, 1); post(UInt64(value), offset, 1) }
     public func store16(_ value: UInt16, at offset: Int) { check(offset, 2); post(UInt64(value), offset, 2) }

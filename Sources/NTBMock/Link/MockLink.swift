@@ -166,6 +166,8 @@ public final class MockLink: @unchecked Sendable {
         if let holder = liveSides(at: directory).first {
             throw .unsupported("mock:\(directory): the \(holder) side is in use; stop that process before `mock up` again, or use another directory")
         }
+        // Files with our names in a directory that is not a mock link are someone else's: keep them.
+        if MockSys.listDirectory(directory).contains(where: isOurFile) { try requireMockLink(at: directory) }
         for name in MockSys.listDirectory(directory) where isOurFile(name) { MockSys.remove("\(directory)/\(name)") }
         let c = configuration
         func make(_ name: String, _ size: Int) throws(NTBError) { MockSys.closeFile(try MockSys.openFile("\(directory)/\(name)", create: true, size: size)) }
@@ -206,6 +208,9 @@ public final class MockLink: @unchecked Sendable {
     /// Removes the link directory. Refuses while a process holds a side unless `force`.
     public static func remove(at directory: String, force: Bool = false) throws(NTBError) {
         guard MockSys.exists(directory) else { return }
+        // Never delete files in a directory that is not a mock link (files named `link`, `*.bar`, `stats.*`
+        // may be anyone's), `--force` or not.
+        try requireMockLink(at: directory)
         if !force, let holder = liveSides(at: directory).first {
             throw .unsupported("mock:\(directory): the \(holder) side is in use; stop it first or pass --force")
         }
@@ -215,6 +220,26 @@ public final class MockLink: @unchecked Sendable {
         if !MockSys.removeDirectory(directory) && !others.isEmpty {
             throw .unsupported("mock:\(directory): removed the link files but left the directory, which also holds \(others.sorted().joined(separator: ", ")); remove those yourself")
         }
+    }
+
+    /// Checks that `directory` is a mock link: its `link` page carries the mock magic (any layout
+    /// version: an old link must still be removable), or, for a `mock up` that stopped before writing
+    /// the page, it holds both side locks and the config BAR file and nothing but link files.
+    static func requireMockLink(at directory: String) throws(NTBError) {
+        let names = MockSys.listDirectory(directory)
+        let refuse = NTBError.unsupported("\(directory) is not a mock link (no `\(pageFile)` page with the mock magic); nothing was removed. Pass the --dir that `ntb-transport mock up` created")
+        let path = "\(directory)/\(pageFile)"
+        if names.contains(pageFile) {
+            guard let fd = try? MockSys.openFile(path, create: false) else { throw refuse }
+            defer { MockSys.closeFile(fd) }
+            if MockSys.fileSize(fd) == 4096, let p = try? unsafe MockSys.map(fd, offset: 0, length: 4096, what: path) {
+                defer { unsafe MockSys.unmap(p, 4096) }
+                if unsafe MMIORegion(base: p, length: 4096).load32(at: Page.magic) == UInt32(NTB_MOCK_MAGIC) { return }
+            }
+        }
+        let unfinished = [lockFile(.host), lockFile(.endpoint), configFile].allSatisfy(names.contains)
+            && names.allSatisfy(isOurFile)
+        guard unfinished else { throw refuse }
     }
 
     /// Files the link, and the tools run on it, create: the link page, locks, BARs, RAMs, MSI FIFOs,

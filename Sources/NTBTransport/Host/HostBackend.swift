@@ -51,6 +51,12 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
     @usableFromInline let lenOffset: Int
     @usableFromInline let flagsOffset: Int
     @usableFromInline let headerFromFrameEnd: Int
+    /// Whether every header and `rx_info` word of the area sits on a 4-byte boundary. Linux lays out
+    /// frames of `min(mtu, (S − 4) / 2)` bytes for ANY area size S, so a 64 KiB window gives frames of
+    /// 32766 bytes and headers at offsets ≡ 2 (mod 4), and the peer picks S (its MW size scratchpad):
+    /// such areas use ``loadWord(_:_:aligned:)`` / ``storeWord(_:_:_:aligned:)``'s unaligned path.
+    @usableFromInline let txAligned: Bool
+    @usableFromInline let rxAligned: Bool
 
     // Ring state (ntb_transport_qp: tx_index, tx_pkts, rx_index, rx_pkts).
     @usableFromInline var txIndex: UInt32 = 0
@@ -83,6 +89,39 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         headerFromFrameEnd = HostWire.headerSize
         txTail = UInt32(transmitLayout.entryCount) - 1
         txFreeCount = transmitLayout.entryCount - 1
+        txAligned = Self.isWordAligned(transmit, transmitLayout)
+        rxAligned = Self.isWordAligned(receive, receiveLayout)
+    }
+
+    /// Whether `layout`'s headers and `rx_info` in `region` are all 4-byte aligned addresses.
+    static func isWordAligned(_ region: MMIORegion, _ layout: HostQueueLayout) -> Bool {
+        (UInt(bitPattern: region.baseAddress) | UInt(layout.frameSize) | UInt(layout.areaSize)) & 3 == 0
+    }
+
+    // MARK: Word access (aligned: one volatile 32-bit access; unaligned: what Linux's iowrite32 does
+    // at such an address, one unaligned 32-bit access, fenced so it is neither elided nor reordered).
+
+    /// Reads the 32-bit word at `offset`; `aligned` says whether the channel's layout
+    /// is word-aligned (then this is ``MMIORegion/load32(at:)``).
+    @inlinable @inline(__always)
+    static func loadWord(_ region: MMIORegion, _ offset: Int, aligned: Bool) -> UInt32 {
+        if aligned { return region.load32(at: offset) }
+        precondition(offset >= 0 && offset <= region.length &- 4, "word at \(offset) outside a \(region.length)-byte area")
+        // Compiler barrier on x86 (dma_rmb): the load happens here, every time.
+        Barrier.dmaRead()
+        let v = unsafe UnsafeRawPointer(region.baseAddress).loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+        Barrier.dmaRead()
+        return v
+    }
+
+    /// Writes the 32-bit word at `offset` (see ``loadWord(_:_:aligned:)``).
+    @inlinable @inline(__always)
+    static func storeWord(_ region: MMIORegion, _ value: UInt32, _ offset: Int, aligned: Bool) {
+        if aligned { region.store32(value, at: offset); return }
+        precondition(offset >= 0 && offset <= region.length &- 4, "word at \(offset) outside a \(region.length)-byte area")
+        Barrier.dmaWrite()
+        unsafe region.baseAddress.storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
+        Barrier.dmaWrite()
     }
 
     @inlinable public var maxPayload: Int { txFrame - headerFromFrameEnd }
@@ -93,12 +132,12 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
     /// zeroed. (Linux initialises the tail with the RECEIVE entry count; both sides compute the same
     /// N from the same window size.)
     public func prepareSharedMemory() {
-        rx.store32(rxEntries - 1, at: txTailOffset)
+        Self.storeWord(rx, rxEntries - 1, txTailOffset, aligned: rxAligned)
         for i in 0..<Int(rxEntries) {
             let h = receiveLayout.headerOffset(i)
-            rx.store32(0, at: h + verOffset)
-            rx.store32(0, at: h + lenOffset)
-            rx.store32(0, at: h + flagsOffset)
+            Self.storeWord(rx, 0, h + verOffset, aligned: rxAligned)
+            Self.storeWord(rx, 0, h + lenOffset, aligned: rxAligned)
+            Self.storeWord(rx, 0, h + flagsOffset, aligned: rxAligned)
         }
         Barrier.full()
     }
@@ -119,7 +158,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
 
     @inlinable
     public mutating func reapTransmitted() -> Int {
-        let tail = rx.load32(at: txTailOffset)
+        let tail = Self.loadWord(rx, txTailOffset, aligned: rxAligned)
         if tail == txTail { return 0 }
         // Validate: the tail is a frame index the peer consumed, within what we have in flight.
         guard tail < txEntries else { return -1 }
@@ -154,12 +193,12 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         let frame = Int(txIndex) &* txFrame
         let header = frame &+ txFrame &- headerFromFrameEnd
         // ntb_async_tx: len and ver first, then the payload (memcpy_toio), then wmb, then flags|DONE.
-        tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
-        tx.store32(txPackets, at: header &+ verOffset)
+        Self.storeWord(tx, UInt32(truncatingIfNeeded: payload.count), header &+ lenOffset, aligned: txAligned)
+        Self.storeWord(tx, txPackets, header &+ verOffset, aligned: txAligned)
         if payload.count > 0 { unsafe copyPayload(payload, toOffset: frame) }
         // "Ensure that the data is fully copied out before setting the flags" (ntb_memcpy_tx).
         Barrier.write()
-        tx.store32(flags | HostWire.doneFlag, at: header &+ flagsOffset)
+        Self.storeWord(tx, flags | HostWire.doneFlag, header &+ flagsOffset, aligned: txAligned)
         txIndex = txIndex &+ 1 == txEntries ? 0 : txIndex &+ 1
         txPackets &+= 1
         txFreeCount &-= 1
@@ -172,8 +211,8 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         precondition(txFreeCount > 0 && payload.count <= maxPayload)
         let frame = Int(txIndex) &* txFrame
         let header = frame &+ txFrame &- headerFromFrameEnd
-        tx.store32(UInt32(truncatingIfNeeded: payload.count), at: header &+ lenOffset)
-        tx.store32(txPackets, at: header &+ verOffset)
+        Self.storeWord(tx, UInt32(truncatingIfNeeded: payload.count), header &+ lenOffset, aligned: txAligned)
+        Self.storeWord(tx, txPackets, header &+ verOffset, aligned: txAligned)
         if payload.count > 0 { unsafe copyPayload(payload, toOffset: frame) }
         if staged == 0 { stagedFirst = txIndex }
         staged &+= 1
@@ -189,7 +228,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         Barrier.write()
         var i = stagedFirst
         for _ in 0..<staged {
-            tx.store32(HostWire.doneFlag, at: (Int(i) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset)
+            Self.storeWord(tx, HostWire.doneFlag, (Int(i) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset, aligned: txAligned)
             i = i &+ 1 == txEntries ? 0 : i &+ 1
         }
         staged = 0
@@ -200,7 +239,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         // Read back the last flags written: a read completion pushes the posted (write-combined)
         // stores out before the doorbell, the 2026 fix for WC windows.
         let last = txIndex == 0 ? txEntries &- 1 : txIndex &- 1
-        _ = tx.load32(at: (Int(last) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset)
+        _ = Self.loadWord(tx, (Int(last) &+ 1) &* txFrame &- headerFromFrameEnd &+ flagsOffset, aligned: txAligned)
     }
 
     // MARK: Receive (ntb_process_rxc / ntb_memcpy_rx / ntb_complete_rxc)
@@ -208,20 +247,20 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
     @inlinable
     public func receivePending() -> Bool {
         let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
-        return rx.load32(at: header &+ flagsOffset) & HostWire.doneFlag != 0
+        return Self.loadWord(rx, header &+ flagsOffset, aligned: rxAligned) & HostWire.doneFlag != 0
     }
 
     @inlinable
     public mutating func peekReceive() -> ReceivePeek {
         let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
-        let flags = rx.load32(at: header &+ flagsOffset)
+        let flags = Self.loadWord(rx, header &+ flagsOffset, aligned: rxAligned)
         if flags & HostWire.doneFlag == 0 { return .empty }
         // Flags before the rest of the frame (the peer wrote them last).
         Barrier.dmaRead()
         if flags & HostWire.linkDownFlag != 0 { return .linkDown }
-        let ver = rx.load32(at: header &+ verOffset)
+        let ver = Self.loadWord(rx, header &+ verOffset, aligned: rxAligned)
         if ver != rxPackets { return .badVersion(found: ver, expected: rxPackets) }
-        let len = rx.load32(at: header &+ lenOffset)
+        let len = Self.loadWord(rx, header &+ lenOffset, aligned: rxAligned)
         if Int(len) > rxMaxPayload { return .badLength(len) }
         return .frame(length: Int(len))
     }
@@ -237,7 +276,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
         // Our copy-out is ordered before the peer may reuse the frame by the barrier in
         // publishReceiveTail (the peer reuses it only after seeing the tail).
-        rx.store32(0, at: header &+ flagsOffset)
+        Self.storeWord(rx, 0, header &+ flagsOffset, aligned: rxAligned)
         rxLastConsumed = rxIndex
         rxUnpublished = true
         rxIndex = rxIndex &+ 1 == rxEntries ? 0 : rxIndex &+ 1
@@ -248,7 +287,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
     @inlinable
     public mutating func clearLinkDownFrame() {
         let header = (Int(rxIndex) &+ 1) &* rxFrame &- headerFromFrameEnd
-        rx.store32(0, at: header &+ flagsOffset)
+        Self.storeWord(rx, 0, header &+ flagsOffset, aligned: rxAligned)
     }
 
     @inlinable
@@ -258,7 +297,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
         // read of the consumed frames and their cleared flags before the tail the peer acts on.
         Barrier.full()
         // ntb_complete_rxc: iowrite32(entry->rx_index, &qp->rx_info->entry), once per batch.
-        tx.store32(rxLastConsumed, at: rxTailOffset)
+        Self.storeWord(tx, rxLastConsumed, rxTailOffset, aligned: txAligned)
         rxUnpublished = false
     }
 
