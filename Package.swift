@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "NTBHardware", targets: ["NTBHardware"]),
         .library(name: "NTBTransport", targets: ["NTBTransport"]),
         .library(name: "NTBMock", targets: ["NTBMock"]),
+        .library(name: "NTBTools", targets: ["NTBTools"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -81,10 +82,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The tools' session protocol (perf, pingpong, file, echo), ntb_tool's command language and the
+        // stats report: the CLI, a daemon or tests use the same code.
+        .target(
+            name: "NTBTools",
+            dependencies: [
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ntb-transport",
             dependencies: [
-                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock",
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -105,7 +116,8 @@ let package = Package(
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
-        .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
+        .testTarget(name: "CLITests", dependencies: ["ntb-transport", "NTBTools"]),
+        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),
         .executableTarget(name: "transport-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import NTBHardware
+@_exported import NTBTools
+import NTBTransport
 import PCIKit
 
 /// Parses a BDF argument; a malformed one is a usage error (exit 64) whose message says how to write it.
@@ -30,4 +33,21 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 
 extension String {
     func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+/// Opens the port's transport, runs `session` on its ports, closes the transport, then lets the ports
+/// go (a DMA backend's buffers stay offered to the peer's ring until the transport closed).
+func runSession<S: PortSession>(_ port: PortOptions, _ options: TransportOptions, _ session: S) throws -> S.Result {
+    let keeper = PortKeeper()
+    defer { keeper.close() }
+    return try port.withTransport(options, SessionJob(session: session, keeper: keeper))
+}
+
+/// A session as a transport job: its ports come from (and stay with) `keeper`.
+struct SessionJob<S: PortSession>: TransportJob {
+    let session: S
+    let keeper: PortKeeper
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> S.Result {
+        try session.run(keeper.ports(for: transport))
+    }
 }

@@ -105,7 +105,7 @@ struct DemoCommand: ParsableCommand {
     }
 
     /// Starts the endpoint as a second process with `mtu`, runs `job` from the host side, says bye.
-    private func runPhase<J: TransportJob>(_ name: String, dir: String, mtu: Int, _ job: J) throws -> J.Result {
+    private func runPhase<J: PortSession>(_ name: String, dir: String, mtu: Int, _ job: J) throws -> J.Result {
         let received = "\(dir)/received-\(name)"
         mkdir(received, 0o755)
         let child = Process()
@@ -136,10 +136,12 @@ struct DemoCommand: ParsableCommand {
         var options = try TransportOptions.parse(["--backend", name, "--wait", "polling", "--link-timeout", "30", "--mtu", "\(mtu)"])
         options.qps = 1
         let result: J.Result
+        let keeper = PortKeeper()   // after the transport closed: see PortSet
+        defer { keeper.close() }
         do {
             let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
             defer { device.close() }
-            result = try TransportBackends.visit(name, device: MockNTBDevice.self, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: job))
+            result = try TransportBackends.visit(name, device: MockNTBDevice.self, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: SessionJob(session: job, keeper: keeper)))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))
@@ -152,7 +154,7 @@ struct DemoCommand: ParsableCommand {
         return result
     }
 
-    struct LargeJob: TransportJob {
+    struct LargeJob: PortSession {
         var row: Row
         var largeSize: Int
         var bytes: UInt64
@@ -160,38 +162,38 @@ struct DemoCommand: ParsableCommand {
         var file: String
         var quiet: Bool
 
-        func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Row {
+        func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Row {
             var row = self.row
             func say(_ s: String) { if !quiet { writeStderr("  \(s)\n") } }
             say("perf: \(largeSize)-byte messages, \(bytes >> 20) MiB")
             // A DMA backend's sender sleeps while the engine works and wakes on its completion MSI: its
             // CPU per GB is then what the transport costs, not the time it spun.
-            let qp = transport.queuePairs[0]
+            let qp = ports.transport.queuePairs[0]
             if Backend.Channel.movesByDMA { qp.waitMode = .interrupt }
             // host: 8 frames per doorbell (the receiver starts copying early); edma: the default, half
             // the ring per chain (one chain runs while the next fills).
             row.large = try PerfInitiator(messageSize: largeSize, totalBytes: bytes, duration: nil, queuePairs: 1,
-                                          batch: Backend.Channel.movesByDMA ? nil : 8, showProgress: !quiet).run(transport)
+                                          batch: Backend.Channel.movesByDMA ? nil : 8, showProgress: !quiet).run(ports)
             qp.waitMode = .polling
             say("pingpong: 64 bytes, polling, \(roundTrips) round trips")
-            row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(transport)
+            row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(ports)
             say("send: \(file)")
-            row.file = try FileSender(path: file).run(transport)
-            try ByeJob().run(transport)
+            row.file = try FileSender(path: file).run(ports)
+            try ByeInitiator().run(ports)
             return row
         }
     }
 
-    struct SmallJob: TransportJob {
+    struct SmallJob: PortSession {
         var row: Row
         var smallMessages: Int
         var quiet: Bool
 
-        func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Row {
+        func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Row {
             var row = self.row
             if !quiet { writeStderr("  perf: 64-byte messages, batches of 64, MTU \(DemoCommand.smallMessageMTU), \(smallMessages) messages\n") }
-            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(transport)
-            try ByeJob().run(transport)
+            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(ports)
+            try ByeInitiator().run(ports)
             return row
         }
     }

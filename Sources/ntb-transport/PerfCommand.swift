@@ -61,7 +61,7 @@ struct PerfCommand: ParsableCommand {
                           queuePairs: queuePairs, batch: batch, showProgress: !json, perThread: qpsPerThread)
         }
         // One transport for every size: the peer's `serve` answers one session after another.
-        let results = try runTool { try port.withTransport(options, PerfSeries(runs: jobs)) }
+        let results = try runTool { try runSession(port, options, PerfSeries(runs: jobs)) }
         if json { printJSON(results) } else { printPerfTable(results) }
     }
 }
@@ -102,13 +102,5 @@ func runTool<R>(_ body: () throws -> R) throws -> R {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode.failure
-    }
-}
-
-/// Several perf runs on one transport.
-struct PerfSeries: TransportJob {
-    var runs: [PerfInitiator]
-    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> [PerfResult] {
-        try runs.map { try $0.run(transport) }
     }
 }

@@ -27,7 +27,7 @@ struct PingpongCommand: ParsableCommand {
     }
 
     func run() throws {
-        let r = try runTool { try port.withTransport(transport, PingpongInitiator(messageSize: size, roundTrips: count, waitMode: transport.wait.rawValue)) }
+        let r = try runTool { try runSession(port, transport, PingpongInitiator(messageSize: size, roundTrips: count, waitMode: transport.wait.rawValue)) }
         if json { printJSON(r); return }
         printLatencyTable([r])
     }

@@ -8,8 +8,8 @@ import Synchronization
 /// and CPU 1 (two threads, pinned like the demo's two sides), in nanoseconds per round trip. A pingpong
 /// round trip moves several lines each way, so its p50 is a small multiple of this; on a VM the figure
 /// moves with where the hypervisor runs the two vCPUs, hence measured in the same run as the pingpong.
-struct CacheLineBaseline: Codable {
-    var roundTripNanoseconds: Double
+public struct CacheLineBaseline: Codable, Sendable {
+    public var roundTripNanoseconds: Double
 
     private final class Shared: @unchecked Sendable {
         let ping = Atomic<Int>(0)
@@ -21,7 +21,7 @@ struct CacheLineBaseline: Codable {
     }
 
     /// Nil when the machine has fewer than two CPUs or pinning fails.
-    static func measure(roundTrips: Int = 200_000) -> CacheLineBaseline? {
+    public static func measure(roundTrips: Int = 200_000) -> CacheLineBaseline? {
         guard sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 else { return nil }
         let s = Shared()
         let echo = try? TransportThread(name: "line-echo") {

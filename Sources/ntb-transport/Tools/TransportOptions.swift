@@ -88,7 +88,6 @@ extension PortOptions {
         edmaLocator: EDMALocator = EDMALocator(), _ job: J
     ) throws -> J.Result {
         let transport = try Transport<Device, B>(device: device, configuration: options.configuration(statisticsPath: statisticsPath, edmaLocator: edmaLocator))
-        defer { releaseDMAPorts() }   // after the close below: the peer's ring no longer holds their buffers
         defer { transport.close() }
         try transport.waitForLink(timeout: .milliseconds(Int64(options.linkTimeout * 1000)))
         return try job.run(transport)

@@ -10,8 +10,8 @@ import Glibc
 /// What `ntb-transport tool` can do on an open port: the operations of Linux ntb_tool (debugfs `link`,
 /// `spadN`, `peer_spadN`, `db`, `db_mask`, `peer_db`, `mw_transN`, `mwN`, `peer_mwN`), as text commands.
 /// Generic over the device so it runs on any `NTBDevice`.
-final class ToolSession<Device: NTBDevice> {
-    let device: Device
+public final class ToolSession<Device: NTBDevice> {
+    public let device: Device
     /// Inbound buffers set up with `mw trans` (ntb_tool mw_transN), by window.
     private var inbound: [Int: DMABuffer] = [:]
     /// Endpoint: the eDMA window published with `edma publish`; host: the one validated by `edma probe`.
@@ -24,14 +24,14 @@ final class ToolSession<Device: NTBDevice> {
     /// Endpoint: the write channel's LL region for `edma dma`.
     private var localLinkedList: DMABuffer?
 
-    init(device: Device) { self.device = device }
+    public init(device: Device) { self.device = device }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-        init(_ text: String) { description = text }
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ text: String) { description = text }
     }
 
-    static var help: String {
+    public static var help: String {
         """
         link up|down|status              enable, disable or show the link (ntb_tool: link)
         link wait up|down [ms]           wait for the link state (default 5000 ms)
@@ -59,7 +59,7 @@ final class ToolSession<Device: NTBDevice> {
     }
 
     /// Runs one command line and returns its output.
-    func run(_ line: String) throws -> String {
+    public func run(_ line: String) throws -> String {
         let w = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard let verb = w.first else { return "" }
         func arg(_ i: Int, _ name: String) throws -> String {
@@ -185,7 +185,7 @@ final class ToolSession<Device: NTBDevice> {
                 throw Failure("\(off)+\(len) is outside the \(region.length)-byte window (at most 4096 bytes per read)")
             }
             var bytes = [UInt8](repeating: 0, count: Int(len))
-            bytes.withUnsafeMutableBytes { region.copy(fromOffset: Int(off), into: $0) }
+            unsafe bytes.withUnsafeMutableBytes { unsafe region.copy(fromOffset: Int(off), into: $0) }
             return "\(verb) \(n) @\(hex(off)): " + bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         case ("mw", "write"), ("peer-mw", "write"):
             let n = try index(2, "window", below: verb == "mw" ? device.memoryWindowCount : device.peerMemoryWindowCount)
@@ -203,12 +203,12 @@ final class ToolSession<Device: NTBDevice> {
             guard off <= UInt64(region.length), UInt64(bytes.count) <= UInt64(region.length) - off else {
                 throw Failure("\(off)+\(bytes.count) is outside the \(region.length)-byte window")
             }
-            bytes.withUnsafeBytes { region.copy(from: $0, toOffset: Int(off)) }
+            unsafe bytes.withUnsafeBytes { unsafe region.copy(from: $0, toOffset: Int(off)) }
             return "\(verb) \(n) @\(hex(off)): wrote \(bytes.count) bytes"
         case ("edma", "publish"):
-            guard let mock = device as? MockNTBDevice else { throw Failure("edma publish needs a mock port: only the mock link hosts the eDMA engine model") }
+            guard let mock = device as? any EDMAModelHost else { throw Failure("edma publish needs a mock port: only the mock link hosts the eDMA engine model") }
             let locator = EDMALocator()
-            _ = try mock.startEDMAModel(writeChannels: locator.dataChannels, readChannels: locator.publishedChannelCount)
+            _ = try mock.startEDMAModel(writeChannels: locator.dataChannels, readChannels: locator.publishedChannelCount, localInterrupt: nil)
             let p = try published ?? EDMAPeerWindow.publish(device, locator: locator, registerSize: EDMAModelFiles.registerFileSize)
             published = p
             inbound[p.window] = p.buffer
@@ -218,7 +218,7 @@ final class ToolSession<Device: NTBDevice> {
             EDMAInfo.retract(from: p.buffer.region.mmio)
             return "edma: retracted"
         case ("edma", "inject-abort"):
-            guard let mock = device as? MockNTBDevice, mock.role == .endpoint, published != nil else {
+            guard let mock = device as? any EDMAModelHost, mock.isEDMAEndpoint, published != nil else {
                 throw Failure("edma inject-abort runs on the endpoint of a mock port after `edma publish`")
             }
             let name = try arg(2, "read or write")
@@ -229,7 +229,7 @@ final class ToolSession<Device: NTBDevice> {
             model.injectAbort(direction: direction, channel: channel, element: Int(element))
             return "edma: abort armed on \(name) channel \(channel) at element \(element)"
         case ("edma", "traffic"):
-            guard let mock = device as? MockNTBDevice else { throw Failure("edma traffic needs a mock port") }
+            guard let mock = device as? any EDMAModelHost else { throw Failure("edma traffic needs a mock port") }
             let way = try arg(2, "send or receive")
             guard way == "send" || way == "receive" else { throw Failure("edma traffic: expected send or receive, not `\(way)`") }
             let qps = Int(try num(3, "queue pairs")), count = Int(try num(4, "messages per queue pair")), seed = try num(5, "seed")
@@ -246,19 +246,19 @@ final class ToolSession<Device: NTBDevice> {
             trafficAreaUsed = true
             if way == "receive" {
                 let tolerating = w.count > 6 ? Int(try num(6, "aborted messages to tolerate")) : 0
-                return try EDMATraffic.receive(device: mock, own: own, queuePairs: qps, count: count, seed: seed, tolerating: tolerating,
+                return try EDMATraffic.receive(device: device, edma: mock, own: own, queuePairs: qps, count: count, seed: seed, tolerating: tolerating,
                                                timeout: .seconds(30))
             }
-            if mock.role == .host {
+            if !mock.isEDMAEndpoint {
                 guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
-                return try EDMATraffic.send(device: mock, engine: .remote(window), own: own, queuePairs: qps, count: count, seed: seed,
+                return try EDMATraffic.send(device: device, edma: mock, engine: .remote(window), own: own, queuePairs: qps, count: count, seed: seed,
                                             dataChannels: window.info.channelCount - 1, timeout: .seconds(30))
             }
             guard published != nil else { throw Failure("run `edma publish` first (it starts the engine model)") }
             let dataChannels = EDMALocator().dataChannels
             let lists = try localLinkedLists ?? device.allocateInboundBuffer(length: dataChannels * 4096, alignment: 4096)
             localLinkedLists = lists
-            return try EDMATraffic.send(device: mock, engine: .local(try mock.startEDMAModel(), linkedLists: lists), own: own,
+            return try EDMATraffic.send(device: device, edma: mock, engine: .local(try mock.startEDMAModel(), linkedLists: lists), own: own,
                                         queuePairs: qps, count: count, seed: seed, dataChannels: dataChannels, timeout: .seconds(30))
         case ("edma", "probe"):
             switch EDMAPeerWindow.probe(device, locator: EDMALocator()) {
@@ -270,14 +270,14 @@ final class ToolSession<Device: NTBDevice> {
                 return "edma: not usable: \(error)"
             }
         case ("edma", "dma"):
-            guard let mock = device as? MockNTBDevice else { throw Failure("edma dma needs a mock port") }
+            guard let mock = device as? any EDMAModelHost else { throw Failure("edma dma needs a mock port") }
             let source = try num(2, "source bus address"), destination = try num(3, "destination bus address")
             let length = try num(4, "length"), count = w.count > 5 ? try num(5, "count") : 1
             guard length > 0 && length <= UInt64(UInt32.max) else { throw Failure("edma dma: the length must be 1...\(UInt32.max)") }
             guard count > 0 && count <= 64 else { throw Failure("edma dma: the count must be 1...64 (one LL page)") }
             let transfers = (0..<count).map { EDMATransfer(source: source + $0 * length, destination: destination + $0 * length, length: UInt32(length)) }
             let completion: EDMACompletion
-            if mock.role == .host {
+            if !mock.isEDMAEndpoint {
                 guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
                 let controller = try DWEDMAController(registers: try mock.peerEDMARegisters(), mode: .remote, ownership: .channels)
                 let ll = try device.peerMemoryWindow(window.window).subregion(offset: window.layout.linkedListOffset(0), length: window.layout.pageSize)
