@@ -80,9 +80,9 @@ public struct FileSender: PortSession, Sendable {
 
 /// Limits of the file session.
 public enum FileTransfer {
-    /// The longest file name a transfer carries: one message, and a name the receiving file system
-    /// takes (NAME_MAX, 255 bytes).
-    public static func maxNameBytes(_ maxPayload: Int) -> Int { min(maxPayload, 255) }
+    /// The longest file name a transfer carries: one message, and a name whose partial file
+    /// (`.NAME.partial`) the receiving file system takes (NAME_MAX, 255 bytes).
+    public static func maxNameBytes(_ maxPayload: Int) -> Int { min(maxPayload, 255 - ".".utf8.count - ".partial".utf8.count) }
 }
 
 /// Receives one file after START_FILE (its name, the content, END_FILE with the CRC-32C) into
