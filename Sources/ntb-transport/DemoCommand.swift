@@ -36,9 +36,12 @@ struct DemoCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard parseByteCount(bytes) != nil else { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
-        guard parseByteCount(fileSize) != nil else { throw ValidationError("--file-size \(fileSize): expected a number with an optional K, M or G suffix") }
-        guard smallMessages > 0, roundTrips > 0 else { throw ValidationError("--small-messages and --round-trips must be positive") }
+        try checkByteCount("--bytes", bytes)
+        guard let file = parseByteCount(fileSize), file <= 64 << 30 else {
+            throw ValidationError("--file-size \(fileSize) is out of range: 1...64G bytes, a number with an optional K, M or G suffix")
+        }
+        try checkRange("--small-messages", smallMessages, 1...1_000_000_000)
+        try checkRange("--round-trips", roundTrips, 1...1_000_000_000)
         for b in backend where !TransportBackends.names.contains(b) {
             throw ValidationError("--backend \(b): not one of \(TransportBackends.names.joined(separator: ", "))")
         }

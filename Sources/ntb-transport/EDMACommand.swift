@@ -93,7 +93,9 @@ struct EDMASelftest: ParsableCommand {
         guard format == "unroll" || format == "legacy" else { throw ValidationError("--format must be unroll or legacy") }
         guard mode == "local" || mode == "remote" else { throw ValidationError("--mode must be local or remote") }
         guard (1...(4 << 20)).contains(size) else { throw ValidationError("--size must be 1 byte to 4 MiB") }
-        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        try checkRange("--iterations", iterations, 1...1_000_000)
+        if let bar { try checkRange("--bar", bar, 0...5) }
+        if let llBar { try checkRange("--ll-bar", llBar, 0...5) }
         if device != nil {
             guard bar != nil, offset != nil else { throw ValidationError("hardware self-test needs --bar N --offset X (the eDMA register block)") }
             guard attach == nil, directory == nil, !injectAbort else {
@@ -253,7 +255,7 @@ struct EDMAModelServe: ParsableCommand {
     func validate() throws {
         guard (1...8).contains(channels) else { throw ValidationError("--channels must be 1 to 8") }
         guard format == "unroll" || format == "legacy" else { throw ValidationError("--format must be unroll or legacy") }
-        guard seconds >= 0 else { throw ValidationError("--seconds must not be negative") }
+        try checkRange("--seconds", seconds, 0...31_536_000)
     }
 
     func run() throws {

@@ -35,7 +35,8 @@ struct MockLatencyCommand: ParsableCommand {
     static let doneMagic: UInt32 = 0xD0E_D0E
 
     func validate() throws {
-        guard count > 0 && warmup >= 0 else { throw ValidationError("--count must be positive and --warmup not negative") }
+        try checkRange("--count", count, 1...1_000_000_000)
+        try checkRange("--warmup", warmup, 0...1_000_000_000)
     }
 
     func run() throws {

@@ -22,8 +22,8 @@ struct PingpongCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard size >= 1 else { throw ValidationError("--size must be at least 1") }
-        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        try checkRange("--size", size, 1...(1 << 30), "bytes")
+        try checkRange("--count", count, 1...1_000_000_000)
     }
 
     func run() throws {
