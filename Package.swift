@@ -99,7 +99,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Driver CPU cost per LL element and steady-state allocations (not a test; see its header).
         .executableTarget(name: "edma-bench", dependencies: ["DWEDMA", "PCIKit"], path: "Benchmarks/EDMABench"),

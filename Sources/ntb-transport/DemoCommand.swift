@@ -63,9 +63,9 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         try runTool {
             var template = "/dev/shm/ntb-demo-XXXXXX".utf8CString
-            let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-            guard made != nil else { throw ToolError("cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
-            let dir = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+            let made = unsafe template.withUnsafeMutableBufferPointer { unsafe mkdtemp($0.baseAddress!) }
+            guard unsafe made != nil else { throw ToolError(unsafe "cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
+            let dir = unsafe String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
             // The directory is ours alone: remove the link, then everything else in it (logs, files, stats).
             defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
             var config = MockLinkConfiguration()
@@ -110,7 +110,7 @@ struct DemoCommand: ParsableCommand {
     /// Starts the endpoint as a second process with `mtu`, runs `job` from the host side, says bye.
     private func runPhase<J: PortSession>(_ name: String, dir: String, mtu: Int, _ job: J) throws -> J.Result {
         let received = "\(dir)/received-\(name)"
-        mkdir(received, 0o755)
+        unsafe mkdir(received, 0o755)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: selfExecutable())
         // With two or more CPUs the sides are pinned apart (host CPU 0, endpoint CPU 1), as a benchmark
@@ -202,7 +202,7 @@ struct DemoCommand: ParsableCommand {
     }
 
     private func makeFile(_ path: String, size: Int) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = unsafe open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ToolError("cannot create \(path)") }
         defer { close(fd) }
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
@@ -212,9 +212,9 @@ struct DemoCommand: ParsableCommand {
             let n = min(left, chunk.count)
             for i in stride(from: 0, to: n, by: 8) {
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17
-                withUnsafeBytes(of: state) { s in for j in 0..<min(8, n - i) { chunk[i + j] = s[j] } }
+                unsafe withUnsafeBytes(of: state) { s in for j in 0..<min(8, n - i) { chunk[i + j] = unsafe s[j] } }
             }
-            let w = chunk.withUnsafeBytes { write(fd, $0.baseAddress, n) }
+            let w = unsafe chunk.withUnsafeBytes { unsafe write(fd, $0.baseAddress, n) }
             guard w == n else { throw ToolError("cannot write \(path)") }
             left -= n
         }
@@ -224,7 +224,7 @@ struct DemoCommand: ParsableCommand {
 /// The path of this executable (to start the endpoint as a second process).
 func selfExecutable() -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
     if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     return CommandLine.arguments[0]
 }

@@ -211,7 +211,7 @@ struct EDMASelftest: ParsableCommand {
     /// Drives a model served by another process: the register file and rings, and the arenas, are
     /// mapped from its directory.
     func runAttached(_ dir: String) throws {
-        for f in [EDMAModelFiles.registers, EDMAModelFiles.rings, "ep-mem", "host-mem"] where access(dir + "/" + f, R_OK | W_OK) != 0 {
+        for f in [EDMAModelFiles.registers, EDMAModelFiles.rings, "ep-mem", "host-mem"] where unsafe access(dir + "/" + f, R_OK | W_OK) != 0 {
             throw EDMASelftestFailure(description: "\(dir)/\(f) is missing or not writable; start 'ntb-transport edma model --directory \(dir)' first")
         }
         let mapping = try EDMARegisterMapping.attach(directory: dir)
@@ -259,7 +259,7 @@ struct EDMAModelServe: ParsableCommand {
     }
 
     func run() throws {
-        _ = mkdir(directory, 0o700)
+        _ = unsafe mkdir(directory, 0o700)
         let ep = try SharedMemoryArena(path: directory + "/ep-mem", busBase: SelftestLayout.epBus, length: SelftestLayout.arenaSize)
         let host = try SharedMemoryArena(path: directory + "/host-mem", busBase: SelftestLayout.hostBus, length: SelftestLayout.arenaSize)
         let model = try EDMAEngineModel(EDMAModelConfiguration(
