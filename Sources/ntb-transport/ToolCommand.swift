@@ -1,6 +1,6 @@
 import ArgumentParser
 import NTBHardware
-import NTBMock
+import NTBTools
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +15,7 @@ struct ToolCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tool",
         abstract: "Link, scratchpad, doorbell and memory-window operations on an NTB port (like Linux ntb_tool).",
-        discussion: ToolSession<MockNTBDevice>.help + """
+        discussion: ToolOperation.helpText + """
 
 
             Examples:
