@@ -57,7 +57,7 @@ public func threadCPUSeconds() -> Double {
 
 /// A device that can host the DW eDMA engine model (the silicon's stand-in) in this process: the
 /// mock link's. The tools ask for this capability instead of naming the mock device: `edma publish`,
-/// `edma inject-abort`, `edma dma` and `edma traffic` of the tool language, and perf's engine CPU.
+/// `edma inject-abort` and `edma dma` of the tool language, and perf's engine CPU.
 public protocol EDMAModelHost: AnyObject {
     /// Whether this side is the link's endpoint (it hosts the engine) or its host (it drives it remotely).
     var isEDMAEndpoint: Bool { get }

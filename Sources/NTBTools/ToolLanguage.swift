@@ -22,7 +22,6 @@ public enum ToolOperation: Equatable, Sendable {
     case windowWrite(window: UInt64, offset: UInt64, bytes: [UInt8], peer: Bool)
     case edmaPublish, edmaRetract, edmaProbe
     case edmaInjectAbort(direction: EDMADirection, channel: UInt64, element: Int)
-    case edmaTraffic(send: Bool, queuePairs: Int, count: Int, seed: UInt64, tolerating: Int)
     case edmaDMA(source: UInt64, destination: UInt64, length: UInt32, count: Int)
     case events
     case sleep(milliseconds: UInt64)
@@ -31,8 +30,6 @@ public enum ToolOperation: Equatable, Sendable {
     public static let maxWaitMilliseconds: UInt64 = 3_600_000
     /// The most bytes one `mw read` shows.
     public static let maxReadBytes: UInt64 = 4096
-    /// Queue pairs and messages of `edma traffic`.
-    public static let trafficQueuePairs = 1...8, trafficMessages = 1...100_000
 
     /// The command language, one line per command (`help`).
     public static var helpText: String {
@@ -53,10 +50,6 @@ public enum ToolOperation: Equatable, Sendable {
         edma dma SRC DST LEN [COUNT]     a chain of COUNT DMAs of LEN bytes (consecutive addresses): endpoint with
                                          local write channel 0, host with remote read channel 0 through the window
         edma inject-abort read|write CH ELEMENT   endpoint: the model aborts that channel at that element once
-        edma traffic send|receive QPS COUNT SEED [ABORTS]   the RFC data path (after `mw trans 0 SIZE` on both sides):
-                                         one side sends COUNT messages per queue pair, the other checks them
-                                         (receive: up to ABORTS messages may be missing, each named)
-                                         (once per window-0 buffer: the rings keep that run's indices)
         events | sleep MS | help
         Numbers are decimal or 0x-prefixed hex; HEX data is a string of hex digit pairs.
         """
@@ -136,15 +129,6 @@ public enum ToolOperation: Equatable, Sendable {
             let name = try arg(2, "read or write")
             guard let direction = EDMADirection.allCases.first(where: { "\($0)" == name }) else { throw ToolFailure("edma inject-abort: expected read or write, not `\(name)`") }
             return .edmaInjectAbort(direction: direction, channel: try num(3, "channel"), element: Int(try num(4, "element", in: 0...65535)))
-        case ("edma", "traffic"):
-            let way = try arg(2, "send or receive")
-            guard way == "send" || way == "receive" else { throw ToolFailure("edma traffic: expected send or receive, not `\(way)`") }
-            let qps = try num(3, "queue pairs"), count = try num(4, "messages per queue pair"), seed = try num(5, "seed")
-            guard qps >= 1 && qps <= UInt64(trafficQueuePairs.upperBound), count >= 1 && count <= UInt64(trafficMessages.upperBound) else {
-                throw ToolFailure("edma traffic: \(trafficQueuePairs.lowerBound)...\(trafficQueuePairs.upperBound) queue pairs and \(trafficMessages.lowerBound)...\(trafficMessages.upperBound) messages")
-            }
-            let tolerating = way == "receive" && w.count > 6 ? Int(try num(6, "aborted messages to tolerate", in: 0...count)) : 0
-            return .edmaTraffic(send: way == "send", queuePairs: Int(qps), count: Int(count), seed: seed, tolerating: tolerating)
         case ("edma", "dma"):
             let source = try num(2, "source bus address"), destination = try num(3, "destination bus address")
             let length = try num(4, "length"), count = w.count > 5 ? try num(5, "count") : 1

@@ -17,14 +17,17 @@ public final class ToolSession<Device: NTBDevice> {
     /// Endpoint: the eDMA window published with `edma publish`; host: the one validated by `edma probe`.
     private var published: EDMAPeerWindow.Published?
     private var validated: ValidatedEDMAWindow?
-    /// Whether `edma traffic` ran on the current window-0 buffer: its rings hold that run's indices.
-    private var trafficAreaUsed = false
-    /// Endpoint: the write channels' LL regions for `edma traffic send`.
-    private var localLinkedLists: DMABuffer?
     /// Endpoint: the write channel's LL region for `edma dma`.
     private var localLinkedList: DMABuffer?
 
     public init(device: Device) { self.device = device }
+
+    /// The inbound buffer `mw trans N` (or `edma publish`) set up for window `window`, if any.
+    public func inboundBuffer(_ window: Int) -> DMABuffer? { inbound[window] }
+    /// Host: the peer's eDMA window `edma probe` validated, if any.
+    public var validatedEDMAWindow: ValidatedEDMAWindow? { validated }
+    /// Endpoint: whether `edma publish` published the eDMA window.
+    public var publishedEDMAWindow: Bool { published != nil }
 
     public typealias Failure = ToolFailure
 
@@ -120,7 +123,6 @@ public final class ToolSession<Device: NTBDevice> {
             let buffer = try device.allocateInboundBuffer(length: Int(size), alignment: Int(a.addressAlignment))
             try device.setMemoryWindowTranslation(n, busAddress: buffer.region.busAddress, size: Int(size))
             inbound[n] = buffer
-            if n == 0 { trafficAreaUsed = false }   // a new, zeroed buffer
             return "mw \(n): \(hex(buffer.region.busAddress)) + \(size)"
         case let .windowClear(window):
             let n = try index(window, "window", below: device.memoryWindowCount)
@@ -166,8 +168,6 @@ public final class ToolSession<Device: NTBDevice> {
             let channel = try index(channelNumber, "channel", below: direction == .read ? model.configuration.readChannels : model.configuration.writeChannels)
             model.injectAbort(direction: direction, channel: channel, element: element)
             return "edma: abort armed on \(direction) channel \(channel) at element \(element)"
-        case let .edmaTraffic(send, qps, count, seed, tolerating):
-            return try traffic(send: send, queuePairs: qps, count: count, seed: seed, tolerating: tolerating)
         case .edmaProbe:
             switch EDMAPeerWindow.probe(device, locator: EDMALocator()) {
             case let .success(window):
@@ -186,34 +186,6 @@ public final class ToolSession<Device: NTBDevice> {
             usleep(UInt32(min(ms, 60_000) * 1000))
             return "slept \(ms) ms"
         }
-    }
-
-    /// `edma traffic`: the RFC data path between the two sides (see ``EDMATraffic``).
-    private func traffic(send: Bool, queuePairs qps: Int, count: Int, seed: UInt64, tolerating: Int) throws -> String {
-        guard let mock = device as? any EDMAModelHost else { throw Failure("edma traffic needs a mock port") }
-        guard let own = inbound[0], own.region.length >= EDMATraffic.windowBytes else {
-            throw Failure("edma traffic: run `mw trans 0 \(EDMATraffic.windowBytes)` (or more) on both sides first")
-        }
-        // The rings keep free-running indices: a second run needs fresh (zeroed) areas on both sides.
-        guard !trafficAreaUsed else {
-            throw Failure("edma traffic: this window-0 buffer's rings were used by the last run; run `mw trans 0 SIZE` on both sides first")
-        }
-        trafficAreaUsed = true
-        if !send {
-            return try EDMATraffic.receive(device: device, edma: mock, own: own, queuePairs: qps, count: count, seed: seed, tolerating: tolerating,
-                                           timeout: .seconds(30))
-        }
-        if !mock.isEDMAEndpoint {
-            guard let window = validated else { throw Failure("no validated eDMA window; run `edma probe` first") }
-            return try EDMATraffic.send(device: device, edma: mock, engine: .remote(window), own: own, queuePairs: qps, count: count, seed: seed,
-                                        dataChannels: window.info.channelCount - 1, timeout: .seconds(30))
-        }
-        guard published != nil else { throw Failure("run `edma publish` first (it starts the engine model)") }
-        let dataChannels = EDMALocator().dataChannels
-        let lists = try localLinkedLists ?? device.allocateInboundBuffer(length: dataChannels * 4096, alignment: 4096)
-        localLinkedLists = lists
-        return try EDMATraffic.send(device: device, edma: mock, engine: .local(try mock.startEDMAModel(), linkedLists: lists), own: own,
-                                    queuePairs: qps, count: count, seed: seed, dataChannels: dataChannels, timeout: .seconds(30))
     }
 
     /// `edma dma`: a chain of `count` transfers of `length` bytes at consecutive addresses.

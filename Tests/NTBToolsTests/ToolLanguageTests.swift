@@ -37,8 +37,6 @@ import Testing
         ("edma retract", .edmaRetract),
         ("edma probe", .edmaProbe),
         ("edma inject-abort write 1 3", .edmaInjectAbort(direction: .write, channel: 1, element: 3)),
-        ("edma traffic send 4 150 3", .edmaTraffic(send: true, queuePairs: 4, count: 150, seed: 3, tolerating: 0)),
-        ("edma traffic receive 1 60 9 1", .edmaTraffic(send: false, queuePairs: 1, count: 60, seed: 9, tolerating: 1)),
         ("edma dma 0x1000 0x2000 64", .edmaDMA(source: 0x1000, destination: 0x2000, length: 64, count: 1)),
         ("edma dma 0x1000 0x2000 64 8", .edmaDMA(source: 0x1000, destination: 0x2000, length: 64, count: 8)),
         ("events", .events),
@@ -63,16 +61,11 @@ import Testing
         ("mw write 0 0 abc", "hex data must be pairs of hex digits"),
         ("mw write 0 0 zz", "hex data must be pairs of hex digits"),
         ("edma inject-abort sideways 0 1", "edma inject-abort: expected read or write, not `sideways`"),
-        ("edma traffic both 1 1 1", "edma traffic: expected send or receive, not `both`"),
-        ("edma traffic send 9 1 1", "edma traffic: 1...8 queue pairs and 1...100000 messages"),
-        ("edma traffic send 1 100001 1", "edma traffic: 1...8 queue pairs and 1...100000 messages"),
         ("edma dma 0 0 0", "edma dma: the length must be 1...4294967295"),
         ("edma dma 0 0 1 65", "edma dma: the count must be 1...64 (one LL page)"),
         // Inputs that trapped before the parser checked them.
         ("link wait up 18446744073709551615", "milliseconds 18446744073709551615 is out of range (0...3600000)"),
         ("db wait 9223372036854775808", "milliseconds 9223372036854775808 is out of range (0...3600000)"),
-        ("edma traffic send 18446744073709551615 1 1", "edma traffic: 1...8 queue pairs and 1...100000 messages"),
-        ("edma traffic receive 1 10 1 11", "aborted messages to tolerate 11 is out of range (0...10)"),
         ("edma inject-abort read 0 18446744073709551615", "element 18446744073709551615 is out of range (0...65535)"),
         ("edma dma 0xffffffffffffff00 0 0x100 2", "edma dma: 2 × 256 bytes from 0xffffffffffffff00 run past the end of the bus address space"),
         ("sleep 99999999999999999999", "milliseconds `99999999999999999999` is not a number (decimal or 0x hex)"),
@@ -85,7 +78,7 @@ import Testing
 
     @Test func theHelpNamesEveryVerb() {
         for verb in ["link up", "link wait", "spad", "peer-spad", "db ring", "db wait", "mw trans", "mw read", "peer-mw", "edma publish",
-                     "edma probe", "edma dma", "edma inject-abort", "edma traffic", "events", "sleep"] {
+                     "edma probe", "edma dma", "edma inject-abort", "events", "sleep"] {
             #expect(ToolOperation.helpText.contains(verb), "\(verb)")
         }
         #expect(!ToolOperation.helpText.contains("mask-show"))   // no device reads its doorbell mask back

@@ -1,14 +1,16 @@
 import DWEDMA
 import NTBHardware
 import NTBMock
+import NTBTools
 import NTBTransport
 import PCIKit
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `tool` command `edma traffic`: the RFC edma data path (rings, channel senders, queue receivers)
-/// between two processes over the mock link, either way: the host sends with the endpoint's read
+/// The RFC edma data path assembled from its parts (rings, channel senders, queue receivers) without
+/// a queue pair, between the two sides of a mock link, either way (a test fixture: the transport's own
+/// data path is `QueuePair` with the `edma` backend): the host sends with the endpoint's read
 /// channels driven through the eDMA window, the endpoint with its local write channels; the receiver
 /// posts its buffers by bus address and checks every byte.
 ///
