@@ -23,10 +23,18 @@ public struct PerfInitiator: PortSession, Sendable {
     public var showProgress = true
     /// Queue pairs one thread drives (a DPDK lcore's several queues); `queuePairs` is a multiple.
     public var perThread = 1
+    /// The batch with a frame backend (`host`) when `batch` is nil; nil: ``defaultBatch(_:)``.
+    public var frameBatch: Int?
+    /// With a backend that moves payloads by DMA (`edma`), the sending queue pairs sleep on their
+    /// completion interrupt during the run (their wait mode is restored afterwards): the sender's CPU
+    /// per GB is then what the transport costs, not the time it spun.
+    public var sleepOnDMA = false
 
-    public init(messageSize: Int, totalBytes: UInt64?, duration: Duration?, queuePairs: Int, batch: Int? = nil, showProgress: Bool = true, perThread: Int = 1) {
+    public init(messageSize: Int, totalBytes: UInt64?, duration: Duration?, queuePairs: Int, batch: Int? = nil, showProgress: Bool = true, perThread: Int = 1,
+                frameBatch: Int? = nil, sleepOnDMA: Bool = false) {
         self.messageSize = messageSize; self.totalBytes = totalBytes; self.duration = duration; self.queuePairs = queuePairs
         self.batch = batch; self.showProgress = showProgress; self.perThread = perThread
+        self.frameBatch = frameBatch; self.sleepOnDMA = sleepOnDMA
     }
 
     /// The batch when none is given: 32 frames per doorbell (`host`); half the transmit ring for a DMA
@@ -47,10 +55,20 @@ public struct PerfInitiator: PortSession, Sendable {
         guard queuePairs <= transport.queuePairCount else {
             throw ToolError("perf wants \(queuePairs) queue pairs but the transport has \(transport.queuePairCount); give both sides --qps \(queuePairs)")
         }
+        let ports = try set.ports(queuePairs)
+        let batch = self.batch ?? (Backend.Channel.movesByDMA ? nil : frameBatch) ?? Self.defaultBatch(ports[0].qp)
+        if sleepOnDMA && Backend.Channel.movesByDMA {
+            let modes = ports.map(\.qp.waitMode)
+            for port in ports { port.qp.waitMode = .interrupt }
+            defer { for (port, mode) in zip(ports, modes) { port.qp.waitMode = mode } }
+            return try run(ports, batch: batch, transport: transport)
+        }
+        return try run(ports, batch: batch, transport: transport)
+    }
+
+    private func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: [MessagePort<Device, Backend>], batch: Int, transport: Transport<Device, Backend>) throws -> PerfResult {
         let qps = queuePairs, threads = qps / perThread
-        let ports = try set.ports(qps)
         let maxPayload = ports[0].bufferSize
-        let batch = self.batch ?? Self.defaultBatch(ports[0].qp)
         guard messageSize >= 1 && messageSize <= maxPayload else {
             throw ToolError("--size \(messageSize) does not fit a frame (1...\(maxPayload) bytes with this MTU and window)")
         }

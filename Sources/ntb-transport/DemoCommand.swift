@@ -142,9 +142,9 @@ struct DemoCommand: ParsableCommand {
         let keeper = PortKeeper()   // after the transport closed: see PortSet
         defer { keeper.close() }
         do {
-            let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
-            defer { device.close() }
-            result = try TransportBackends.visit(name, device: MockNTBDevice.self, RunJob(device: device, options: options, statisticsPath: "\(dir)/stats.host", job: SessionJob(session: job, keeper: keeper)))
+            // The host side of the link, as `--port mock:DIR --role host --fast` opens it (counters in DIR/stats.host).
+            let port = try PortOptions.parse(["--port", "mock:\(dir)", "--role", "host", "--fast"])
+            result = try port.withTransport(options, SessionJob(session: job, keeper: keeper))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))
@@ -170,14 +170,11 @@ struct DemoCommand: ParsableCommand {
             func say(_ s: String) { if !quiet { writeStderr("  \(s)\n") } }
             say("perf: \(largeSize)-byte messages, \(bytes >> 20) MiB")
             // A DMA backend's sender sleeps while the engine works and wakes on its completion MSI: its
-            // CPU per GB is then what the transport costs, not the time it spun.
-            let qp = ports.transport.queuePairs[0]
-            if Backend.Channel.movesByDMA { qp.waitMode = .interrupt }
+            // CPU per GB is then what the transport costs, not the time it spun (sleepOnDMA).
             // host: 8 frames per doorbell (the receiver starts copying early); edma: the default, half
             // the ring per chain (one chain runs while the next fills).
             row.large = try PerfInitiator(messageSize: largeSize, totalBytes: bytes, duration: nil, queuePairs: 1,
-                                          batch: Backend.Channel.movesByDMA ? nil : 8, showProgress: !quiet).run(ports)
-            qp.waitMode = .polling
+                                          showProgress: !quiet, frameBatch: 8, sleepOnDMA: true).run(ports)
             say("pingpong: 64 bytes, polling, \(roundTrips) round trips")
             row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(ports)
             say("send: \(file)")
