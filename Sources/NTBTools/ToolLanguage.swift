@@ -55,10 +55,10 @@ public enum ToolOperation: Equatable, Sendable {
         """
     }
 
-    /// Parses one command line; nil for an empty one.
+    /// Parses one command line; nil for an empty one or a comment (`# …`).
     public static func parse(_ line: String) throws(ToolFailure) -> ToolOperation? {
         let w = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        guard let verb = w.first else { return nil }
+        guard let verb = w.first, !verb.hasPrefix("#") else { return nil }
         func arg(_ i: Int, _ name: String) throws(ToolFailure) -> String {
             guard i < w.count else { throw ToolFailure("`\(w.prefix(2).joined(separator: " "))` needs \(name); try `help`") }
             return w[i]

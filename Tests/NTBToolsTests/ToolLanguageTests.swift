@@ -7,6 +7,8 @@ import Testing
     static let valid: [(String, ToolOperation?)] = [
         ("", nil),
         ("   \t ", nil),
+        ("# a comment", nil),
+        ("  #link up", nil),
         ("help", .help),
         ("link up", .linkUp),
         ("link\tdown", .linkDown),
