@@ -75,7 +75,7 @@ struct DemoCommand: ParsableCommand {
             if !json { writeStderr("measuring the memcpy baseline...\n") }
             let baseline = MemcpyBaseline.measure(size: largeSize, window: config.memoryWindowSize)
             // The floors explain the table; JSON carries only the rows.
-            let lineFloor = json ? nil : CacheLineBaseline.measure()
+            let lineFloor = json ? nil : CacheLineBaseline.measure(pin: { try pinToCPU($0) })
             let wakeFloor = json ? nil : WakeBaseline.measure()
             let sourceFile = "\(dir)/demo-file.bin"
             try makeFile(sourceFile, size: Int(parseByteCount(fileSize)!))

@@ -20,12 +20,13 @@ public struct CacheLineBaseline: Codable, Sendable {
         let nanoseconds = Atomic<Int>(0)
     }
 
-    /// Nil when the machine has fewer than two CPUs or pinning fails.
-    public static func measure(roundTrips: Int = 200_000) -> CacheLineBaseline? {
+    /// Nil when the machine has fewer than two CPUs or pinning fails. `pin` pins the calling thread
+    /// to a CPU (the caller's way of doing it: the CLI's is `--cpu`'s).
+    public static func measure(roundTrips: Int = 200_000, pin: @escaping @Sendable (Int) throws -> Void) -> CacheLineBaseline? {
         guard sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 else { return nil }
         let s = Shared()
         let echo = try? TransportThread(name: "line-echo") {
-            if (try? pinToCPU(1)) == nil { s.failed.store(true, ordering: .relaxed) }
+            if (try? pin(1)) == nil { s.failed.store(true, ordering: .relaxed) }
             s.ready.add(1, ordering: .releasing)
             for i in 1...roundTrips {
                 while s.ping.load(ordering: .acquiring) != i { if s.failed.load(ordering: .relaxed) { return } }
@@ -34,7 +35,7 @@ public struct CacheLineBaseline: Codable, Sendable {
         }
         guard let echo else { return nil }
         let initiator = try? TransportThread(name: "line-ping") {
-            if (try? pinToCPU(0)) == nil { s.failed.store(true, ordering: .relaxed) }
+            if (try? pin(0)) == nil { s.failed.store(true, ordering: .relaxed) }
             while s.ready.load(ordering: .acquiring) == 0 {}
             let clock = ContinuousClock()
             let start = clock.now
