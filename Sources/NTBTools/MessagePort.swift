@@ -22,7 +22,7 @@ public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
     /// The port of queue pair `index`.
     public func port(_ index: Int) throws(TransportError) -> MessagePort<Device, Backend> {
         let qp = transport.queuePairs[index]
-        guard Backend.Channel.movesByDMA else { return try MessagePort(qp) }
+        guard MessagePort<Device, Backend>.offersDMABuffers else { return try MessagePort(qp) }
         if let port = kept[index] {
             // The queue pair went down since the port posted (it may have been polled by someone
             // else, e.g. waitForLink, who took the returned buffers): post everything again.
@@ -95,11 +95,17 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     fileprivate(set) var linkDownsAtPost: UInt64 = 0
     public let waitTimeout: Duration
 
+    /// Whether the backend moves payloads by DMA (`edma`): its receive buffers are DMA memory offered
+    /// to the peer's ring by bus address, its sends read DMA memory in place. The one question NTBTools
+    /// asks the backend (the port set, the sink, perf's batch and message buffer follow it); it goes
+    /// when the queue pair owns the buffers it offers.
+    public static var offersDMABuffers: Bool { Backend.Channel.movesByDMA }
+
     init(_ qp: QueuePair<Device, Backend>, buffers: Int = 64, waitTimeout: Duration = .seconds(10)) throws(TransportError) {
         self.qp = qp
         bufferSize = qp.maxPayload
         bufferCount = buffers
-        if Backend.Channel.movesByDMA {
+        if Self.offersDMABuffers {
             let buffer = try qp.allocateBuffer(length: buffers * max(bufferSize, 1))
             dma = buffer
             unsafe slab = unsafe buffer.region.mmio.baseAddress
@@ -214,7 +220,7 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         // (QueuePair.poll(inPlace:)); the buffers come back to the queue pair afterwards. Nothing
         // follows the END on a queue pair until the initiator has our result, so no later message is
         // consumed here.
-        let inPlace = !Backend.Channel.movesByDMA
+        let inPlace = !offersDMABuffers
         if inPlace { for p in ports.indices where !done[p] { ports[p].qp.removeReceives() } }
         defer { if inPlace { for port in ports { for i in 0..<port.bufferCount { try? port.post(i) } } } }
         // The queue pairs still sending (rebuilt when one ends, not per poll).

@@ -43,7 +43,7 @@ public struct PerfInitiator: PortSession, Sendable {
     /// while the sender wakes), shorter ones start a short chain after each wake (more chains, more
     /// wakes per GB).
     public static func defaultBatch<D: NTBDevice, B: TransportBackend>(_ qp: QueuePair<D, B>) -> Int {
-        B.Channel.movesByDMA ? max(1, (qp.transmitEntries + 1) / 2) : 32
+        MessagePort<D, B>.offersDMABuffers ? max(1, (qp.transmitEntries + 1) / 2) : 32
     }
 
     /// Runs perf on the ports of `set` (the peer runs a ``Responder``).
@@ -56,8 +56,8 @@ public struct PerfInitiator: PortSession, Sendable {
             throw ToolError("perf wants \(queuePairs) queue pairs but the transport has \(transport.queuePairCount); give both sides --qps \(queuePairs)")
         }
         let ports = try set.ports(queuePairs)
-        let batch = self.batch ?? (Backend.Channel.movesByDMA ? nil : frameBatch) ?? Self.defaultBatch(ports[0].qp)
-        if sleepOnDMA && Backend.Channel.movesByDMA {
+        let batch = self.batch ?? (MessagePort<Device, Backend>.offersDMABuffers ? nil : frameBatch) ?? Self.defaultBatch(ports[0].qp)
+        if sleepOnDMA && MessagePort<Device, Backend>.offersDMABuffers {
             let modes = ports.map(\.qp.waitMode)
             for port in ports { port.qp.waitMode = .interrupt }
             defer { for (port, mode) in zip(ports, modes) { port.qp.waitMode = mode } }
@@ -130,7 +130,7 @@ public struct PerfInitiator: PortSession, Sendable {
     public static func sendLoop<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool) throws -> UInt64 {
         // With a DMA backend the message is DMA memory the engine reads in place (every send reads the
         // same bytes, so it may be in flight many times); the host backend copies it into each frame.
-        let dma = B.Channel.movesByDMA ? try ports[0].qp.allocateBuffer(length: size) : nil
+        let dma = MessagePort<D, B>.offersDMABuffers ? try ports[0].qp.allocateBuffer(length: size) : nil
         let message = unsafe dma.map { unsafe UnsafeMutableRawBufferPointer(start: $0.region.mmio.baseAddress, count: size) }
             ?? UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
         let bus = dma?.region.busAddress ?? 0
