@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "NTBTransport", targets: ["NTBTransport"]),
         .library(name: "NTBMock", targets: ["NTBMock"]),
         .library(name: "NTBPorts", targets: ["NTBPorts"]),
+        .library(name: "NTBTools", targets: ["NTBTools"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -88,14 +89,25 @@ let package = Package(
             dependencies: ["PCIKit", "NTBHardware", "NTBTransport", "NTBMock"],
             swiftSettings: strict
         ),
+        // The tools' session protocol (perf, pingpong, file, echo), ntb_tool's command language and the
+        // stats report: the CLI, a daemon or tests use the same code.
+        .target(
+            name: "NTBTools",
+            dependencies: [
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ntb-transport",
             dependencies: [
-                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts",
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts", "NTBTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Driver CPU cost per LL element and steady-state allocations (not a test; see its header).
         .executableTarget(name: "edma-bench", dependencies: ["DWEDMA", "PCIKit"], path: "Benchmarks/EDMABench"),
@@ -112,7 +124,8 @@ let package = Package(
         .testTarget(name: "NTBHardwareTests", dependencies: ["NTBHardware", "NTBMock", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
-        .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
+        .testTarget(name: "CLITests", dependencies: ["ntb-transport", "NTBTools", "NTBPorts"]),
+        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBPortsTests", dependencies: ["NTBPorts", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import NTBHardware
+@_exported import NTBTools
+import NTBTransport
 import PCIKit
 
 /// Parses a BDF argument; a malformed one is a usage error (exit 64) whose message says how to write it.
@@ -30,4 +33,57 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 
 extension String {
     func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+/// Opens the port's transport, runs `session` on its ports, closes the transport, then lets the ports
+/// go (a DMA backend's buffers stay offered to the peer's ring until the transport closed).
+func runSession<S: PortSession>(_ port: PortOptions, _ options: TransportOptions, _ session: S) throws -> S.Result {
+    let keeper = PortKeeper()
+    defer { keeper.close() }
+    return try port.withTransport(options, SessionJob(session: session, keeper: keeper))
+}
+
+/// A session as a transport job: its ports come from (and stay with) `keeper`.
+struct SessionJob<S: PortSession>: TransportJob {
+    let session: S
+    let keeper: PortKeeper
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> S.Result {
+        try session.run(keeper.ports(for: transport))
+    }
+}
+
+/// Refuses a number option outside `range` (NaN and the infinities included) with one line that
+/// names the valid range: a usage error (exit 64), checked before the value is used.
+func checkRange<T: Comparable>(_ option: String, _ value: T, _ range: ClosedRange<T>, _ unit: String = "") throws {
+    let suffix = unit.isEmpty ? "" : " " + unit
+    if let v = value as? Double, !v.isFinite {
+        throw ValidationError("\(option) \(v) is not a finite number: the range is \(range.lowerBound)...\(range.upperBound)\(suffix)")
+    }
+    guard range.contains(value) else {
+        throw ValidationError("\(option) \(value) is out of range: \(range.lowerBound)...\(range.upperBound)\(suffix)")
+    }
+}
+
+/// The largest byte count an option takes: 1 PiB.
+let maxByteCount: UInt64 = 1 << 50
+
+/// Parses 123, 123B, 4K, 512M, 1G, 2T (powers of 1024; a suffix may end in B or iB, any case); nil for
+/// anything else, for 0 unless `allowingZero`, and for a count that does not fit in 64 bits.
+func parseByteCount(_ text: String, allowingZero: Bool = false) -> UInt64? {
+    var t = Substring(text.uppercased())
+    if t.hasSuffix("IB") { t = t.dropLast(2) } else if t.hasSuffix("B") { t = t.dropLast() }
+    let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var scale: UInt64 = 1
+    if let last = t.last, let u = units[last] { scale = u; t = t.dropLast() }
+    guard !t.isEmpty, t.allSatisfy({ $0.isASCII && $0.isNumber }), let v = UInt64(t) else { return nil }
+    let (bytes, overflow) = v.multipliedReportingOverflow(by: scale)
+    guard !overflow, bytes > 0 || allowingZero else { return nil }
+    return bytes
+}
+
+/// Checks a byte-count option: a number with an optional K, M, G or T suffix, 1 byte to 1 PiB.
+func checkByteCount(_ option: String, _ text: String) throws {
+    guard let v = parseByteCount(text), v <= maxByteCount else {
+        throw ValidationError("\(option) \(text) is out of range: 1...\(maxByteCount >> 40)T bytes, a number with an optional K, M, G or T suffix")
+    }
 }

@@ -37,9 +37,12 @@ struct DemoCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard parseByteCount(bytes) != nil else { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
-        guard parseByteCount(fileSize) != nil else { throw ValidationError("--file-size \(fileSize): expected a number with an optional K, M or G suffix") }
-        guard smallMessages > 0, roundTrips > 0 else { throw ValidationError("--small-messages and --round-trips must be positive") }
+        try checkByteCount("--bytes", bytes)
+        guard let file = parseByteCount(fileSize), file <= 64 << 30 else {
+            throw ValidationError("--file-size \(fileSize) is out of range: 1...64G bytes, a number with an optional K, M or G suffix")
+        }
+        try checkRange("--small-messages", smallMessages, 1...1_000_000_000)
+        try checkRange("--round-trips", roundTrips, 1...1_000_000_000)
         for b in backend where !TransportBackends.names.contains(b) {
             throw ValidationError("--backend \(b): not one of \(TransportBackends.names.joined(separator: ", "))")
         }
@@ -61,9 +64,9 @@ struct DemoCommand: ParsableCommand {
     func run() throws {
         try runTool {
             var template = "/dev/shm/ntb-demo-XXXXXX".utf8CString
-            let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-            guard made != nil else { throw ToolError("cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
-            let dir = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+            let made = unsafe template.withUnsafeMutableBufferPointer { unsafe mkdtemp($0.baseAddress!) }
+            guard unsafe made != nil else { throw ToolError(unsafe "cannot create a temporary directory in /dev/shm: \(String(cString: strerror(errno)))") }
+            let dir = unsafe String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
             // The directory is ours alone: remove the link, then everything else in it (logs, files, stats).
             defer { try? MockLink.remove(at: dir, force: true); try? FileManager.default.removeItem(atPath: dir) }
             var config = MockLinkConfiguration()
@@ -73,7 +76,7 @@ struct DemoCommand: ParsableCommand {
             if !json { writeStderr("measuring the memcpy baseline...\n") }
             let baseline = MemcpyBaseline.measure(size: largeSize, window: config.memoryWindowSize)
             // The floors explain the table; JSON carries only the rows.
-            let lineFloor = json ? nil : CacheLineBaseline.measure()
+            let lineFloor = json ? nil : CacheLineBaseline.measure(pin: { try pinToCPU($0) })
             let wakeFloor = json ? nil : WakeBaseline.measure()
             let sourceFile = "\(dir)/demo-file.bin"
             try makeFile(sourceFile, size: Int(parseByteCount(fileSize)!))
@@ -106,9 +109,9 @@ struct DemoCommand: ParsableCommand {
     }
 
     /// Starts the endpoint as a second process with `mtu`, runs `job` from the host side, says bye.
-    private func runPhase<J: TransportJob>(_ name: String, dir: String, mtu: Int, _ job: J) throws -> J.Result {
+    private func runPhase<J: PortSession>(_ name: String, dir: String, mtu: Int, _ job: J) throws -> J.Result {
         let received = "\(dir)/received-\(name)"
-        mkdir(received, 0o755)
+        unsafe mkdir(received, 0o755)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: selfExecutable())
         // With two or more CPUs the sides are pinned apart (host CPU 0, endpoint CPU 1), as a benchmark
@@ -137,10 +140,12 @@ struct DemoCommand: ParsableCommand {
         var options = try TransportOptions.parse(["--backend", name, "--wait", "polling", "--link-timeout", "30", "--mtu", "\(mtu)"])
         options.qps = 1
         let result: J.Result
+        let keeper = PortKeeper()   // after the transport closed: see PortSet
+        defer { keeper.close() }
         do {
-            let device = try MockNTBDevice(directory: dir, role: .host, options: .fast)
-            defer { device.close() }
-            result = try Port.runTransport(on: device, backend: TransportBackends.kind(named: name), settings: options.settings(statisticsPath: "\(dir)/stats.host"), job)
+            // The host side of the link, as `--port mock:DIR --role host --fast` opens it (counters in DIR/stats.host).
+            let port = try PortOptions.parse(["--port", "mock:\(dir)", "--role", "host", "--fast"])
+            result = try port.withTransport(options, SessionJob(session: job, keeper: keeper))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))
@@ -153,7 +158,7 @@ struct DemoCommand: ParsableCommand {
         return result
     }
 
-    struct LargeJob: TransportJob {
+    struct LargeJob: PortSession {
         var row: Row
         var largeSize: Int
         var bytes: UInt64
@@ -161,44 +166,41 @@ struct DemoCommand: ParsableCommand {
         var file: String
         var quiet: Bool
 
-        func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Row {
+        func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Row {
             var row = self.row
             func say(_ s: String) { if !quiet { writeStderr("  \(s)\n") } }
             say("perf: \(largeSize)-byte messages, \(bytes >> 20) MiB")
             // A DMA backend's sender sleeps while the engine works and wakes on its completion MSI: its
-            // CPU per GB is then what the transport costs, not the time it spun.
-            let qp = transport.queuePairs[0]
-            if Backend.Channel.movesByDMA { qp.waitMode = .interrupt }
+            // CPU per GB is then what the transport costs, not the time it spun (sleepOnDMA).
             // host: 8 frames per doorbell (the receiver starts copying early); edma: the default, half
             // the ring per chain (one chain runs while the next fills).
             row.large = try PerfInitiator(messageSize: largeSize, totalBytes: bytes, duration: nil, queuePairs: 1,
-                                          batch: Backend.Channel.movesByDMA ? nil : 8, showProgress: !quiet).run(transport)
-            qp.waitMode = .polling
+                                          showProgress: !quiet, frameBatch: 8, sleepOnDMA: true).run(ports)
             say("pingpong: 64 bytes, polling, \(roundTrips) round trips")
-            row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(transport)
+            row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(ports)
             say("send: \(file)")
-            row.file = try FileSender(path: file).run(transport)
-            try ByeJob().run(transport)
+            row.file = try FileSender(path: file).run(ports)
+            try ByeInitiator().run(ports)
             return row
         }
     }
 
-    struct SmallJob: TransportJob {
+    struct SmallJob: PortSession {
         var row: Row
         var smallMessages: Int
         var quiet: Bool
 
-        func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> Row {
+        func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Row {
             var row = self.row
             if !quiet { writeStderr("  perf: 64-byte messages, batches of 64, MTU \(DemoCommand.smallMessageMTU), \(smallMessages) messages\n") }
-            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(transport)
-            try ByeJob().run(transport)
+            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(ports)
+            try ByeInitiator().run(ports)
             return row
         }
     }
 
     private func makeFile(_ path: String, size: Int) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = unsafe open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ToolError("cannot create \(path)") }
         defer { close(fd) }
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
@@ -208,9 +210,9 @@ struct DemoCommand: ParsableCommand {
             let n = min(left, chunk.count)
             for i in stride(from: 0, to: n, by: 8) {
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17
-                withUnsafeBytes(of: state) { s in for j in 0..<min(8, n - i) { chunk[i + j] = s[j] } }
+                unsafe withUnsafeBytes(of: state) { s in for j in 0..<min(8, n - i) { chunk[i + j] = unsafe s[j] } }
             }
-            let w = chunk.withUnsafeBytes { write(fd, $0.baseAddress, n) }
+            let w = unsafe chunk.withUnsafeBytes { unsafe write(fd, $0.baseAddress, n) }
             guard w == n else { throw ToolError("cannot write \(path)") }
             left -= n
         }
@@ -220,7 +222,7 @@ struct DemoCommand: ParsableCommand {
 /// The path of this executable (to start the endpoint as a second process).
 func selfExecutable() -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    let n = unsafe readlink("/proc/self/exe", &buffer, buffer.count - 1)
     if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
     return CommandLine.arguments[0]
 }

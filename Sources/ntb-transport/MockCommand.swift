@@ -15,13 +15,8 @@ struct MockCommand: ParsableCommand {
 struct ByteCount: ExpressibleByArgument {
     let value: Int
     init?(argument: String) {
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        var text = Substring(argument.uppercased())
-        var scale = 1
-        if text.hasSuffix("IB") { text = text.dropLast(2) } else if text.hasSuffix("B") { text = text.dropLast() }
-        if let last = text.last, let u = units[last] { scale = u; text = text.dropLast() }
-        guard let n = Int(text), n >= 0, n <= Int.max / scale else { return nil }
-        value = n * scale
+        guard let v = parseByteCount(argument, allowingZero: true), v <= UInt64(Int.max) else { return nil }
+        value = Int(v)
     }
 }
 

@@ -42,13 +42,14 @@ struct PerfCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard !size.isEmpty, size.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--size must be at least 1") }
+        guard !size.isEmpty else { throw ValidationError("--size must be at least 1") }
+        for s in size { try checkRange("--size", s, 1...(1 << 30), "bytes") }
         guard threads >= 1 && threads <= 63 else { throw ValidationError("--threads must be 1...63") }
         guard qpsPerThread >= 1 && threads * qpsPerThread <= 63 else { throw ValidationError("--qps-per-thread must be at least 1, with --threads × --qps-per-thread at most 63") }
         if let batch, batch < 1 || batch > 4096 { throw ValidationError("--batch must be 1...4096") }
         if bytes != nil && duration != nil { throw ValidationError("give --bytes or --duration, not both") }
-        if let bytes, parseByteCount(bytes) == nil { throw ValidationError("--bytes \(bytes): expected a number with an optional K, M or G suffix") }
-        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        if let bytes { try checkByteCount("--bytes", bytes) }
+        if let duration { try checkRange("--duration", duration, 0.001...86_400, "seconds") }
     }
 
     func run() throws {
@@ -61,22 +62,9 @@ struct PerfCommand: ParsableCommand {
                           queuePairs: queuePairs, batch: batch, showProgress: !json, perThread: qpsPerThread)
         }
         // One transport for every size: the peer's `serve` answers one session after another.
-        let results = try runTool { try port.withTransport(options, PerfSeries(runs: jobs)) }
+        let results = try runTool { try runSession(port, options, PerfSeries(runs: jobs)) }
         if json { printJSON(results) } else { printPerfTable(results) }
     }
-}
-
-/// Parses 123, 4K, 512M, 1G (powers of 1024).
-func parseByteCount(_ text: String) -> UInt64? {
-    let t = text.uppercased()
-    let units: [(String, UInt64)] = [("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)]
-    for (suffix, mult) in units where t.hasSuffix(suffix) || t.hasSuffix(suffix + "B") || t.hasSuffix(suffix + "IB") {
-        let digits = t.prefix { $0.isNumber }
-        guard let v = UInt64(digits), v > 0 else { return nil }
-        return v * mult
-    }
-    guard let v = UInt64(t), v > 0 else { return nil }
-    return v
 }
 
 func printPerfTable(_ results: [PerfResult]) {
@@ -102,13 +90,5 @@ func runTool<R>(_ body: () throws -> R) throws -> R {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode.failure
-    }
-}
-
-/// Several perf runs on one transport.
-struct PerfSeries: TransportJob {
-    var runs: [PerfInitiator]
-    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> [PerfResult] {
-        try runs.map { try $0.run(transport) }
     }
 }

@@ -22,12 +22,12 @@ struct PingpongCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard size >= 1 else { throw ValidationError("--size must be at least 1") }
-        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        try checkRange("--size", size, 1...(1 << 30), "bytes")
+        try checkRange("--count", count, 1...1_000_000_000)
     }
 
     func run() throws {
-        let r = try runTool { try port.withTransport(transport, PingpongInitiator(messageSize: size, roundTrips: count, waitMode: transport.wait.rawValue)) }
+        let r = try runTool { try runSession(port, transport, PingpongInitiator(messageSize: size, roundTrips: count, waitMode: transport.wait.rawValue)) }
         if json { printJSON(r); return }
         printLatencyTable([r])
     }

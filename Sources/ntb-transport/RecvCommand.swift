@@ -15,7 +15,7 @@ struct RecvCommand: ParsableCommand {
     var directory: String
 
     func run() throws {
-        try runTool { try port.withTransport(transport, Responder(directory: directory, once: true)) }
+        try runTool { try runSession(port, transport, Responder(directory: directory, once: true)) }
     }
 }
 
@@ -33,6 +33,6 @@ struct ServeCommand: ParsableCommand {
     var dir: String?
 
     func run() throws {
-        try runTool { try port.withTransport(transport, Responder(directory: dir)) }
+        try runTool { try runSession(port, transport, Responder(directory: dir)) }
     }
 }

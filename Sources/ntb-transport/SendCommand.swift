@@ -18,7 +18,7 @@ struct SendCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let r = try runTool { try port.withTransport(transport, FileSender(path: file)) }
+        let r = try runTool { try runSession(port, transport, FileSender(path: file)) }
         if json { printJSON(r); return }
         print("sent \(r.name): \(r.bytes) bytes in \(String(format: "%.3f", r.seconds)) s (\(String(format: "%.2f", Double(r.bytes) / max(r.seconds, 1e-9) / 1e9)) GB/s), CRC-32C \(String(r.crc32c, radix: 16)) verified by the peer")
     }

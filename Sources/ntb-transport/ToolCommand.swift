@@ -1,6 +1,7 @@
 import ArgumentParser
+import Foundation
 import NTBHardware
-import NTBMock
+import NTBTools
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,7 @@ struct ToolCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tool",
         abstract: "Link, scratchpad, doorbell and memory-window operations on an NTB port (like Linux ntb_tool).",
-        discussion: ToolSession<MockNTBDevice>.help + """
+        discussion: ToolOperation.helpText + """
 
 
             Examples:
@@ -42,10 +43,14 @@ struct ToolCommand: ParsableCommand {
             let session = ToolSession(device: device)
             if commands.isEmpty {
                 while let line = readLine() {
-                    let trimmed = line.trimmingCharacters()
-                    if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+                    let trimmed = line.trimmingCharacters(in: .whitespaces)
                     if trimmed == "quit" || trimmed == "exit" { break }
-                    do { print(try session.run(trimmed)) } catch { print("error: \(error)") }
+                    do {
+                        guard let operation = try ToolOperation.parse(trimmed) else { continue }   // empty or a comment
+                        print(try session.run(operation))
+                    } catch {
+                        print("error: \(error)")
+                    }
                     fflush(nil)   // answer at once when stdout is a pipe
                 }
             } else {
@@ -54,14 +59,5 @@ struct ToolCommand: ParsableCommand {
                 }
             }
         }
-    }
-}
-
-extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s.removeFirst() }
-        while let l = s.last, l.isWhitespace { s.removeLast() }
-        return String(s)
     }
 }

@@ -65,7 +65,6 @@ struct TransportOptions: ParsableArguments {
         s.backend = backend
         s.policy = PolicySource.locate(option: policy, environment: ProcessInfo.processInfo.environment)
         s.linkTimeout = .milliseconds(Int64(linkTimeout * 1000))
-        s.afterClose = { releaseDMAPorts() }
         return s
     }
 }

@@ -1,25 +1,72 @@
 import NTBHardware
 import NTBTransport
 import PCIKit
-import Synchronization
 
-/// Errors of the tools' sessions.
-struct ToolError: Error, CustomStringConvertible {
-    let description: String
-    init(_ text: String) { description = text }
+/// The message ports of one transport, one per queue pair, owned by whoever runs sessions on it.
+///
+/// With a backend that moves payloads by DMA (`edma`) a port's buffers are DMA memory offered to the
+/// peer's ring by bus address: they cannot be taken back while the link is up, so the set keeps each
+/// such port for the transport's life and hands the same one to every session (reset if its link went
+/// down in between). Keep the set until the transport has closed (then the peer's ring holds none of
+/// its buffers): ``PortKeeper`` does that for a command. Frame backends (`host`) get a new port per
+/// session; it takes its buffers back when it goes.
+public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
+    public let transport: Transport<Device, Backend>
+    private var kept: [MessagePort<Device, Backend>?]
+
+    public init(_ transport: Transport<Device, Backend>) {
+        self.transport = transport
+        kept = Array(repeating: nil, count: transport.queuePairCount)
+    }
+
+    /// The port of queue pair `index`.
+    public func port(_ index: Int) throws(TransportError) -> MessagePort<Device, Backend> {
+        let qp = transport.queuePairs[index]
+        guard MessagePort<Device, Backend>.offersDMABuffers else { return try MessagePort(qp) }
+        if let port = kept[index] {
+            // The queue pair went down since the port posted (it may have been polled by someone
+            // else, e.g. waitForLink, who took the returned buffers): post everything again.
+            if port.linkLost || qp.counters[.linkDowns] != port.linkDownsAtPost { try port.reset() }
+            return port
+        }
+        // As many buffers as the RFC ring holds (127): long eDMA chains, few interrupts.
+        let port = try MessagePort(qp, buffers: Int(EDMARing.capacity))
+        kept[index] = port
+        return port
+    }
+
+    /// The ports of the first `count` queue pairs (all by default).
+    public func ports(_ count: Int? = nil) throws(TransportError) -> [MessagePort<Device, Backend>] {
+        var ports: [MessagePort<Device, Backend>] = []
+        for i in 0..<(count ?? transport.queuePairCount) { ports.append(try port(i)) }
+        return ports
+    }
 }
 
-/// The ports of DMA backends, by queue pair: their buffers are offered to the peer's ring by bus
-/// address and cannot be taken back while the link is up, so a port lives as long as its transport
-/// (``releaseDMAPorts()`` after the transport closed).
-private let dmaPorts = Mutex<[ObjectIdentifier: Handoff<AnyObject>]>([:])
+/// Keeps the port sets of the transports a command runs sessions on until the command is done with
+/// them, which is after the transports closed (see ``PortSet``): make one before opening the
+/// transport, hand it to the sessions, let it go (or ``close()``) after the transport closed.
+public final class PortKeeper {
+    private var sets: [(transport: ObjectIdentifier, set: AnyObject)] = []
 
-/// Lets go of every DMA port (call once their transports are closed: the buffers come back to the
-/// device and the queue pairs, with their devices, can go).
-func releaseDMAPorts() {
-    // Taken out under the lock, let go after it: their deinit closes DMA memory.
-    let ports = dmaPorts.withLock { d in defer { d.removeAll() }; return Array(d.values) }
-    _ = ports
+    public init() {}
+
+    /// The port set of `transport` (made at the first call).
+    public func ports<Device: NTBDevice, Backend: TransportBackend>(for transport: Transport<Device, Backend>) -> PortSet<Device, Backend> {
+        let key = ObjectIdentifier(transport)
+        if let held = sets.first(where: { $0.transport == key })?.set as? PortSet<Device, Backend> { return held }
+        let set = PortSet(transport)
+        sets.append((key, set))
+        return set
+    }
+
+    /// Lets every port go (their transports must be closed): DMA buffers go back to their devices.
+    public func close() {
+        // Taken out first, let go after: their deinit closes DMA memory.
+        let held = sets
+        sets = []
+        _ = held
+    }
 }
 
 /// A queue pair with a pool of receive buffers, as the tools use it: receive the next message, send
@@ -27,12 +74,13 @@ func releaseDMAPorts() {
 /// takes back every posted buffer of its queue pair. Open ports with ``open(_:)``.
 ///
 /// With a backend that moves payloads by DMA (`edma`) the buffers are DMA memory posted by bus
-/// address (the payload lands in them, no copy), and the port of a queue pair is kept for the
-/// process's life: buffers the peer's ring holds cannot be taken back while the link is up.
-final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
-    let qp: QueuePair<Device, Backend>
-    let bufferSize: Int
-    let bufferCount: Int
+/// address (the payload lands in them, no copy), and the port of a queue pair is kept by its
+/// ``PortSet``: buffers the peer's ring holds cannot be taken back while the link is up.
+@safe
+public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
+    public let qp: QueuePair<Device, Backend>
+    public let bufferSize: Int
+    public let bufferCount: Int
     private let slab: UnsafeMutableRawPointer
     private let dma: DMABuffer?
     private let controlBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlMessage.size, alignment: 64)
@@ -41,41 +89,29 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     private var inboxLength: [Int]
     private var inboxHead = 0
     private var inboxCount = 0
-    private(set) var sendsCompleted: UInt64 = 0
-    private(set) var linkLost = false
+    public private(set) var sendsCompleted: UInt64 = 0
+    public private(set) var linkLost = false
     /// The queue pair's link-down count when every buffer was last posted.
-    private var linkDownsAtPost: UInt64 = 0
-    let waitTimeout: Duration
+    fileprivate(set) var linkDownsAtPost: UInt64 = 0
+    public let waitTimeout: Duration
 
-    /// The port of `qp`: a new one, or for DMA backends the one the queue pair already has (reset if
-    /// its link went down in between).
-    static func open(_ qp: QueuePair<Device, Backend>) throws(TransportError) -> MessagePort {
-        guard Backend.Channel.movesByDMA else { return try MessagePort(qp) }
-        let key = ObjectIdentifier(qp)
-        if let port = dmaPorts.withLock({ $0[key] })?.value as? MessagePort {
-            // The queue pair went down since the port posted (it may have been polled by someone
-            // else, e.g. waitForLink, who took the returned buffers): post everything again.
-            if port.linkLost || qp.counters[.linkDowns] != port.linkDownsAtPost { try port.reset() }
-            return port
-        }
-        // As many buffers as the RFC ring holds (127): long eDMA chains, few interrupts.
-        let port = try MessagePort(qp, buffers: Int(EDMARing.capacity))
-        let held = Handoff<AnyObject>(port)
-        dmaPorts.withLock { $0[key] = held }
-        return port
-    }
+    /// Whether the backend moves payloads by DMA (`edma`): its receive buffers are DMA memory offered
+    /// to the peer's ring by bus address, its sends read DMA memory in place. The one question NTBTools
+    /// asks the backend (the port set, the sink, perf's batch and message buffer follow it); it goes
+    /// when the queue pair owns the buffers it offers.
+    public static var offersDMABuffers: Bool { Backend.Channel.movesByDMA }
 
-    private init(_ qp: QueuePair<Device, Backend>, buffers: Int = 64, waitTimeout: Duration = .seconds(10)) throws(TransportError) {
+    init(_ qp: QueuePair<Device, Backend>, buffers: Int = 64, waitTimeout: Duration = .seconds(10)) throws(TransportError) {
         self.qp = qp
         bufferSize = qp.maxPayload
         bufferCount = buffers
-        if Backend.Channel.movesByDMA {
+        if Self.offersDMABuffers {
             let buffer = try qp.allocateBuffer(length: buffers * max(bufferSize, 1))
             dma = buffer
-            slab = buffer.region.mmio.baseAddress
+            unsafe slab = unsafe buffer.region.mmio.baseAddress
         } else {
             dma = nil
-            slab = UnsafeMutableRawPointer.allocate(byteCount: buffers * max(bufferSize, 1), alignment: 4096)
+            unsafe slab = UnsafeMutableRawPointer.allocate(byteCount: buffers * max(bufferSize, 1), alignment: 4096)
         }
         inboxSlot = Array(repeating: 0, count: buffers)
         inboxLength = Array(repeating: 0, count: buffers)
@@ -87,12 +123,12 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     deinit {
         // The queue pair must not fill buffers of a port that is gone.
         qp.removeReceives()
-        if let dma { dma.close() } else { slab.deallocate() }
-        controlBuffer.deallocate()
+        if let dma { dma.close() } else { unsafe slab.deallocate() }
+        unsafe controlBuffer.deallocate()
     }
 
     /// After a link down every buffer came back: start over with all of them posted.
-    private func reset() throws(TransportError) {
+    fileprivate func reset() throws(TransportError) {
         qp.removeReceives()
         inboxHead = 0
         inboxCount = 0
@@ -102,18 +138,18 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     private func post(_ slot: Int) throws(TransportError) {
-        try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize),
+        unsafe try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize),
                            busAddress: dma.map { $0.region.busAddress + UInt64(slot * bufferSize) }, cookie: UInt64(slot))
     }
 
     /// The bytes of a received slot.
-    func bytes(_ slot: Int, _ length: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: slab + slot * bufferSize, count: length)
+    public func bytes(_ slot: Int, _ length: Int) -> UnsafeRawBufferPointer {
+        unsafe UnsafeRawBufferPointer(start: slab + slot * bufferSize, count: length)
     }
 
     /// Polls once; returns how many completions it saw.
     @discardableResult
-    func pump() -> Int {
+    public func pump() -> Int {
         qp.poll { c in
             switch c.kind {
             case .send:
@@ -140,7 +176,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     /// Takes the next received message, waiting up to `timeout` (nil: the port's default).
-    func receive(timeout: Duration? = nil) throws(ToolError) -> (slot: Int, length: Int) {
+    public func receive(timeout: Duration? = nil) throws(ToolError) -> (slot: Int, length: Int) {
         // The clock is read once nothing came at the first look (not once per message; `wait` spins first).
         var deadline: ContinuousClock.Instant?
         while inboxCount == 0 {
@@ -167,7 +203,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     /// every buffer at once (the perf sink: no per-message clock or inbox). One thread drives all the
     /// ports: it polls them in turn and sleeps on all of them at once
     /// (``QueuePair/wait(anyOf:timeout:)``). Throws if the peer goes away or stays silent.
-    static func sink(_ ports: [MessagePort], until kind: ControlMessage.Kind, idleLimit: Duration = .seconds(30)) throws(ToolError) -> (bytes: UInt64, messages: UInt64) {
+    public static func sink(_ ports: [MessagePort], until kind: ControlMessage.Kind, idleLimit: Duration = .seconds(30)) throws(ToolError) -> (bytes: UInt64, messages: UInt64) {
         var bytes: UInt64 = 0, messages: UInt64 = 0
         var done = [Bool](repeating: false, count: ports.count)
         var idleSince: ContinuousClock.Instant?
@@ -175,7 +211,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         for (p, port) in ports.enumerated() {
             while !done[p], port.inboxCount > 0 {
                 let (slot, length) = port.popInbox()
-                if length == ControlMessage.size, let m = ControlMessage(port.bytes(slot, length)), m.kind == kind { done[p] = true }
+                if length == ControlMessage.size, let m = unsafe ControlMessage(port.bytes(slot, length)), m.kind == kind { done[p] = true }
                 else { bytes &+= UInt64(length); messages &+= 1 }
                 try? port.post(slot)
             }
@@ -184,7 +220,7 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         // (QueuePair.poll(inPlace:)); the buffers come back to the queue pair afterwards. Nothing
         // follows the END on a queue pair until the initiator has our result, so no later message is
         // consumed here.
-        let inPlace = !Backend.Channel.movesByDMA
+        let inPlace = !offersDMABuffers
         if inPlace { for p in ports.indices where !done[p] { ports[p].qp.removeReceives() } }
         defer { if inPlace { for port in ports { for i in 0..<port.bufferCount { try? port.post(i) } } } }
         // The queue pairs still sending (rebuilt when one ends, not per poll).
@@ -214,15 +250,15 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     /// One poll of the sink: counts data messages into `bytes` and `messages`, sets `done` at the
     /// control message of `kind`; returns the number of completions seen.
     private func sinkPoll(_ kind: ControlMessage.Kind, _ done: inout Bool, _ bytes: inout UInt64, _ messages: inout UInt64) -> Int {
-        qp.poll(limit: 256, inPlace: { b in
-            if b.count == ControlMessage.size, let m = ControlMessage(b), m.kind == kind { done = true }
+        unsafe qp.poll(limit: 256, inPlace: { b in
+            if b.count == ControlMessage.size, let m = unsafe ControlMessage(b), m.kind == kind { done = true }
             else { bytes &+= UInt64(b.count); messages &+= 1 }
         }) { c in
             switch c.kind {
             case .receive:
                 let slot = Int(c.cookie)
                 if c.status == .ok {
-                    if c.length == ControlMessage.size, let m = ControlMessage(self.bytes(slot, c.length)), m.kind == kind {
+                    if c.length == ControlMessage.size, let m = unsafe ControlMessage(self.bytes(slot, c.length)), m.kind == kind {
                         done = true
                     } else {
                         bytes &+= UInt64(c.length)
@@ -242,24 +278,24 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     /// Non-blocking receive.
-    func tryReceive() -> (slot: Int, length: Int)? {
+    public func tryReceive() -> (slot: Int, length: Int)? {
         if inboxCount == 0 { pump() }
         guard inboxCount > 0 else { return nil }
         return popInbox()
     }
 
     /// Gives a received slot back to the queue pair.
-    func release(_ slot: Int) {
+    public func release(_ slot: Int) {
         try? post(slot)
     }
 
     /// Sends one message, polling for completions while the ring is full.
-    func send(_ bytes: UnsafeRawBufferPointer) throws(ToolError) {
+    public func send(_ bytes: UnsafeRawBufferPointer) throws(ToolError) {
         let clock = ContinuousClock()
         var deadline: ContinuousClock.Instant?
         while true {
             do throws(TransportError) {
-                try qp.send(bytes, cookie: 0)
+                unsafe try qp.send(bytes, cookie: 0)
                 return
             } catch .ringFull {
                 if pump() == 0 {
@@ -275,23 +311,23 @@ final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     /// Sends a control message.
-    func send(_ message: ControlMessage) throws(ToolError) {
-        message.encode(into: controlBuffer)
-        try send(UnsafeRawBufferPointer(controlBuffer))
+    public func send(_ message: ControlMessage) throws(ToolError) {
+        unsafe message.encode(into: controlBuffer)
+        unsafe try send(UnsafeRawBufferPointer(controlBuffer))
     }
 
     /// Receives the next message and requires it to be a control message.
-    func receiveControl(timeout: Duration? = nil) throws(ToolError) -> ControlMessage {
+    public func receiveControl(timeout: Duration? = nil) throws(ToolError) -> ControlMessage {
         let (slot, length) = try receive(timeout: timeout)
         defer { release(slot) }
-        guard let m = ControlMessage(bytes(slot, length)) else {
+        guard let m = unsafe ControlMessage(bytes(slot, length)) else {
             throw ToolError("expected a control message from the peer, got \(length) bytes of data; restart both sides")
         }
         return m
     }
 
     /// Waits until every send was consumed by the peer.
-    func drain() throws(ToolError) {
+    public func drain() throws(ToolError) {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: waitTimeout)
         while qp.sendsInFlight > 0 {

@@ -8,15 +8,15 @@ import Synchronization
 /// cycle: the system calls, the switch out and the switch back in. A DMA sender sleeps about once per
 /// chain, so its CPU per GB is at least this times its sleeps per GB. On a VM a wake-up goes through
 /// the hypervisor and costs several times what it does on bare metal, hence measured in the same run.
-struct WakeBaseline: Codable {
-    var cpuMicrosecondsPerWake: Double
+public struct WakeBaseline: Codable, Sendable {
+    public var cpuMicrosecondsPerWake: Double
 
     private final class Result: Sendable {
         let nanoseconds = Atomic<Int>(0)   // the sleeper's CPU over every wake
     }
 
     /// Nil when an eventfd or a thread cannot be made.
-    static func measure(wakes: Int = 10_000) -> WakeBaseline? {
+    public static func measure(wakes: Int = 10_000) -> WakeBaseline? {
         guard let ping = try? EventNotifier(), let pong = try? EventNotifier() else { return nil }
         let cpu = Result()
         let waker = try? TransportThread(name: "wake-waker") {

@@ -1,13 +1,16 @@
 import DWEDMA
+import NTBHardware
 import NTBMock
+import NTBTools
 import NTBTransport
 import PCIKit
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// `tool` command `edma traffic`: the RFC edma data path (rings, channel senders, queue receivers)
-/// between two processes over the mock link, either way: the host sends with the endpoint's read
+/// The RFC edma data path assembled from its parts (rings, channel senders, queue receivers) without
+/// a queue pair, between the two sides of a mock link, either way (a test fixture: the transport's own
+/// data path is `QueuePair` with the `edma` backend): the host sends with the endpoint's read
 /// channels driven through the eDMA window, the endpoint with its local write channels; the receiver
 /// posts its buffers by bus address and checks every byte.
 ///
@@ -46,18 +49,18 @@ enum EDMATraffic {
     }
 
     /// Sends `count` messages on each of `queuePairs` queue pairs (the pattern in `own`, this side's memory).
-    static func send(device: MockNTBDevice, engine: Engine, own: DMABuffer, queuePairs: Int, count: Int,
+    static func send<Device: NTBDevice>(device: Device, edma: any EDMAModelHost, engine: Engine, own: DMABuffer, queuePairs: Int, count: Int,
                      seed: UInt64, dataChannels: Int, timeout: Duration) throws -> String {
         let peer = try device.peerMemoryWindow(0)
         let mmio = own.region.mmio
         for i in 0..<patternBytes { mmio.store8(patternByte(i, seed: seed), at: patternBase + i) }
         let controller: DWEDMAController<PostedWriteRegisterSpace>
         switch engine {
-        case .remote: controller = try DWEDMAController(registers: try device.peerEDMARegisters(), mode: .remote, ownership: .channels)
+        case .remote: controller = try DWEDMAController(registers: try edma.peerEDMARegisters(), mode: .remote, ownership: .channels)
         case let .local(model, _): controller = try DWEDMAController(registers: model.registerSpace(.endpoint), mode: .local, ownership: .channels)
         }
         typealias Sender = EDMAChannelSender<MMIORegion, MMIORegion, EDMAv0Core<PostedWriteRegisterSpace>, MMIORegion>
-        let tx = EDMARing.ringNumber(.transmit, isEndpoint: device.role == .endpoint)
+        let tx = EDMARing.ringNumber(.transmit, isEndpoint: edma.isEDMAEndpoint)
         var senders: [Box<Sender>] = []
         for c in 0..<min(dataChannels, queuePairs) {
             let qps = Array(stride(from: c, to: queuePairs, by: dataChannels))
@@ -116,11 +119,11 @@ enum EDMATraffic {
     /// Posts receive buffers on `queuePairs` queue pairs and checks `count` messages on each, in order.
     /// - Parameter tolerating: how many messages may be missing (aborted by the sender): a message that
     ///   is not the expected one but is exactly the next one counts the expected one as missing.
-    static func receive(device: MockNTBDevice, own: DMABuffer, queuePairs: Int, count: Int, seed: UInt64, tolerating: Int,
+    static func receive<Device: NTBDevice>(device: Device, edma: any EDMAModelHost, own: DMABuffer, queuePairs: Int, count: Int, seed: UInt64, tolerating: Int,
                         timeout: Duration) throws -> String {
         let peer = try device.peerMemoryWindow(0)
         let mmio = own.region.mmio
-        let rx = EDMARing.ringNumber(.transmit, isEndpoint: device.role == .host)   // the peer's transmit ring
+        let rx = EDMARing.ringNumber(.transmit, isEndpoint: !edma.isEDMAEndpoint)   // the peer's transmit ring
         var receivers = (0..<queuePairs).map {
             EDMAQueueReceiver(ring: EDMARingReceiver(local: mmio.subregion(offset: $0 * areaStride + EDMARing.ringOffset(rx), length: EDMARing.size),
                                                      remote: peer.subregion(offset: $0 * areaStride + EDMARing.ringOffset(rx), length: EDMARing.size)))

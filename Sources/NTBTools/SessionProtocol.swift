@@ -5,11 +5,11 @@ import NTBTransport
 ///
 /// A control message is exactly 64 bytes: magic (u64), type (u32), status (u32), six u64 arguments,
 /// little-endian. Anything else on the queue pair is data.
-struct ControlMessage: Equatable {
-    static let size = 64
-    static let magic: UInt64 = 0x3130_4C54_4342_544E  // "NTBCTL01"
+public struct ControlMessage: Equatable, Sendable {
+    public static let size = 64
+    public static let magic: UInt64 = 0x3130_4C54_4342_544E  // "NTBCTL01"
 
-    enum Kind: UInt32 {
+    public enum Kind: UInt32, Sendable {
         /// a0 = message size, a1 = messages per queue pair (0: until END), a2 = queue pairs, a3 = batch.
         case startPerf = 1
         /// Sent on every queue pair after its last data message.
@@ -27,22 +27,22 @@ struct ControlMessage: Equatable {
         case bye = 8
     }
 
-    var kind: Kind
-    var status: UInt32 = 0
-    var a: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
+    public var kind: Kind
+    public var status: UInt32 = 0
+    public var a: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
 
-    init(_ kind: Kind, status: UInt32 = 0, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0) {
+    public init(_ kind: Kind, status: UInt32 = 0, _ a0: UInt64 = 0, _ a1: UInt64 = 0, _ a2: UInt64 = 0, _ a3: UInt64 = 0) {
         self.kind = kind
         self.status = status
         a = (a0, a1, a2, a3, 0, 0)
     }
 
-    static func == (l: ControlMessage, r: ControlMessage) -> Bool {
+    public static func == (l: ControlMessage, r: ControlMessage) -> Bool {
         l.kind == r.kind && l.status == r.status && l.a.0 == r.a.0 && l.a.1 == r.a.1 && l.a.2 == r.a.2 && l.a.3 == r.a.3
     }
 
     /// Writes the message into `buffer` (at least 64 bytes).
-    func encode(into buffer: UnsafeMutableRawBufferPointer) {
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= Self.size)
         func put(_ v: UInt64, _ at: Int) { unsafe buffer.storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt64.self) }
         put(Self.magic, 0)
@@ -52,7 +52,7 @@ struct ControlMessage: Equatable {
     }
 
     /// Parses a control message; nil for data.
-    init?(_ bytes: UnsafeRawBufferPointer) {
+    public init?(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count == Self.size else { return nil }
         func get(_ at: Int) -> UInt64 { UInt64(littleEndian: unsafe bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
         guard get(0) == Self.magic,
@@ -65,21 +65,22 @@ struct ControlMessage: Equatable {
 }
 
 /// CRC-32C (Castagnoli), the end-to-end checksum of file transfers.
-struct CRC32C {
+public struct CRC32C: Sendable {
+    public init() {}
     private static let table: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
         for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
         return c
     }
-    private(set) var value: UInt32 = 0xFFFF_FFFF
+    public private(set) var value: UInt32 = 0xFFFF_FFFF
 
-    mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
         var c = value
-        Self.table.withUnsafeBufferPointer { t in
-            for b in bytes { c = unsafe t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        unsafe Self.table.withUnsafeBufferPointer { t in
+            for unsafe b in unsafe bytes { c = unsafe t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
         }
         value = c
     }
 
-    var checksum: UInt32 { value ^ 0xFFFF_FFFF }
+    public var checksum: UInt32 { value ^ 0xFFFF_FFFF }
 }

@@ -8,8 +8,8 @@ import Synchronization
 /// and CPU 1 (two threads, pinned like the demo's two sides), in nanoseconds per round trip. A pingpong
 /// round trip moves several lines each way, so its p50 is a small multiple of this; on a VM the figure
 /// moves with where the hypervisor runs the two vCPUs, hence measured in the same run as the pingpong.
-struct CacheLineBaseline: Codable {
-    var roundTripNanoseconds: Double
+public struct CacheLineBaseline: Codable, Sendable {
+    public var roundTripNanoseconds: Double
 
     private final class Shared: @unchecked Sendable {
         let ping = Atomic<Int>(0)
@@ -20,12 +20,13 @@ struct CacheLineBaseline: Codable {
         let nanoseconds = Atomic<Int>(0)
     }
 
-    /// Nil when the machine has fewer than two CPUs or pinning fails.
-    static func measure(roundTrips: Int = 200_000) -> CacheLineBaseline? {
+    /// Nil when the machine has fewer than two CPUs or pinning fails. `pin` pins the calling thread
+    /// to a CPU (the caller's way of doing it: the CLI's is `--cpu`'s).
+    public static func measure(roundTrips: Int = 200_000, pin: @escaping @Sendable (Int) throws -> Void) -> CacheLineBaseline? {
         guard sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 else { return nil }
         let s = Shared()
         let echo = try? TransportThread(name: "line-echo") {
-            if (try? pinToCPU(1)) == nil { s.failed.store(true, ordering: .relaxed) }
+            if (try? pin(1)) == nil { s.failed.store(true, ordering: .relaxed) }
             s.ready.add(1, ordering: .releasing)
             for i in 1...roundTrips {
                 while s.ping.load(ordering: .acquiring) != i { if s.failed.load(ordering: .relaxed) { return } }
@@ -34,7 +35,7 @@ struct CacheLineBaseline: Codable {
         }
         guard let echo else { return nil }
         let initiator = try? TransportThread(name: "line-ping") {
-            if (try? pinToCPU(0)) == nil { s.failed.store(true, ordering: .relaxed) }
+            if (try? pin(0)) == nil { s.failed.store(true, ordering: .relaxed) }
             while s.ready.load(ordering: .acquiring) == 0 {}
             let clock = ContinuousClock()
             let start = clock.now
