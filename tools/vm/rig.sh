@@ -48,6 +48,21 @@ for b in ntb-transport ntb-vmtest; do
     [ -x "$bindir/$b" ] || { echo "rig: $bindir/$b missing"; exit 1; }
 done
 
+# Linux interop (linux-kernel, linux-userspace): Linux's NTB modules from linux-source, built out of
+# tree against the guest kernel's headers, plus ntb_hw_ivshmem, and Debian's iperf3.
+case " $scenarios " in
+    *" linux-"*)
+        say "Linux NTB modules for $kver (linux-source + linux-headers, out of tree)"
+        if ! bash "$here/build-ntb-modules.sh" "$kver" "$work/ntb-modules" > "$work/build-ntb-modules.log" 2>&1; then
+            tail -n 40 "$work/build-ntb-modules.log"; echo "rig: building the NTB modules failed"; exit 1
+        fi
+        export RIG_NTB_MODULES="$work/ntb-modules"
+        say "NTB modules built from $(cat "$work/ntb-modules/SOURCE")"
+        RIG_IPERF3_ROOT="$(bash "$here/fetch-iperf3.sh")" || { echo "rig: fetching iperf3 failed"; exit 1; }
+        export RIG_IPERF3_ROOT
+        ;;
+esac
+
 say "initramfs"
 initrd="$work/initramfs.cpio.gz"
 bash "$here/mkinitramfs.sh" "$kroot" "$initrd" "$bindir/ntb-transport" "$bindir/ntb-vmtest"
@@ -72,6 +87,10 @@ two_guests=0
 scenarios_b=""
 case " $scenarios " in *" ivshmem-share "*) two_guests=1; scenarios_b="ivshmem-share" ;; esac
 case " $scenarios " in *" transport-link "*) two_guests=1; scenarios_b="$scenarios_b transport-link transport-serve transport-poweroff" ;; esac
+# The Linux interop scenarios run in both guests (b: the peer stack, Linux's then ntb-transport).
+for s in linux-kernel linux-userspace; do
+    case " $scenarios " in *" $s "*) two_guests=1; scenarios_b="$scenarios_b $s" ;; esac
+done
 scenarios_b="${scenarios_b# }"
 
 # q35 with the emulated Intel IOMMU (DMA and interrupt remapping; caching-mode so that VFIO's map
