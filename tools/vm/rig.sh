@@ -13,12 +13,25 @@
 #   RIG_TIMEOUT      seconds the guest may run (default 300)
 #   RIG_KERNEL_PKG   pin the kernel package (default: what linux-image-cloud-amd64 depends on)
 #   RIG_ACCEL        QEMU accelerator (default tcg; CI machines have no usable KVM)
+#   RIG_LINUX=1      after the scenarios, a second boot of both guests with the Linux interop
+#                    scenarios (boot linux-kernel linux-userspace): Linux's ntb_transport/ntb_netdev over
+#                    kernel/ntb_hw_ivshmem. They can also be named in RIG_SCENARIOS (not together with
+#                    transport-link: its guest b powers off).
 # Exit status: 0 when every scenario printed PASS, 1 otherwise.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 work="$here/work"
 mkdir -p "$work"
+
+if [ "${RIG_LINUX:-0}" = 1 ]; then
+    # Two runs: the scenarios asked for (default: the default list), then the Linux interop boot.
+    rc=0
+    RIG_LINUX=0 bash "$0" || rc=1
+    echo "rig: ---- Linux interop (RIG_LINUX=1) ----"
+    RIG_LINUX=0 RIG_SCENARIOS="boot linux-kernel linux-userspace" bash "$0" || rc=1
+    exit $rc
+fi
 
 scenarios="${RIG_SCENARIOS:-boot ivshmem-share transport-link transport-perf transport-pingpong transport-file transport-link-down vfio-dma uio-irq iommu-isolation broken-ioctl}"
 timeout_s="${RIG_TIMEOUT:-300}"
