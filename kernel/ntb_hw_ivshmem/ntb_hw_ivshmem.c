@@ -106,6 +106,10 @@ static uint beat_ms = 20;
 module_param(beat_ms, uint, 0444);
 MODULE_PARM_DESC(beat_ms, "heartbeat period in milliseconds (1-1000, default 20, as the userspace adapter)");
 
+static bool pci_dma_windows = true;
+module_param(pci_dma_windows, bool, 0444);
+MODULE_PARM_DESC(pci_dma_windows, "also let dma_alloc_coherent() on the ivshmem PCI device hand out the windows, for clients that allocate on ntb->pdev->dev instead of ntb_get_dma_dev() (Linux 6.1's ntb_tool and ntb_perf; default on)");
+
 static uint peer_timeout_ms = 500;
 module_param(peer_timeout_ms, uint, 0444);
 MODULE_PARM_DESC(peer_timeout_ms, "a peer whose heartbeat stood still this long is gone: link down (default 500, as the userspace adapter)");
@@ -134,6 +138,8 @@ struct ivshmem_ntb {
 
 	struct device dma_dev;		/* what ntb_get_dma_dev() returns (see ivshmem_dma_ops) */
 	bool dma_dev_ready;
+	bool pci_ops_set;		/* pci_dma_windows: the PCI device's DMA ops are ours */
+	const struct dma_map_ops *pci_saved_ops;	/* its own, restored at remove */
 
 	struct hrtimer timer;
 	bool timer_started;
@@ -273,15 +279,24 @@ static int ivs_peer_mw_get_addr(struct ntb_dev *ntb, int widx, phys_addr_t *base
 	return 0;
 }
 
+#ifdef NTB_HAVE_GET_DMA_DEV
 static struct device *ivs_get_dma_dev(struct ntb_dev *ntb)
 {
 	return &ntb_ivs(ntb)->dma_dev;
 }
+#endif
 
-/* ---- The DMA device: dma_alloc_coherent() hands out inbound windows ------------------------------ */
+/* ---- The DMA device: dma_alloc_coherent() hands out inbound windows ------------------------------
+ *
+ * ntb_transport allocates its receive buffers on ntb_get_dma_dev(): the dedicated dma_dev. With
+ * pci_dma_windows, the ivshmem PCI device gets the same ops for the clients that allocate on
+ * ntb->pdev->dev (ntb_tool, ntb_perf). ivshmem-plain does no DMA of its own (bus mastering stays
+ * off), so no mapping of the device's is affected; its own ops come back at remove. */
 
 static struct ivshmem_ntb *dma_dev_ivs(struct device *dev)
 {
+	if (dev_is_pci(dev))
+		return pci_get_drvdata(to_pci_dev(dev));
 	return container_of(dev, struct ivshmem_ntb, dma_dev);
 }
 
@@ -510,7 +525,9 @@ static const struct ntb_dev_ops ivshmem_ntb_ops = {
 	.spad_write = ivs_spad_write,
 	.peer_spad_read = ivs_peer_spad_read,
 	.peer_spad_write = ivs_peer_spad_write,
+#ifdef NTB_HAVE_GET_DMA_DEV
 	.get_dma_dev = ivs_get_dma_dev,
+#endif
 };
 
 /* ---- The poller: what an NTB's interrupt handler would do ---------------------------------------- */
@@ -559,7 +576,12 @@ static enum hrtimer_restart ivs_poll(struct hrtimer *timer)
 		ivs->next_beat = ktime_add_ms(now, beat_ms);
 		ivs_beat(ivs, now);
 	}
-	if (READ_ONCE(ivs->own_side->doorbell) & ivs->db_valid & ~(u64)atomic64_read(&ivs->db_mask))
+	/* Doorbell interrupts only while the link is up, as on an NTB, where a peer cannot reach the
+	 * doorbell register without a link. Here the two sides see the link come up up to a beat apart,
+	 * so the peer may ring first: the bits wait, and the event follows ntb_link_event(). (ntb_perf
+	 * drops a command whose doorbell arrives before its own link-up and then stalls for good.) */
+	if (ivs->link_up &&
+	    (READ_ONCE(ivs->own_side->doorbell) & ivs->db_valid & ~(u64)atomic64_read(&ivs->db_mask)))
 		ntb_db_event(&ivs->ntb, 0);
 	hrtimer_forward_now(timer, ns_to_ktime((u64)poll_us * NSEC_PER_USEC));
 	return HRTIMER_RESTART;
@@ -710,6 +732,13 @@ static int ivs_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			mw_count, poll_us, beat_ms, peer_timeout_ms);
 		return -EINVAL;
 	}
+#ifndef NTB_HAVE_GET_DMA_DEV
+	/* Without get_dma_dev, ntb_get_dma_dev() is the PCI device: it must hand out the windows. */
+	if (!pci_dma_windows) {
+		dev_err(dev, "this kernel's NTB core has no get_dma_dev, so NTB clients allocate on the PCI device: load with pci_dma_windows=1\n");
+		return -EINVAL;
+	}
+#endif
 
 	ivs = kzalloc(sizeof(*ivs), GFP_KERNEL);
 	if (!ivs)
@@ -766,6 +795,11 @@ static int ivs_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	set_dma_ops(&ivs->dma_dev, &ivshmem_dma_ops);
 	dev_set_name(&ivs->dma_dev, "%s-windows", pci_name(pdev));
 	ivs->dma_dev_ready = true;
+	if (pci_dma_windows) {
+		ivs->pci_saved_ops = dev->dma_ops;
+		set_dma_ops(dev, &ivshmem_dma_ops);
+		ivs->pci_ops_set = true;
+	}
 
 	ivs->last_peer_beat = READ_ONCE(ivs->peer_side->heartbeat);
 	ivs->last_session = READ_ONCE(ivs->peer_side->session);
@@ -793,6 +827,8 @@ static int ivs_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 err_state:
 	WRITE_ONCE(ivs->own_side->state, NTB_IVSHMEM_STATE_CLOSED);
+	if (ivs->pci_ops_set)
+		set_dma_ops(dev, ivs->pci_saved_ops);
 	put_device(&ivs->dma_dev);
 err_unmap_mw:
 	memunmap(ivs->own_mw);
@@ -818,6 +854,8 @@ static void ivs_remove(struct pci_dev *pdev)
 	/* The clean-shutdown state: the peer sees link down at once. */
 	WRITE_ONCE(ivs->own_side->state, NTB_IVSHMEM_STATE_CLOSED);
 	smp_mb();
+	if (ivs->pci_ops_set)
+		set_dma_ops(&pdev->dev, ivs->pci_saved_ops);
 	put_device(&ivs->dma_dev);
 	memunmap(ivs->own_mw);
 	memunmap(ivs->hdr);
