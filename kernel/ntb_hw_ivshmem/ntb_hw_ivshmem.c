@@ -149,6 +149,7 @@ struct ivshmem_ntb {
 	u64 beat;
 	ktime_t next_beat;
 	u64 last_peer_beat, last_session;
+	u32 last_peer_state;		/* logged when it changes (diagnostics, scripts) */
 	ktime_t last_change;		/* when the peer's heartbeat last moved */
 	bool peer_seen;			/* its heartbeat was seen moving since we opened */
 	ktime_t hold_down_until;	/* after a new peer session: down for 3 beats first */
@@ -556,6 +557,16 @@ static void ivs_beat(struct ivshmem_ntb *ivs, ktime_t now)
 		ivs->hold_down_until = ktime_add_ms(now, 3 * beat_ms);
 	}
 	peer_state = READ_ONCE(ivs->peer_side->state);
+	if (peer_state != ivs->last_peer_state) {
+		static const char *const names[] = { "absent", "open", "enabled", "closed" };
+
+		ivs->last_peer_state = peer_state;
+		/* The peer's word: named if valid, rate-limited (a peer could flap it every beat). */
+		if (peer_state < ARRAY_SIZE(names))
+			dev_info_ratelimited(&ivs->pdev->dev, "peer side %c: state %s\n", 'a' + ivs->peer, names[peer_state]);
+		else
+			dev_info_ratelimited(&ivs->pdev->dev, "peer side %c: invalid state %u\n", 'a' + ivs->peer, peer_state);
+	}
 	up = READ_ONCE(ivs->enabled) && peer_state == NTB_IVSHMEM_STATE_ENABLED && ivs->peer_seen &&
 	     ktime_ms_delta(now, ivs->last_change) < peer_timeout_ms &&
 	     ktime_compare(now, ivs->hold_down_until) >= 0;
@@ -803,6 +814,7 @@ static int ivs_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	ivs->last_peer_beat = READ_ONCE(ivs->peer_side->heartbeat);
 	ivs->last_session = READ_ONCE(ivs->peer_side->session);
+	ivs->last_peer_state = U32_MAX;	/* the first beat logs the peer's state */
 	ivs->next_beat = ktime_get();
 	ivs->hold_down_until = ktime_get();
 

@@ -241,6 +241,10 @@ wait_for() {
 carrier() { [ "$(cat /sys/class/net/ntb0/carrier 2>/dev/null)" = "$1" ]; }
 icmp_in_echos() { awk '/^Icmp:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InEchos") c = i; h = 1 } else { print $c; exit } }' /proc/net/snmp; }
 
+# Whether ntb_hw_ivshmem logged the peer's side going from enabled to open (its NTB client disabled
+# the link): a log line stays, where a poll of the link could miss a short down.
+peer_left() { dmesg | awk '/ntb_hw_ivshmem.*peer side .: state enabled/ { e = 1 } e && /ntb_hw_ivshmem.*peer side .: state open/ { f = 1 } END { exit !f }'; }
+
 # Loads ntb.ko and ntb_hw_ivshmem on this guest's side (unless linux-perf did).
 linux_hw_up() {
     [ -d /sys/module/ntb ] || step insmod $NTB_KO/ntb.ko || return 1
@@ -249,8 +253,9 @@ linux_hw_up() {
 
 # Both guests: Linux's ntb_perf over ntb_hw_ivshmem (its inbound buffer comes from the ivshmem PCI
 # device's DMA ops, pci_dma_windows). Guest a runs the test (64 MiB in 512 KiB chunks into 1 MiB of
-# the window) and unloads;
-# guest b waits for the link to go down, then unloads: both leave ntb_hw_ivshmem loaded for linux-kernel.
+# the window) and unloads ntb_perf (its link-disable puts a's side in state open); b sees that in
+# the driver's log and unloads too; a waits for b's side to go to open before linux-kernel enables
+# the link again (else b's ntb_perf would meet a's ntb_transport). Both keep ntb_hw_ivshmem loaded.
 scenario_linux_perf() {
     n=linux-perf
     linux_hw_up || { fail $n "loading ntb_hw_ivshmem failed: $(tail -n1 /tmp/step.out)"; return; }
@@ -262,19 +267,17 @@ scenario_linux_perf() {
     d=/sys/kernel/debug/ntb_perf/$IVSHMEM
     wait_for "grep -q 'Link status: up' $d/info 2>/dev/null" $TWAIT || { fail $n "ntb_perf saw no link"; rmmod ntb_perf; return; }
     if [ "$(linux_side)" = a ]; then
-        # The peers exchange buffer sizes and translations after link up: retry until it takes the run.
-        # (the write waits, interruptibly, for the peers' buffer exchange: bounded by timeout)
+        # The write waits (interruptibly) for the peers' exchange of buffer sizes and translations.
         timeout 60 sh -c "echo 0 > $d/run" || {
             dmesg | grep -i 'ntb\|perf\|ivshmem' | tail -n 20 | sed 's/^/    kernel: /'; sed 's/^/    info: /' $d/info
             fail $n "ntb_perf did not run: $(dmesg | grep -i perf | tail -n1)"; rmmod ntb_perf; return; }
-        cat $d/run | sed 's/^/    /' | tee /tmp/perf.out
+        sed 's/^/    /' $d/run | tee /tmp/perf.out
         rmmod ntb_perf
-        # Let b see the link go down and unload before linux-kernel enables it again.
-        sleep 3
+        wait_for peer_left $TWAIT || { fail $n "guest b's ntb_perf never left"; return; }
         grep -q 'copied .* bytes in' /tmp/perf.out || { fail $n "ntb_perf reported no transfer"; return; }
         sed -n 's/^ *0: copied \(.*\)/RIG-FIGURE: linux-perf ntb_perf a-to-b (memcpy_toio, 64 MiB): \1/p' /tmp/perf.out
     else
-        wait_for "grep -q 'Link status: down' $d/info" 80 || {
+        wait_for peer_left $((TWAIT * 2)) || {
             dmesg | grep -i 'ntb\|perf\|ivshmem' | tail -n 20 | sed 's/^/    kernel: /'; sed 's/^/    info: /' $d/info
             fail $n "guest a's ntb_perf never left"; rmmod ntb_perf; return; }
         rmmod ntb_perf
