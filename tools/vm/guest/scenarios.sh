@@ -258,6 +258,16 @@ linux_hw_up() {
 # the link again (else b's ntb_perf would meet a's ntb_transport). Both keep ntb_hw_ivshmem loaded.
 scenario_linux_perf() {
     n=linux-perf
+    if [ "$(linux_side)" = a ]; then
+        # Bad input first: without side= the driver binds nothing and says what to pass.
+        step insmod $NTB_KO/ntb.ko || { fail $n "insmod ntb.ko failed"; return; }
+        insmod $NTB_KO/ntb_hw_ivshmem.ko
+        dmesg | grep -q 'load ntb_hw_ivshmem with side=a or side=b' \
+            || { fail $n "ntb_hw_ivshmem without side= gave no error naming the fix"; return; }
+        [ -e /sys/bus/pci/devices/$IVSHMEM/driver ] && { fail $n "ntb_hw_ivshmem without side= bound the device"; return; }
+        echo "    without side=: $(dmesg | grep -m1 'load ntb_hw_ivshmem with side' | sed 's/^\[[^]]*\] //')"
+        rmmod ntb_hw_ivshmem
+    fi
     linux_hw_up || { fail $n "loading ntb_hw_ivshmem failed: $(tail -n1 /tmp/step.out)"; return; }
     # max_mw_size 1 MiB: ntb_perf copies whole 512 KiB chunks and checks the window's end only after
     # each one, so a window that is no multiple of the chunk (ours: 2 MiB - 4 KiB) is overrun (Oops in
