@@ -4,7 +4,9 @@
 set -euo pipefail
 
 # Debian packages the build, the tests and the QEMU rig use.
-packages=(libpci-dev pkg-config pciutils qemu-system-x86 busybox-static cpio kmod)
+# make and gcc-12 build the Linux NTB modules of the rig's Linux interop boot (RIG_LINUX=1) out of tree
+# against Debian's kernel headers (their Makefile names gcc-12).
+packages=(libpci-dev pkg-config pciutils qemu-system-x86 busybox-static cpio kmod make gcc-12)
 
 missing=()
 for p in "${packages[@]}"; do

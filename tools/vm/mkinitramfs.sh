@@ -48,6 +48,30 @@ for bin in "$@"; do
     done
 done
 
+# Linux interop (linux-* scenarios): Linux's NTB modules and ntb_hw_ivshmem from RIG_NTB_MODULES
+# (build-ntb-modules.sh) in /lib/modules/ntb, loaded by the scenarios only (not in modules.list: the
+# driver would take the ivshmem device the VFIO scenarios use); debug info stripped. Debian's iperf3
+# from RIG_IPERF3_ROOT (fetch-iperf3.sh): its own libraries from there, the rest from the host.
+if [ -n "${RIG_NTB_MODULES:-}" ]; then
+    mkdir -p "$stage/lib/modules/ntb"
+    for ko in "$RIG_NTB_MODULES"/*.ko; do
+        cp "$ko" "$stage/lib/modules/ntb/"
+        if command -v strip >/dev/null; then strip --strip-debug "$stage/lib/modules/ntb/$(basename "$ko")"; fi
+    done
+fi
+if [ -n "${RIG_IPERF3_ROOT:-}" ]; then
+    cp "$RIG_IPERF3_ROOT/usr/bin/iperf3" "$stage/usr/local/bin/"
+    LD_LIBRARY_PATH="$RIG_IPERF3_ROOT/usr/lib/x86_64-linux-gnu" ldd "$RIG_IPERF3_ROOT/usr/bin/iperf3" \
+        | awk '/=> \// { print $3 } /^\t\/[^ ]+ \(/ { print $1 }' | while read -r lib; do
+        case "$lib" in
+            "$RIG_IPERF3_ROOT"/*) dest="${lib#"$RIG_IPERF3_ROOT"}" ;;
+            *) dest="$lib" ;;
+        esac
+        mkdir -p "$stage$(dirname "$dest")"
+        cp -L "$lib" "$stage$dest"
+    done
+fi
+
 # libpci's names for `info` and `list`, where pciutils put them.
 if [ -f /usr/share/misc/pci.ids ]; then
     mkdir -p "$stage/usr/share/misc" && cp /usr/share/misc/pci.ids "$stage/usr/share/misc/"
