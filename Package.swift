@@ -106,6 +106,8 @@ let package = Package(
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport"]),
+        .target(name: "NTBTools", dependencies: ["NTBTransport", .product(name: "Histogram", package: "hdrhistogram-swift")], swiftSettings: strict),
+        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBTransport", .product(name: "Histogram", package: "hdrhistogram-swift")], swiftSettings: strict),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),
         .executableTarget(name: "transport-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),
