@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport", "NTBTools", "NTBPorts"]),
-        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
+        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit", .product(name: "Histogram", package: "hdrhistogram-swift")], swiftSettings: strict),
         .testTarget(name: "NTBPortsTests", dependencies: ["NTBPorts", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),
