@@ -9,6 +9,7 @@ let strict: [SwiftSetting] = [
     .define("ENABLE_MOCKING", .when(configuration: .debug)),
 ]
 
+
 let package = Package(
     name: "ntb-transport",
     platforms: [.macOS(.v15)],
@@ -94,7 +95,7 @@ let package = Package(
         .target(
             name: "NTBTools",
             dependencies: [
-                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock",
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
@@ -125,7 +126,7 @@ let package = Package(
         .testTarget(name: "NTBMockTests", dependencies: ["NTBMock", "DWEDMA", "NTBHardware", "PCIKit"], swiftSettings: strict),
         .testTarget(name: "NTBTransportTests", dependencies: ["NTBTransport", "NTBMock", "DWEDMA", "NTBHardware", "PCIKit", "CNTBShim"], swiftSettings: strict),
         .testTarget(name: "CLITests", dependencies: ["ntb-transport", "NTBTools", "NTBPorts"]),
-        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit", .product(name: "Histogram", package: "hdrhistogram-swift")], swiftSettings: strict),
+        .testTarget(name: "NTBToolsTests", dependencies: ["NTBTools", "NTBPorts", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit", .product(name: "Histogram", package: "hdrhistogram-swift")], swiftSettings: strict),
         .testTarget(name: "NTBPortsTests", dependencies: ["NTBPorts", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], swiftSettings: strict),
         // Host backend data path: message rate and heap allocations per message in steady state (see its header).
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),

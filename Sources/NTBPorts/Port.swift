@@ -75,6 +75,10 @@ public struct Port: Sendable, CustomStringConvertible {
     }
 
     /// Opens the device with the port's adapter, runs `job` with its concrete type, closes the device.
+    /// Inlinable, like everything down to `job.run`: the caller's module specialises the job for the
+    /// concrete device and backend (through a module boundary a generic job runs unspecialised, with
+    /// metadata look-ups and witness calls per message).
+    @inlinable
     public func withDevice<J: DeviceJob>(_ job: J) throws -> J.Result {
         switch try adapter() {
         case .mock:
@@ -108,7 +112,8 @@ public struct Port: Sendable, CustomStringConvertible {
         return try open { () throws(NTBError) in try MockNTBDevice(directory: directory, role: role == .endpoint ? .endpoint : .host, options: options.mock) }
     }
 
-    private func open<D>(_ body: () throws(NTBError) -> D) throws(PortError) -> D {
+    @usableFromInline
+    func open<D>(_ body: () throws(NTBError) -> D) throws(PortError) -> D {
         do throws(NTBError) { return try body() } catch { throw .device(error) }
     }
 }

@@ -85,12 +85,14 @@ public enum BackendSelector {
 extension Port {
     /// Opens the device, decides the backend once (``BackendSelector``), sets the transport up with
     /// the backend's concrete type, waits for the link, runs `job`, and closes everything.
+    @inlinable
     public func withTransport<J: TransportJob>(_ settings: TransportSettings, _ job: J) throws -> J.Result {
         try withDevice(OpenTransport(port: address, settings: settings, job: job))
     }
 
     /// Sets a transport up with backend `kind` on a device already open, waits for the link, runs
     /// `job` and closes the transport (the caller closes the device).
+    @inlinable
     public static func runTransport<Device: NTBDevice, J: TransportJob>(
         on device: Device, backend kind: TransportBackendKind, edma: EDMABackendOptions = EDMABackendOptions(),
         settings: TransportSettings, _ job: J
@@ -100,11 +102,20 @@ extension Port {
 }
 
 /// The device job behind ``Port/withTransport(_:_:)``.
+@usableFromInline
 struct OpenTransport<J: TransportJob>: DeviceJob {
-    let port: PortAddress
-    let settings: TransportSettings
-    let job: J
+    @usableFromInline let port: PortAddress
+    @usableFromInline let settings: TransportSettings
+    @usableFromInline let job: J
 
+    @inlinable
+    init(port: PortAddress, settings: TransportSettings, job: J) {
+        self.port = port
+        self.settings = settings
+        self.job = job
+    }
+
+    @inlinable
     func run<Device: NTBDevice>(_ device: Device) throws -> J.Result {
         let selection = try BackendSelector.select(for: device, port: port, settings: settings)
         return try Port.runTransport(on: device, backend: selection.kind, edma: selection.edma, settings: settings, job)
@@ -112,12 +123,21 @@ struct OpenTransport<J: TransportJob>: DeviceJob {
 }
 
 /// Sets up a transport with the visited backend over `device` and runs `job` (specialised per backend).
+@usableFromInline
 struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
-    typealias Result = J.Result
-    let device: Device
-    let settings: TransportSettings
-    let job: J
+    @usableFromInline typealias Result = J.Result
+    @usableFromInline let device: Device
+    @usableFromInline let settings: TransportSettings
+    @usableFromInline let job: J
 
+    @inlinable
+    init(device: Device, settings: TransportSettings, job: J) {
+        self.device = device
+        self.settings = settings
+        self.job = job
+    }
+
+    @inlinable
     func visit<Backend: TransportBackend>(_ backend: Backend.Type, options: Backend.Options) throws -> J.Result {
         let transport: Transport<Device, Backend>
         do throws(TransportError) {

@@ -12,7 +12,7 @@ import PCIKit
 /// session; it takes its buffers back when it goes.
 public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
     public let transport: Transport<Device, Backend>
-    private var kept: [MessagePort<Device, Backend>?]
+    var kept: [MessagePort<Device, Backend>?]
 
     public init(_ transport: Transport<Device, Backend>) {
         self.transport = transport
@@ -47,7 +47,7 @@ public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
 /// them, which is after the transports closed (see ``PortSet``): make one before opening the
 /// transport, hand it to the sessions, let it go (or ``close()``) after the transport closed.
 public final class PortKeeper {
-    private var sets: [(transport: ObjectIdentifier, set: AnyObject)] = []
+    var sets: [(transport: ObjectIdentifier, set: AnyObject)] = []
 
     public init() {}
 
@@ -81,18 +81,18 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     public let qp: QueuePair<Device, Backend>
     public let bufferSize: Int
     public let bufferCount: Int
-    private let slab: UnsafeMutableRawPointer
-    private let dma: DMABuffer?
-    private let controlBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlMessage.size, alignment: 64)
+    let slab: UnsafeMutableRawPointer
+    let dma: DMABuffer?
+    let controlBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlMessage.size, alignment: 64)
     // Received messages not yet taken: FIFO of (slot, length, status).
-    private var inboxSlot: [Int]
-    private var inboxLength: [Int]
-    private var inboxHead = 0
-    private var inboxCount = 0
-    public private(set) var sendsCompleted: UInt64 = 0
-    public private(set) var linkLost = false
+    var inboxSlot: [Int]
+    var inboxLength: [Int]
+    var inboxHead = 0
+    var inboxCount = 0
+    public internal(set) var sendsCompleted: UInt64 = 0
+    public internal(set) var linkLost = false
     /// The queue pair's link-down count when every buffer was last posted.
-    fileprivate(set) var linkDownsAtPost: UInt64 = 0
+    var linkDownsAtPost: UInt64 = 0
     public let waitTimeout: Duration
 
     /// Whether the backend moves payloads by DMA (`edma`): its receive buffers are DMA memory offered
@@ -128,7 +128,7 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     /// After a link down every buffer came back: start over with all of them posted.
-    fileprivate func reset() throws(TransportError) {
+    func reset() throws(TransportError) {
         qp.removeReceives()
         inboxHead = 0
         inboxCount = 0
@@ -137,7 +137,7 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
         for i in 0..<bufferCount { try post(i) }
     }
 
-    private func post(_ slot: Int) throws(TransportError) {
+    func post(_ slot: Int) throws(TransportError) {
         unsafe try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize),
                            busAddress: dma.map { $0.region.busAddress + UInt64(slot * bufferSize) }, cookie: UInt64(slot))
     }
@@ -192,7 +192,7 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     /// Takes the oldest received message from the inbox (not empty).
-    private func popInbox() -> (slot: Int, length: Int) {
+    func popInbox() -> (slot: Int, length: Int) {
         let r = (inboxSlot[inboxHead], inboxLength[inboxHead])
         inboxHead = inboxHead + 1 == bufferCount ? 0 : inboxHead + 1
         inboxCount -= 1
@@ -249,7 +249,7 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
 
     /// One poll of the sink: counts data messages into `bytes` and `messages`, sets `done` at the
     /// control message of `kind`; returns the number of completions seen.
-    private func sinkPoll(_ kind: ControlMessage.Kind, _ done: inout Bool, _ bytes: inout UInt64, _ messages: inout UInt64) -> Int {
+    func sinkPoll(_ kind: ControlMessage.Kind, _ done: inout Bool, _ bytes: inout UInt64, _ messages: inout UInt64) -> Int {
         unsafe qp.poll(limit: 256, inPlace: { b in
             if b.count == ControlMessage.size, let m = unsafe ControlMessage(b), m.kind == kind { done = true }
             else { bytes &+= UInt64(b.count); messages &+= 1 }

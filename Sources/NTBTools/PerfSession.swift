@@ -66,7 +66,7 @@ public struct PerfInitiator: PortSession, Sendable {
         return try run(ports, batch: batch, transport: transport)
     }
 
-    private func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: [MessagePort<Device, Backend>], batch: Int, transport: Transport<Device, Backend>) throws -> PerfResult {
+    func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: [MessagePort<Device, Backend>], batch: Int, transport: Transport<Device, Backend>) throws -> PerfResult {
         let qps = queuePairs, threads = qps / perThread
         let maxPayload = ports[0].bufferSize
         guard messageSize >= 1 && messageSize <= maxPayload else {

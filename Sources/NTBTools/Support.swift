@@ -1,3 +1,4 @@
+public import NTBPorts
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -91,6 +92,9 @@ public func engineCPUSeconds<Device: NTBDevice>(_ device: Device) -> Double {
 public protocol PortSession {
     associatedtype Result
     func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Result
+    /// Opens `port`'s transport (NTBPorts decides the backend) and runs the session on it. Each session
+    /// type implements it concretely (``SessionRunner``), so the data path is specialised in this module.
+    func run(on port: Port, settings: TransportSettings) throws -> Result
 }
 
 /// `v` with `digits` digits after the point (as `%.Nf` prints it, without Foundation).

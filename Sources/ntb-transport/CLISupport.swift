@@ -38,19 +38,10 @@ extension String {
 /// Opens the port's transport, runs `session` on its ports, closes the transport, then lets the ports
 /// go (a DMA backend's buffers stay offered to the peer's ring until the transport closed).
 func runSession<S: PortSession>(_ port: PortOptions, _ options: TransportOptions, _ session: S) throws -> S.Result {
-    let keeper = PortKeeper()
-    defer { keeper.close() }
-    return try port.withTransport(options, SessionJob(session: session, keeper: keeper))
+    if let cpu = options.cpu { try pinToCPU(cpu) }
+    return try session.run(on: try port.makePort(), settings: options.settings(statisticsPath: port.statisticsPath))
 }
 
-/// A session as a transport job: its ports come from (and stay with) `keeper`.
-struct SessionJob<S: PortSession>: TransportJob {
-    let session: S
-    let keeper: PortKeeper
-    func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> S.Result {
-        try session.run(keeper.ports(for: transport))
-    }
-}
 
 /// Refuses a number option outside `range` (NaN and the infinities included) with one line that
 /// names the valid range: a usage error (exit 64), checked before the value is used.

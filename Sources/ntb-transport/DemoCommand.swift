@@ -101,11 +101,12 @@ struct DemoCommand: ParsableCommand {
     static let smallMessageMTU = 2048
 
     private func runBackend(_ name: String, dir: String, sourceFile: String, largeSize: Int, row: inout Row) throws {
-        var r = row
-        r = try runPhase(name, dir: dir, mtu: 0x10000, LargeJob(row: r, largeSize: largeSize, bytes: parseByteCount(bytes)!,
-                                                                roundTrips: roundTrips, file: sourceFile, quiet: json))
-        r = try runPhase(name, dir: dir, mtu: Self.smallMessageMTU, SmallJob(row: r, smallMessages: smallMessages, quiet: json))
-        row = r
+        let large = try runPhase(name, dir: dir, mtu: 0x10000, DemoLargePhase(messageSize: largeSize, bytes: parseByteCount(bytes)!,
+                                                                          roundTrips: roundTrips, file: sourceFile, quiet: json))
+        row.large = large.large
+        row.latency = large.latency
+        row.file = large.file
+        row.small = try runPhase(name, dir: dir, mtu: Self.smallMessageMTU, DemoSmallPhase(messages: smallMessages, quiet: json))
     }
 
     /// Starts the endpoint as a second process with `mtu`, runs `job` from the host side, says bye.
@@ -140,12 +141,10 @@ struct DemoCommand: ParsableCommand {
         var options = try TransportOptions.parse(["--backend", name, "--wait", "polling", "--link-timeout", "30", "--mtu", "\(mtu)"])
         options.qps = 1
         let result: J.Result
-        let keeper = PortKeeper()   // after the transport closed: see PortSet
-        defer { keeper.close() }
         do {
             // The host side of the link, as `--port mock:DIR --role host --fast` opens it (counters in DIR/stats.host).
             let port = try PortOptions.parse(["--port", "mock:\(dir)", "--role", "host", "--fast"])
-            result = try port.withTransport(options, SessionJob(session: job, keeper: keeper))
+            result = try job.run(on: try port.makePort(), settings: options.settings(statisticsPath: port.statisticsPath))
         } catch {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             throw ToolError("\(error)" + (text.isEmpty ? "" : "; endpoint said: " + text.split(separator: "\n").suffix(3).joined(separator: " | ")))
@@ -156,47 +155,6 @@ struct DemoCommand: ParsableCommand {
             throw ToolError("the endpoint process exited with status \(child.terminationStatus): \(text.split(separator: "\n").suffix(3).joined(separator: " | "))")
         }
         return result
-    }
-
-    struct LargeJob: PortSession {
-        var row: Row
-        var largeSize: Int
-        var bytes: UInt64
-        var roundTrips: Int
-        var file: String
-        var quiet: Bool
-
-        func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Row {
-            var row = self.row
-            func say(_ s: String) { if !quiet { writeStderr("  \(s)\n") } }
-            say("perf: \(largeSize)-byte messages, \(bytes >> 20) MiB")
-            // A DMA backend's sender sleeps while the engine works and wakes on its completion MSI: its
-            // CPU per GB is then what the transport costs, not the time it spun (sleepOnDMA).
-            // host: 8 frames per doorbell (the receiver starts copying early); edma: the default, half
-            // the ring per chain (one chain runs while the next fills).
-            row.large = try PerfInitiator(messageSize: largeSize, totalBytes: bytes, duration: nil, queuePairs: 1,
-                                          showProgress: !quiet, frameBatch: 8, sleepOnDMA: true).run(ports)
-            say("pingpong: 64 bytes, polling, \(roundTrips) round trips")
-            row.latency = try PingpongInitiator(messageSize: 64, roundTrips: roundTrips, waitMode: "polling").run(ports)
-            say("send: \(file)")
-            row.file = try FileSender(path: file).run(ports)
-            try ByeInitiator().run(ports)
-            return row
-        }
-    }
-
-    struct SmallJob: PortSession {
-        var row: Row
-        var smallMessages: Int
-        var quiet: Bool
-
-        func run<Device: NTBDevice, Backend: TransportBackend>(_ ports: PortSet<Device, Backend>) throws -> Row {
-            var row = self.row
-            if !quiet { writeStderr("  perf: 64-byte messages, batches of 64, MTU \(DemoCommand.smallMessageMTU), \(smallMessages) messages\n") }
-            row.small = try PerfInitiator(messageSize: 64, totalBytes: UInt64(smallMessages) * 64, duration: nil, queuePairs: 1, batch: 64, showProgress: !quiet).run(ports)
-            try ByeInitiator().run(ports)
-            return row
-        }
     }
 
     private func makeFile(_ path: String, size: Int) throws {
