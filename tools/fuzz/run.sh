@@ -7,19 +7,24 @@
 # sanitizer report, every process exits or answers within the stall bound, every send that reported success
 # delivered the file intact. Then the fuzzer stops, the peer restarts, and a file must move intact.
 #
-#   tools/fuzz/run.sh                      # the short pass (CI): both backends, both roles, >= 1e5 writes per backend
-#   tools/fuzz/run.sh --backend edma --role endpoint --seed 1234 --writes 20000 --rounds 1   # reproduce one round
-#   tools/fuzz/run.sh --seconds 600 --writes 5000000 --rounds 20                              # a long run
+# Rounds alternate two target groups (unless --targets): even rounds the handshake (spads,ctrl), odd rounds the data
+# path (doorbells,rings,edma-info,notify,ll,edma-regs), so a poisoned handshake does not hide the data path.
+#
+#   tools/fuzz/run.sh                      # the short pass (CI): both backends, both roles, 2 rounds, 1e5 writes per backend
+#   tools/fuzz/run.sh --backend edma --role endpoint --seed 1235 --first-round 1 --rounds 1 --keep   # reproduce a round
+#   tools/fuzz/run.sh --seconds 600 --writes 3000000 --rounds 12 --stall 60                           # a long run
 #
 # Options: --backend host|edma|all  --role host|endpoint|all  --writes N (per round)  --seconds S (per round)
-#          --seed S (round k uses S + k)  --rounds K (per backend and role)  --stall S (default 30)
-#          --no-asan (plain debug build in .build instead of the AddressSanitizer build in .build-asan)  --keep
+#          --seed S (round k uses S + k)  --rounds K (per backend and role)  --first-round K  --targets LIST
+#          --stall S (default 30)  --keep  --no-build (reuse the binaries already built)
+#          --no-asan (plain debug build in .build instead of the AddressSanitizer build in .build-asan)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 BACKENDS=(host edma); ROLES=(host endpoint)
-WRITES=50000; SECONDS_PER_ROUND=20; SEED=""; ROUNDS=1; STALL=30; ASAN=1; KEEP=0
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+WRITES=25000; SECONDS_PER_ROUND=12; SEED=""; ROUNDS=2; FIRST=0; TARGETS=""; STALL=30; ASAN=1; KEEP=0; BUILD=1
+TARGET_GROUPS=(spads,ctrl doorbells,rings,edma-info,notify,ll,edma-regs)
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --backend) [ "$2" = all ] && BACKENDS=(host edma) || BACKENDS=("$2"); shift 2 ;;
@@ -28,9 +33,12 @@ while [ $# -gt 0 ]; do
         --seconds) SECONDS_PER_ROUND="$2"; shift 2 ;;
         --seed) SEED="$2"; shift 2 ;;
         --rounds) ROUNDS="$2"; shift 2 ;;
+        --first-round) FIRST="$2"; shift 2 ;;
+        --targets) TARGETS="$2"; shift 2 ;;
         --stall) STALL="$2"; shift 2 ;;
         --no-asan) ASAN=0; shift ;;
         --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 64 ;;
     esac
@@ -47,8 +55,9 @@ else
     SCRATCH=.build
     BUILD_FLAGS=()
 fi
-echo "run.sh: building ntb-transport and ntb-fuzz in $SCRATCH$([ "$ASAN" = 1 ] && echo ' (AddressSanitizer)')"
+echo "run.sh: $([ "$BUILD" = 1 ] && echo building || echo using) ntb-transport and ntb-fuzz in $SCRATCH$([ "$ASAN" = 1 ] && echo ' (AddressSanitizer)')"
 for p in ntb-transport ntb-fuzz; do
+    [ "$BUILD" = 1 ] || break
     swift build --product "$p" --scratch-path "$SCRATCH" "${BUILD_FLAGS[@]}" 2>&1 | tail -2
     [ "${PIPESTATUS[0]}" = 0 ] || { echo "run.sh: build of $p failed" >&2; exit 1; }
 done
@@ -67,7 +76,7 @@ FINDINGS="$WORK/findings.txt"; : > "$FINDINGS"
 finding() {
     local kind="$1" what="$2" log="$3"
     {
-        echo "== $kind: $what (backend=$B role=$R seed=$S round=$K)"
+        echo "== $kind: $what (backend=$B role=$R seed=$S round=$K targets=$T)"
         echo "-- last lines of $log:"; tail -n 25 "$log" 2>/dev/null | sed 's/^/   /'
         if [ -s "$TRACE" ]; then echo "-- fuzzer's latest writes (of $(wc -l < "$TRACE")):"; tail -n 12 "$TRACE" | sed 's/^/   /'; fi
     } | tee -a "$FINDINGS"
@@ -130,8 +139,8 @@ send_once() {
 for B in "${BACKENDS[@]}"; do
   for R in "${ROLES[@]}"; do
     TOTAL_WRITES=0; CRASHES=0; ASANS=0; HANGS=0; LOST=0; SENDS=0; OK_SENDS=0; SERVE_EXITS=0
-    for K in $(seq 0 $((ROUNDS - 1))); do
-        S=$((SEED + K)); TAG="$B-$R-$K"; DIR="/dev/shm/ntb-fuzz-$$-$TAG"; OUT="$WORK/$TAG.out"; TRACE="$WORK/$TAG.trace"
+    for K in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
+        S=$((SEED + K)); T=${TARGETS:-${TARGET_GROUPS[$((K % 2))]}}; TAG="$B-$R-$K"; DIR="/dev/shm/ntb-fuzz-$$-$TAG"; OUT="$WORK/$TAG.out"; TRACE="$WORK/$TAG.trace"
         mkdir -p "$OUT"; : > "$WORK/$TAG.events"; SERVE_N=0
         "$NTB" mock down --dir "$DIR" --force > /dev/null 2>&1
         "$NTB" mock up --dir "$DIR" --heartbeat-ms 20 --host-ram 32M --ep-ram 32M > "$WORK/$TAG.mock.log" 2>&1 \
@@ -139,7 +148,7 @@ for B in "${BACKENDS[@]}"; do
         start_serve
         # A first clean transfer: the link works before the fuzzer starts (and the host's buffers exist to be found).
         send_once payload.bin "$WORK/$TAG.send.log" || { finding SETUP "the link did not work before fuzzing" "$WORK/$TAG.send.log"; FAILED=1; }
-        "$FUZZ" --dir "$DIR" --role "$R" --backend "$B" --seed "$S" --writes "$WRITES" --seconds "$SECONDS_PER_ROUND" \
+        "$FUZZ" --dir "$DIR" --role "$R" --backend "$B" --seed "$S" --targets "$T" --writes "$WRITES" --seconds "$SECONDS_PER_ROUND" \
             --trace "$TRACE" > "$WORK/$TAG.fuzz.log" 2>&1 &
         FUZZ_PID=$!
         while kill -0 "$FUZZ_PID" 2>/dev/null; do
