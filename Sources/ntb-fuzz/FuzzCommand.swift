@@ -41,6 +41,9 @@ struct FuzzCommand: ParsableCommand {
     @Option(name: .long, help: "Append every write to this file (one line each, flushed every millisecond).")
     var trace: String?
 
+    @Option(name: .customLong("undo-ms"), help: "Put each memory write's old value back after this many milliseconds (0: writes stay).")
+    var undoMs: Int = 0
+
     @Flag(name: .long, help: "Print the region table of the link and exit.")
     var list = false
 
@@ -50,6 +53,7 @@ struct FuzzCommand: ParsableCommand {
         guard writes >= 0 else { throw ValidationError("--writes must be 0 or more") }
         guard seconds >= 0 && seconds.isFinite else { throw ValidationError("--seconds must be 0 or more") }
         guard (queuePairs ?? 1) >= 1 else { throw ValidationError("--queue-pairs must be at least 1") }
+        guard undoMs >= 0 else { throw ValidationError("--undo-ms must be 0 or more") }
         guard mtu >= 64 else { throw ValidationError("--mtu must be at least 64") }
         _ = try parsedTargets()
     }
@@ -77,6 +81,7 @@ struct FuzzCommand: ParsableCommand {
         }
         let fuzzer = Fuzzer(directory: dir, role: FuzzRole(rawValue: role)!, backend: FuzzBackend(rawValue: backend)!,
                             targets: try parsedTargets(), seed: seed, queuePairs: queuePairs, mtu: mtu, trace: traceFile)
+        fuzzer.undoAfterMs = undoMs
         guard fuzzer.refresh() else {
             throw ValidationError("\(dir) is not a mock link (no valid `link` page); create it with `ntb-transport mock up --dir \(dir)`")
         }
@@ -97,6 +102,7 @@ struct FuzzCommand: ParsableCommand {
             if now - lastRefresh > .milliseconds(200) { fuzzer.refresh(); lastRefresh = now }
             // Pace: by now, done should be writes × elapsed / budget.
             let elapsed = now - start
+            if undoMs > 0 { fuzzer.undo(nowMs: Int(elapsed / .milliseconds(1))) }
             let due = budget == .zero ? writes : min(writes, Int(Double(writes) * (elapsed / budget)) + 1)
             if done >= due {
                 if let traceFile { fflush(traceFile) }
@@ -108,11 +114,12 @@ struct FuzzCommand: ParsableCommand {
                 done += 1
             }
         }
+        fuzzer.undo(nowMs: 0, all: true)
         if let traceFile { fflush(traceFile); fclose(traceFile) }
         let elapsed = ContinuousClock.now - start
         let perTarget = FuzzTarget.allCases.compactMap { t in fuzzer.counts[t].map { "\(t.rawValue)=\($0)" } }.joined(separator: " ")
         print("ntb-fuzz: last writes:")
         for line in fuzzer.recent { print("  \(line)") }
-        print("ntb-fuzz: done seed=\(seed) writes=\(writes - fuzzer.skipped) skipped=\(fuzzer.skipped) in \(elapsed) [\(perTarget)]")
+        print("ntb-fuzz: done seed=\(seed) writes=\(writes - fuzzer.skipped) skipped=\(fuzzer.skipped) undone=\(fuzzer.undone) in \(elapsed) [\(perTarget)]")
     }
 }

@@ -156,6 +156,11 @@ final class Fuzzer {
     var skipped = 0
     var trace: UnsafeMutablePointer<FILE>?
     var recent: [String] = []
+    /// `--undo-ms`: memory writes to put back after this long (0: writes stay). A transient hostile value lets the
+    /// victim get past a check that a permanent one would fail at once, so deeper code sees the next values.
+    var undoAfterMs = 0
+    var pendingUndo: [(file: MappedFile, offset: Int, width: Int, old: UInt64, new: UInt64, dueMs: Int)] = []
+    var undone = 0
 
     init(directory: String, role: FuzzRole, backend: FuzzBackend, targets: Set<FuzzTarget>, seed: UInt64,
          queuePairs: Int?, mtu: Int, trace: UnsafeMutablePointer<FILE>?) {
@@ -232,8 +237,10 @@ final class Fuzzer {
         switch r.kind {
         case .memory, .doorbell:
             guard let f = files[r.file] else { skipped += 1; return false }
-            chooser.remember(f.load(w.offset, w.width))
+            let old = f.load(w.offset, w.width)
+            chooser.remember(old)
             f.store(w.offset, w.width, w.value)
+            if undoAfterMs > 0 { pendingUndo.append((f, w.offset, w.width, old, w.value, elapsedMs + undoAfterMs)) }
             if r.kind == .doorbell { kick("ep-doorbell.fifo") }
         case .msi:
             guard let page = files["link"] else { skipped += 1; return false }
@@ -254,6 +261,18 @@ final class Fuzzer {
         if recent.count >= 16 { recent.removeFirst() }
         recent.append(line)
         return true
+    }
+
+    /// Once the oldest pending memory write is `--undo-ms` old, puts back every pending write, newest first (so
+    /// overlapping writes unwind exactly); a place the victim wrote since keeps the victim's value. Hostile values
+    /// thus live for at most `--undo-ms`.
+    func undo(nowMs: Int, all: Bool = false) {
+        guard let oldest = pendingUndo.first, all || oldest.dueMs <= nowMs else { return }
+        for u in pendingUndo.reversed() where u.file.load(u.offset, u.width) == u.new {
+            u.file.store(u.offset, u.width, u.old)
+            undone += 1
+        }
+        pendingUndo.removeAll(keepingCapacity: true)
     }
 
     /// Raises an interrupt FIFO without blocking (no reader: nobody to interrupt).

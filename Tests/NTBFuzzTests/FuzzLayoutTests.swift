@@ -108,4 +108,24 @@ private func withLink<T>(rfc: Bool = true, _ body: (String) throws -> T) throws 
             }
         }
     }
+
+    /// `--undo-ms`: nothing is put back before its time; afterwards every byte the writes changed is back.
+    @Test func undoPutsTheOldBytesBack() throws {
+        try withLink { dir in
+            let f = Fuzzer(directory: dir, role: .host, backend: .host, targets: [.spads], seed: 5, queuePairs: nil, mtu: 0x10000, trace: nil)
+            f.undoAfterMs = 10
+            f.refresh()
+            let config = try #require(f.files["config.bar"])
+            for i in 0..<config.size { config.base.storeBytes(of: UInt8(truncatingIfNeeded: i &* 7), toByteOffset: i, as: UInt8.self) }
+            let before = (0..<config.size).map { config.base.load(fromByteOffset: $0, as: UInt8.self) }
+            for n in 0..<500 { f.step(number: n, elapsedMs: 0) }
+            let during = (0..<config.size).map { config.base.load(fromByteOffset: $0, as: UInt8.self) }
+            #expect(during != before)
+            f.undo(nowMs: 9)
+            #expect(f.undone == 0)
+            f.undo(nowMs: 10)
+            #expect(f.undone > 0 && f.pendingUndo.isEmpty)
+            #expect((0..<config.size).map { config.base.load(fromByteOffset: $0, as: UInt8.self) } == before)
+        }
+    }
 }

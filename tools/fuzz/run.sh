@@ -7,10 +7,11 @@
 # sanitizer report, every process exits or answers within the stall bound, every send that reported success
 # delivered the file intact. Then the fuzzer stops, the peer restarts, and a file must move intact.
 #
-# Rounds alternate two target groups (unless --targets): even rounds the handshake (spads,ctrl), odd rounds the data
-# path (doorbells,rings,edma-info,notify,ll,edma-regs), so a poisoned handshake does not hide the data path.
+# Rounds cycle through three target groups (unless --targets): round 3n the handshake (spads,ctrl), 3n+1 the data
+# path (doorbells,rings,edma-info,notify,ll,edma-regs), 3n+2 the handshake again with --undo-ms 20 (each hostile
+# value lives 20 ms), so a poisoned control region does not hide what lies behind it.
 #
-#   tools/fuzz/run.sh                      # the short pass (CI): both backends, both roles, 2 rounds, 1e5 writes per backend
+#   tools/fuzz/run.sh                      # the short pass (CI): both backends, both roles, 3 rounds, 1e5 writes per backend
 #   tools/fuzz/run.sh --backend edma --role endpoint --seed 1235 --first-round 1 --rounds 1 --keep   # reproduce a round
 #   tools/fuzz/run.sh --seconds 600 --writes 3000000 --rounds 12 --stall 60                           # a long run
 #
@@ -22,8 +23,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 BACKENDS=(host edma); ROLES=(host endpoint)
-WRITES=25000; SECONDS_PER_ROUND=12; SEED=""; ROUNDS=2; FIRST=0; TARGETS=""; STALL=30; ASAN=1; KEEP=0; BUILD=1
-TARGET_GROUPS=(spads,ctrl doorbells,rings,edma-info,notify,ll,edma-regs)
+WRITES=17000; SECONDS_PER_ROUND=10; SEED=""; ROUNDS=3; FIRST=0; TARGETS=""; STALL=30; ASAN=1; KEEP=0; BUILD=1
+TARGET_GROUPS=(spads,ctrl doorbells,rings,edma-info,notify,ll,edma-regs spads,ctrl); UNDO_GROUPS=(0 0 20)
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -76,7 +77,7 @@ FINDINGS="$WORK/findings.txt"; : > "$FINDINGS"
 finding() {
     local kind="$1" what="$2" log="$3"
     {
-        echo "== $kind: $what (backend=$B role=$R seed=$S round=$K targets=$T)"
+        echo "== $kind: $what (backend=$B role=$R seed=$S round=$K targets=$T undo-ms=$U)"
         echo "-- last lines of $log:"; tail -n 25 "$log" 2>/dev/null | sed 's/^/   /'
         if [ -s "$TRACE" ]; then echo "-- fuzzer's latest writes (of $(wc -l < "$TRACE")):"; tail -n 12 "$TRACE" | sed 's/^/   /'; fi
     } | tee -a "$FINDINGS"
@@ -140,7 +141,7 @@ for B in "${BACKENDS[@]}"; do
   for R in "${ROLES[@]}"; do
     TOTAL_WRITES=0; CRASHES=0; ASANS=0; HANGS=0; LOST=0; SENDS=0; OK_SENDS=0; SERVE_EXITS=0
     for K in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
-        S=$((SEED + K)); T=${TARGETS:-${TARGET_GROUPS[$((K % 2))]}}; TAG="$B-$R-$K"; DIR="/dev/shm/ntb-fuzz-$$-$TAG"; OUT="$WORK/$TAG.out"; TRACE="$WORK/$TAG.trace"
+        S=$((SEED + K)); T=${TARGETS:-${TARGET_GROUPS[$((K % 3))]}}; U=${UNDO_GROUPS[$((K % 3))]}; TAG="$B-$R-$K"; DIR="/dev/shm/ntb-fuzz-$$-$TAG"; OUT="$WORK/$TAG.out"; TRACE="$WORK/$TAG.trace"
         mkdir -p "$OUT"; : > "$WORK/$TAG.events"; SERVE_N=0
         "$NTB" mock down --dir "$DIR" --force > /dev/null 2>&1
         "$NTB" mock up --dir "$DIR" --heartbeat-ms 20 --host-ram 32M --ep-ram 32M > "$WORK/$TAG.mock.log" 2>&1 \
@@ -148,7 +149,7 @@ for B in "${BACKENDS[@]}"; do
         start_serve
         # A first clean transfer: the link works before the fuzzer starts (and the host's buffers exist to be found).
         send_once payload.bin "$WORK/$TAG.send.log" || { finding SETUP "the link did not work before fuzzing" "$WORK/$TAG.send.log"; FAILED=1; }
-        "$FUZZ" --dir "$DIR" --role "$R" --backend "$B" --seed "$S" --targets "$T" --writes "$WRITES" --seconds "$SECONDS_PER_ROUND" \
+        "$FUZZ" --dir "$DIR" --role "$R" --backend "$B" --seed "$S" --targets "$T" --undo-ms "$U" --writes "$WRITES" --seconds "$SECONDS_PER_ROUND" \
             --trace "$TRACE" > "$WORK/$TAG.fuzz.log" 2>&1 &
         FUZZ_PID=$!
         while kill -0 "$FUZZ_PID" 2>/dev/null; do
