@@ -51,7 +51,9 @@ for r in "${ROLES[@]}"; do case "$r" in host|endpoint) ;; *) echo "run.sh: --rol
 if [ "$ASAN" = 1 ]; then
     SCRATCH=.build-asan
     BUILD_FLAGS=(-Xswiftc -sanitize=address -Xcc -fsanitize=address)
-    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:print_summary=1:${ASAN_OPTIONS:-}"
+    # ASan prints the stack of a Swift trap (SIGILL); Swift's own backtracer would trip ASan reading other stacks.
+    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:print_summary=1:handle_sigill=1:handle_abort=1:${ASAN_OPTIONS:-}"
+    export SWIFT_BACKTRACE="enable=no"
 else
     SCRATCH=.build
     BUILD_FLAGS=()
@@ -64,7 +66,7 @@ for p in ntb-transport ntb-fuzz; do
 done
 BIN=$(swift build --scratch-path "$SCRATCH" "${BUILD_FLAGS[@]}" --show-bin-path)
 NTB="$BIN/ntb-transport"; FUZZ="$BIN/ntb-fuzz"
-export SWIFT_BACKTRACE="enable=yes,interactive=no,color=no"
+[ "$ASAN" = 1 ] || export SWIFT_BACKTRACE="enable=yes,interactive=no,color=no"
 
 WORK=$(mktemp -d /tmp/ntb-fuzz.XXXXXX)
 echo "run.sh: seed=$SEED writes/round=$WRITES seconds/round=$SECONDS_PER_ROUND rounds=$ROUNDS stall=${STALL}s logs in $WORK"
@@ -83,16 +85,16 @@ finding() {
     } | tee -a "$FINDINGS"
 }
 
-# classify RC WHAT LOG: 0 ok; counts a signal death (crash), a timeout (hang) or a sanitizer report.
+# classify RC WHAT LOG (one process's output): counts a crash (death by a signal, a Swift trap or an ASan-reported
+# signal), a hang (killed by `timeout`) or a memory error report (ASan, UBSan), once per process.
+CRASH_RE='Precondition failed|Fatal error|Assertion failed|ERROR: AddressSanitizer: (SEGV|ILL|ABRT|BUS|FPE|TRAP)'
 classify() {
     local rc="$1" what="$2" log="$3"
-    if grep -q "ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer" "$log" 2>/dev/null; then
-        if ! grep -qx "$log" "$WORK/asan-seen" 2>/dev/null; then
-            echo "$log" >> "$WORK/asan-seen"; ASANS=$((ASANS + 1)); finding ASAN "$what" "$log"
-        fi
-    fi
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then HANGS=$((HANGS + 1)); finding HANG "$what did not finish within ${STALL}s" "$log"
+    elif grep -Eq "$CRASH_RE" "$log" 2>/dev/null; then CRASHES=$((CRASHES + 1)); finding CRASH "$what: $(grep -Em1 "$CRASH_RE" "$log")" "$log"
     elif [ "$rc" -ge 128 ] 2>/dev/null; then CRASHES=$((CRASHES + 1)); finding CRASH "$what died by signal $((rc - 128))" "$log"
+    elif grep -q "ERROR: AddressSanitizer\|runtime error:\|ERROR: LeakSanitizer" "$log" 2>/dev/null; then
+        ASANS=$((ASANS + 1)); finding ASAN "$what: $(grep -m1 "SUMMARY: AddressSanitizer\|runtime error:" "$log")" "$log"
     fi
 }
 
@@ -126,9 +128,10 @@ stop_serve() {
 send_once() {
     local name="$1" log="$2"
     rm -f "$OUT/$name"
-    timeout -k 5 "$STALL" "$NTB" send --port "mock:$DIR" --role host --backend "$B" --link-timeout 10 "$WORK/$name" >> "$log" 2>&1
+    timeout -k 5 "$STALL" "$NTB" send --port "mock:$DIR" --role host --backend "$B" --link-timeout 10 "$WORK/$name" > "$log.one" 2>&1
     local rc=$?
-    classify "$rc" "send (host)" "$log"
+    classify "$rc" "send (host)" "$log.one"
+    cat "$log.one" >> "$log"; rm -f "$log.one"
     SENDS=$((SENDS + 1))
     if [ "$rc" = 0 ]; then
         if cmp -s "$WORK/$name" "$OUT/$name"; then OK_SENDS=$((OK_SENDS + 1)); return 0; fi
