@@ -132,6 +132,9 @@ let package = Package(
         .target(name: "BenchSupport", dependencies: ["NTBTransport", "NTBMock"], path: "Benchmarks/BenchSupport"),
         .executableTarget(name: "transport-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware", "PCIKit"], path: "Benchmarks/TransportBench"),
         .executableTarget(name: "roundtrip-bench", dependencies: ["BenchSupport", "NTBTransport", "NTBMock", "NTBHardware"], path: "Benchmarks/RoundTripBench"),
+        // A hostile peer on a mock link for tools/fuzz/run.sh (docs/fuzzing.md).
+        .executableTarget(name: "ntb-fuzz", dependencies: ["NTBMock", "CNTBShim", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "NTBFuzzTests", dependencies: ["ntb-fuzz", "CNTBShim"]),
     ],
     swiftLanguageModes: [.v6]
 )
