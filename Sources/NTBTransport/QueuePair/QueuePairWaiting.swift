@@ -136,13 +136,22 @@ extension QueuePair {
     func sleepOnDoorbell(_ bits: UInt64, until deadline: ContinuousClock.Instant, clock: ContinuousClock, unsignalledSends: Bool, _ ready: () -> Bool, _ taken: (UInt64) -> Void) -> Bool {
         counters.add(.interruptWaits)
         let s = unsafe state
+        var slept = false
         while true {
             // ntb_transport_rxc_db: clear our doorbell bit, then re-check, so a doorbell that arrives
             // between the check and the sleep still wakes us. The bits taken may be DMA completion
-            // interrupts: the re-check reads the engine's status for those.
+            // interrupts: the re-check reads the engine's status for those. After a sleep the doorbell
+            // that ended it is taken here too (counted at the wake it caused, not at the next sleep).
             let seen = device.takeDoorbells(bits)
             if seen != 0 { counters.add(.doorbellsReceived); taken(seen) }
-            if ready() { return true }
+            if ready() {
+                if slept {
+                    counters.add(.wakes)
+                    if unsignalledSends { unsafe s.pointee.reapSlice = max(s.pointee.reapSlice / 2, .microseconds(5)) }
+                }
+                return true
+            }
+            if slept && unsignalledSends { unsafe s.pointee.reapSlice = min(s.pointee.reapSlice * 2, .milliseconds(2)) }
             let now = clock.now
             if now >= deadline { return false }
             // Link transitions come from the control plane without a doorbell: sleep in short slices.
@@ -151,12 +160,7 @@ extension QueuePair {
             // ntb_netdev's tx reaper timer does; a wait with nothing in flight sleeps 2 ms slices.
             let slice = unsignalledSends ? unsafe s.pointee.reapSlice : .milliseconds(2)
             _ = device.waitForDoorbells(bits, timeout: min(deadline - now, slice))
-            if ready() {
-                counters.add(.wakes)
-                if unsignalledSends { unsafe s.pointee.reapSlice = max(s.pointee.reapSlice / 2, .microseconds(5)) }
-                return true
-            }
-            if unsignalledSends { unsafe s.pointee.reapSlice = min(s.pointee.reapSlice * 2, .milliseconds(2)) }
+            slept = true
         }
     }
 }
