@@ -84,9 +84,11 @@ extension QueuePair {
             return found
         case .adaptive:
             // Spin for the budget, then sleep. The budget follows the measured gap between the start of
-            // a wait and the work that ended it: work that came within maxSpinBudget sets the budget to
-            // twice that gap (the next such gap is caught spinning); a wait that timed out or work that
-            // came later halves it, down to minSpinBudget (an idle queue pair costs a few µs a wait).
+            // a wait and the work that ended it: work that came within 4 × maxSpinBudget (the gap
+            // includes the doorbell's wake latency, 100 µs and more on a polled vNTB) doubles the budget
+            // (at least to the gap, at most maxSpinBudget), so a stream is soon caught spinning; a wait
+            // that timed out or work that came later halves it, down to minSpinBudget (an idle queue
+            // pair costs a few µs a wait).
             let s = unsafe state
             let start = clock.now
             let deadline = start.advanced(by: timeout)
@@ -94,8 +96,8 @@ extension QueuePair {
             if spin(for: min(budget, timeout), clock: clock, ready) { counters.add(.spins); return true }
             let found = sleepOnDoorbell(bits, until: deadline, clock: clock, unsignalledSends: unsignalledSends, ready, taken)
             let gap = clock.now - start
-            if found && gap <= Self.maxSpinBudget {
-                unsafe s.pointee.spinBudget = min(Self.maxSpinBudget, max(budget, gap * 2))
+            if found && gap <= Self.maxSpinBudget * 4 {
+                unsafe s.pointee.spinBudget = min(Self.maxSpinBudget, max(budget * 2, gap))
             } else {
                 unsafe s.pointee.spinBudget = max(Self.minSpinBudget, budget / 2)
             }
