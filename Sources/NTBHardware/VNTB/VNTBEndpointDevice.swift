@@ -13,6 +13,8 @@ import Glibc
 /// that served no command, with no thread asleep in ``waitForEvents(timeout:)``, the next pass comes
 /// twice as late, up to Linux's 5 ms (``linuxPollInterval``); a served command or a sleeping waiter
 /// brings it back to ``pollInterval`` at once (a waiter wakes the service thread when it backed off).
+/// A waiter keeps it there only while doorbells come (one was seen in the last ``busyWindow``): an idle
+/// link with a thread asleep on it is polled as by Linux, at most every 5 ms, not 10 000 times a second.
 /// Nobody can tell the difference, because ``pollEvents()`` and ``readDoorbell()`` scan the doorbell
 /// array themselves, and the pass only matters to a sleeper. This deviation from vNTB (which polls at
 /// one fixed period) keeps a fast-mode endpoint from waking 10 000 times a second on the core of a
@@ -58,6 +60,10 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     private let sleepers = Atomic<Int>(0)
     /// Whether the service thread currently sleeps longer than ``pollInterval`` (a waiter must wake it).
     private let backedOff = Atomic<Bool>(false)
+    /// Set by every scan that found a rung doorbell; the service thread takes it each pass.
+    private let doorbellSeen = Atomic<Bool>(false)
+    /// How long after the last doorbell a sleeping waiter still keeps the service thread at ``pollInterval``.
+    static var busyWindow: Duration { .milliseconds(20) }
     /// Service passes so far, for tests and statistics.
     public var servicePasses: Int { passes.load(ordering: .relaxed) }
     private let passes = Atomic<Int>(0)
@@ -156,14 +162,18 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         }
         func run() {
             var next = interval
+            var lastDoorbell = ContinuousClock.now
             while let device, !device.stopping.load(ordering: .acquiring) {
                 let served = device.serviceOnce()
-                // Back off while idle (no command, nobody asleep on the events); see the type's documentation.
-                if served || device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval } else { next = min(next * 2, idleInterval) }
+                let now = ContinuousClock.now
+                if device.doorbellSeen.exchange(false, ordering: .relaxed) { lastDoorbell = now }
+                let ringing = now - lastDoorbell < VNTBEndpointDevice.busyWindow
+                // Back off while idle (no command, nobody asleep on a link that rings); see the type's documentation.
+                if served || (ringing && device.sleepers.load(ordering: .sequentiallyConsistent) > 0) { next = interval } else { next = min(next * 2, idleInterval) }
                 device.backedOff.store(next > interval, ordering: .sequentiallyConsistent)
                 // A waiter that arrived after the look above sees backedOff and wakes us (store, then load on
                 // both sides, sequentially consistent: one of the two sees the other).
-                if next > interval, device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval; device.backedOff.store(false, ordering: .sequentiallyConsistent) }
+                if next > interval, ringing, device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval; device.backedOff.store(false, ordering: .sequentiallyConsistent) }
                 if next <= .zero { sched_yield(); continue }
                 // msi_doorbell: doorbells also interrupt us; commands are still polled (vNTB: every 500 ms,
                 // here at the configured interval so tests stay fast).
@@ -261,6 +271,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
             if unsafe ntb_xchg32(p, 0) != 0 { found |= UInt64(1) << UInt64(slot - 2) }
         }
         guard found != 0 else { return false }
+        doorbellSeen.store(true, ordering: .relaxed)
         if doorbells.post(found) { eventNotifier.signal() }
         return true
     }
