@@ -62,8 +62,17 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     private let backedOff = Atomic<Bool>(false)
     /// Set by every scan that found a rung doorbell; the service thread takes it each pass.
     private let doorbellSeen = Atomic<Bool>(false)
+    /// When a scan last found a rung doorbell (nanoseconds of the monotonic clock): a waiter wakes a
+    /// backed-off service thread only while doorbells come.
+    private let lastDoorbellNanos = Atomic<Int64>(0)
     /// How long after the last doorbell a sleeping waiter still keeps the service thread at ``pollInterval``.
     static var busyWindow: Duration { .milliseconds(20) }
+    static var busyWindowNanos: Int64 { 20_000_000 }
+    static func monotonicNanos() -> Int64 {
+        var t = timespec()
+        unsafe clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) &* 1_000_000_000 &+ Int64(t.tv_nsec)
+    }
     /// Service passes so far, for tests and statistics.
     public var servicePasses: Int { passes.load(ordering: .relaxed) }
     private let passes = Atomic<Int>(0)
@@ -272,6 +281,7 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         }
         guard found != 0 else { return false }
         doorbellSeen.store(true, ordering: .relaxed)
+        lastDoorbellNanos.store(Self.monotonicNanos(), ordering: .relaxed)
         if doorbells.post(found) { eventNotifier.signal() }
         return true
     }
@@ -391,7 +401,8 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         // A sleeper keeps the service thread at pollInterval (it signals the eventNotifier on a doorbell).
         sleepers.add(1, ordering: .sequentiallyConsistent)
         defer { sleepers.subtract(1, ordering: .releasing) }
-        if backedOff.load(ordering: .sequentiallyConsistent) { serviceWake.signal() }
+        if backedOff.load(ordering: .sequentiallyConsistent),
+           Self.monotonicNanos() &- lastDoorbellNanos.load(ordering: .relaxed) < Self.busyWindowNanos { serviceWake.signal() }
         func look() -> NTBEvents {
             var events = pollEvents()
             events.remove(.doorbell)
