@@ -78,6 +78,8 @@ public struct PerfInitiator: PortSession, Sendable {
         try ports[0].send(start)
         let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(transport.device)
         let sleeps0 = ports.reduce(0) { $0 &+ $1.qp.counters[.interruptWaits] }
+        let waitCounters: [QueuePairCounter] = [.wakes, .spins, .doorbells, .doorbellsReceived, .pollWaits]
+        let waits0 = waitCounters.map { k in ports.reduce(0) { $0 &+ $1.qp.counters[k] } }
         let startTime = ContinuousClock.now
         let deadline = duration.map { startTime.advanced(by: $0) }
         var workers: [TransportThread] = []
@@ -121,6 +123,7 @@ public struct PerfInitiator: PortSession, Sendable {
                            engineCPUSeconds: engine + Double(result.a.4) / 1e9, senderThreadCPUSeconds: threadCPU.value.reduce(0, +),
                            threads: threads)
         r.senderSleeps = ports.reduce(0) { $0 &+ $1.qp.counters[.interruptWaits] } &- sleeps0
+        for (k, before) in zip(waitCounters, waits0) { r.senderWaits[k.name] = ports.reduce(0) { $0 &+ $1.qp.counters[k] } &- before }
         return r
     }
 

@@ -22,6 +22,9 @@ public struct PerfResult: Codable, Sendable {
     /// pairs): with a DMA backend, about one per chain.
     public var senderSleeps: UInt64 = 0
     public var senderSleepsPerGB: Double { bytes > 0 ? Double(senderSleeps) / (Double(bytes) / 1e9) : 0 }
+    /// The sending queue pairs' wait counters over the run (`stats` names: wakes, spins, doorbells,
+    /// doorbells_received, poll_waits), for per-message figures of the wait path.
+    public var senderWaits: [String: UInt64] = [:]
     public var gigabytesPerSecond: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
     public var messagesPerSecond: Double { seconds > 0 ? Double(messages) / seconds : 0 }
     public var senderCPUSecondsPerGB: Double { bytes > 0 ? senderCPUSeconds / (Double(bytes) / 1e9) : 0 }
@@ -33,7 +36,7 @@ public struct PerfResult: Codable, Sendable {
         case backend, messageSize, queuePairs, batch, messages, bytes, seconds, senderCPUSeconds, receiverCPUSeconds
         case gigabytesPerSecond, messagesPerSecond, senderCPUSecondsPerGB, receiverCPUSecondsPerGB
         case engineCPUSeconds, engineCPUSecondsPerGB, senderThreadCPUSeconds, senderThreadCPUSecondsPerGB, threads
-        case senderSleeps, senderSleepsPerGB
+        case senderSleeps, senderSleepsPerGB, senderWaits
     }
     public func encode(to e: any Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
@@ -48,6 +51,7 @@ public struct PerfResult: Codable, Sendable {
         try c.encode(senderThreadCPUSeconds, forKey: .senderThreadCPUSeconds); try c.encode(senderThreadCPUSecondsPerGB, forKey: .senderThreadCPUSecondsPerGB)
         try c.encode(threads, forKey: .threads)
         try c.encode(senderSleeps, forKey: .senderSleeps); try c.encode(senderSleepsPerGB, forKey: .senderSleepsPerGB)
+        try c.encode(senderWaits, forKey: .senderWaits)
     }
     public init(backend: String, messageSize: Int, queuePairs: Int, batch: Int, messages: UInt64, bytes: UInt64, seconds: Double, senderCPUSeconds: Double, receiverCPUSeconds: Double, engineCPUSeconds: Double = 0, senderThreadCPUSeconds: Double = 0, threads: Int = 1) {
         self.backend = backend; self.messageSize = messageSize; self.queuePairs = queuePairs; self.batch = batch
@@ -68,6 +72,7 @@ public struct PerfResult: Codable, Sendable {
         senderThreadCPUSeconds = try c.decodeIfPresent(Double.self, forKey: .senderThreadCPUSeconds) ?? 0
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? 1
         senderSleeps = try c.decodeIfPresent(UInt64.self, forKey: .senderSleeps) ?? 0
+        senderWaits = try c.decodeIfPresent([String: UInt64].self, forKey: .senderWaits) ?? [:]
     }
 }
 

@@ -24,6 +24,12 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
     case dmaChains
     /// ours: doorbells rung, link transitions, adaptive wait decisions.
     case doorbells, linkUps, linkDowns, interruptWaits, pollWaits
+    /// ours: sleeps on the doorbell that ended with work (interrupt and adaptive waits).
+    case wakes
+    /// ours: sleeps that found this queue pair's doorbell bit (or DMA completion interrupt) pending.
+    case doorbellsReceived
+    /// ours: interrupt and adaptive waits that found work while spinning, without a sleep.
+    case spins
     /// gauges (current values, not counts).
     case rxIndex, rxMaxEntry, txIndex, remoteRxEntry, txMaxEntry, txFree, linkIsUp, maxPayload
 
@@ -56,6 +62,9 @@ public enum QueuePairCounter: Int, CaseIterable, Sendable {
         case .linkDowns: "link_downs"
         case .interruptWaits: "interrupt_waits"
         case .pollWaits: "poll_waits"
+        case .wakes: "wakes"
+        case .doorbellsReceived: "doorbells_received"
+        case .spins: "spins"
         case .rxIndex: "rx_index"
         case .rxMaxEntry: "rx_max_entry"
         case .txIndex: "tx_index"

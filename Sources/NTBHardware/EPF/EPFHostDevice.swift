@@ -332,7 +332,9 @@ public final class EPFHostDevice: NTBDevice, @unchecked Sendable {
             // One poll per round, no non-blocking one first: a poll returns at once when a vector is
             // already ready.
             let left = deadline - now()
-            _ = poller.wait(milliseconds: left > .zero ? pollMilliseconds(min(left, .milliseconds(10))) : 0)
+            // To the nanosecond (ppoll): a caller's sub-millisecond slice (a sender re-checking the
+            // peer's tail) must not become a whole millisecond.
+            _ = poller.wait(timeout: left > .zero ? min(left, .milliseconds(10)) : .zero)
             let events = ours(collect())
             if !events.isEmpty || left <= .zero { return events }
         }

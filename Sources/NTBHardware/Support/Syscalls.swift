@@ -67,15 +67,6 @@ func sleep(for duration: Duration) {
     }
 }
 
-/// Milliseconds for `poll(2)`, rounding a non-zero sub-millisecond wait up to 1.
-func pollMilliseconds(_ duration: Duration) -> Int32 {
-    let (s, atto) = duration.components
-    if s < 0 { return 0 }
-    let ms = s * 1000 + atto / 1_000_000_000_000_000
-    if ms == 0 && atto > 0 { return 1 }
-    return Int32(clamping: ms)
-}
-
 /// Monotonic clock reading for deadlines.
 func now() -> ContinuousClock.Instant { ContinuousClock.now }
 

@@ -13,6 +13,8 @@ import Glibc
 /// that served no command, with no thread asleep in ``waitForEvents(timeout:)``, the next pass comes
 /// twice as late, up to Linux's 5 ms (``linuxPollInterval``); a served command or a sleeping waiter
 /// brings it back to ``pollInterval`` at once (a waiter wakes the service thread when it backed off).
+/// A waiter keeps it there only while doorbells come (one was seen in the last ``busyWindow``): an idle
+/// link with a thread asleep on it is polled as by Linux, at most every 5 ms, not 10 000 times a second.
 /// Nobody can tell the difference, because ``pollEvents()`` and ``readDoorbell()`` scan the doorbell
 /// array themselves, and the pass only matters to a sleeper. This deviation from vNTB (which polls at
 /// one fixed period) keeps a fast-mode endpoint from waking 10 000 times a second on the core of a
@@ -58,6 +60,19 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
     private let sleepers = Atomic<Int>(0)
     /// Whether the service thread currently sleeps longer than ``pollInterval`` (a waiter must wake it).
     private let backedOff = Atomic<Bool>(false)
+    /// Set by every scan that found a rung doorbell; the service thread takes it each pass.
+    private let doorbellSeen = Atomic<Bool>(false)
+    /// When a scan last found a rung doorbell (nanoseconds of the monotonic clock): a waiter wakes a
+    /// backed-off service thread only while doorbells come.
+    private let lastDoorbellNanos = Atomic<Int64>(0)
+    /// How long after the last doorbell a sleeping waiter still keeps the service thread at ``pollInterval``.
+    static var busyWindow: Duration { .milliseconds(20) }
+    static var busyWindowNanos: Int64 { 20_000_000 }
+    static func monotonicNanos() -> Int64 {
+        var t = timespec()
+        unsafe clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) &* 1_000_000_000 &+ Int64(t.tv_nsec)
+    }
     /// Service passes so far, for tests and statistics.
     public var servicePasses: Int { passes.load(ordering: .relaxed) }
     private let passes = Atomic<Int>(0)
@@ -156,14 +171,18 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         }
         func run() {
             var next = interval
+            var lastDoorbell = ContinuousClock.now
             while let device, !device.stopping.load(ordering: .acquiring) {
                 let served = device.serviceOnce()
-                // Back off while idle (no command, nobody asleep on the events); see the type's documentation.
-                if served || device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval } else { next = min(next * 2, idleInterval) }
+                let now = ContinuousClock.now
+                if device.doorbellSeen.exchange(false, ordering: .relaxed) { lastDoorbell = now }
+                let ringing = now - lastDoorbell < VNTBEndpointDevice.busyWindow
+                // Back off while idle (no command, nobody asleep on a link that rings); see the type's documentation.
+                if served || (ringing && device.sleepers.load(ordering: .sequentiallyConsistent) > 0) { next = interval } else { next = min(next * 2, idleInterval) }
                 device.backedOff.store(next > interval, ordering: .sequentiallyConsistent)
                 // A waiter that arrived after the look above sees backedOff and wakes us (store, then load on
                 // both sides, sequentially consistent: one of the two sees the other).
-                if next > interval, device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval; device.backedOff.store(false, ordering: .sequentiallyConsistent) }
+                if next > interval, ringing, device.sleepers.load(ordering: .sequentiallyConsistent) > 0 { next = interval; device.backedOff.store(false, ordering: .sequentiallyConsistent) }
                 if next <= .zero { sched_yield(); continue }
                 // msi_doorbell: doorbells also interrupt us; commands are still polled (vNTB: every 500 ms,
                 // here at the configured interval so tests stay fast).
@@ -261,6 +280,8 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
             if unsafe ntb_xchg32(p, 0) != 0 { found |= UInt64(1) << UInt64(slot - 2) }
         }
         guard found != 0 else { return false }
+        doorbellSeen.store(true, ordering: .relaxed)
+        lastDoorbellNanos.store(Self.monotonicNanos(), ordering: .relaxed)
         if doorbells.post(found) { eventNotifier.signal() }
         return true
     }
@@ -380,7 +401,8 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         // A sleeper keeps the service thread at pollInterval (it signals the eventNotifier on a doorbell).
         sleepers.add(1, ordering: .sequentiallyConsistent)
         defer { sleepers.subtract(1, ordering: .releasing) }
-        if backedOff.load(ordering: .sequentiallyConsistent) { serviceWake.signal() }
+        if backedOff.load(ordering: .sequentiallyConsistent),
+           Self.monotonicNanos() &- lastDoorbellNanos.load(ordering: .relaxed) < Self.busyWindowNanos { serviceWake.signal() }
         func look() -> NTBEvents {
             var events = pollEvents()
             events.remove(.doorbell)

@@ -18,6 +18,7 @@ public struct DMADataPath<Channel: DMAChannel>: QueuePairDataPath {
     @usableFromInline var lastStatusLook = ContinuousClock.Instant.now
 
     @inlinable public static var prefersDMABuffers: Bool { true }
+    @inlinable public static var peerSignalsConsumption: Bool { true }
 
     public init() {
         unsafe status = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)

@@ -11,6 +11,7 @@ public struct FrameDataPath<Channel: FrameChannel>: QueuePairDataPath {
     @usableFromInline var lastBadVersion: UInt64 = .max
 
     @inlinable public static var prefersDMABuffers: Bool { false }
+    @inlinable public static var peerSignalsConsumption: Bool { false }
 
     public init() {}
     public func deallocate() {}
@@ -140,7 +141,17 @@ public struct FrameDataPath<Channel: FrameChannel>: QueuePairDataPath {
                 received &+= 1
             }
         }
-        if received > 0 { q.channel.publishReceiveTail() }
+        if received > 0 {
+            q.channel.publishReceiveTail()
+            // A drain that freed half the ring or more: the sender has (nearly) run out of frames and,
+            // unless it polls, sleeps until it learns of the space. Linux's receiver only publishes its
+            // tail (ntb_netdev re-checks on a tx timer); one doorbell per such drain wakes our sender at
+            // once, and a Linux sender takes it as an ordinary rx doorbell (ntb_transport_rxc_db).
+            if unsafe received &* 2 >= q.channel.receiveEntries && s.pointee.waitMode != .polling {
+                q.device.ringPeerDoorbell(q.doorbellBit)
+                counters.add(.doorbells)
+            }
+        }
         return (reported &+ received, false)
     }
 

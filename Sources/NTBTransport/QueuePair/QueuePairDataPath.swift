@@ -13,6 +13,10 @@ public protocol QueuePairDataPath {
     /// Whether messages move best from DMA memory (``QueuePair/makeBuffers(count:length:)`` then
     /// allocates memory a DMA engine reaches, and receives land in it without a copy).
     static var prefersDMABuffers: Bool { get }
+    /// Whether the peer signals that it consumed our sends (a doorbell or completion interrupt). Frame
+    /// channels: no (Linux's receiver publishes its tail and rings nothing), so a sender waiting for
+    /// ring space re-checks on a short timer, as `ntb_netdev`'s tx reaper timer does.
+    static var peerSignalsConsumption: Bool { get }
 
     /// The state before any channel was adopted.
     init()

@@ -12,8 +12,16 @@
     @usableFromInline var isUp = false
     @usableFromInline var sends = SendQueue()
     @usableFromInline var receives: ReceiveQueue
-    // Adaptive waiting: spin iterations before sleeping on the doorbell.
-    @usableFromInline var spinLimit = 4096
+    // Adaptive waiting: how long a wait spins before sleeping on the doorbell; follows the measured
+    // gap between a sleep's start and the work that ended it (see QueuePair.waitCore).
+    @usableFromInline var spinBudget: Duration = .microseconds(20)
+    // Interrupt waiting (NAPI): a wake or a spin found work, so the next wait polls for
+    // QueuePair.busyPollBudget before it re-arms the doorbell and sleeps.
+    @usableFromInline var busy = false
+    // Interrupt sleeps while sends wait for a peer that does not signal consumption: how long one
+    // sleep slice lasts before the tail is checked again (halves when a check finds progress,
+    // doubles up to 2 ms when it does not).
+    @usableFromInline var reapSlice: Duration = .microseconds(20)
     // Polls since the gauges (ring positions for `stats`) were last refreshed.
     @usableFromInline var pollsSinceGauges = 0
     @usableFromInline var waitMode: TransportConfiguration.WaitMode

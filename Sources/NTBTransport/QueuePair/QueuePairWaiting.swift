@@ -22,7 +22,7 @@ extension QueuePair {
     /// after falling asleep (spinning would have caught it) or halves it when the sleep was long.
     @inlinable
     public func wait(timeout: Duration) -> Bool {
-        waitCore(bits: doorbellBit, timeout: timeout, { hasWork() }, taken: { _ in unsafe path.pointee.doorbellTaken() })
+        waitCore(bits: doorbellBit, timeout: timeout, unsignalledSends: awaitsUnsignalledSends, { hasWork() }, taken: { _ in unsafe path.pointee.doorbellTaken() })
     }
 
     /// Waits until any of `queuePairs` has something to report or `timeout` passes; returns whether
@@ -40,7 +40,7 @@ extension QueuePair {
             precondition(q.device === queuePairs[0].device, "wait(anyOf:) takes queue pairs of one transport")
             bits |= q.doorbellBit
         }
-        return queuePairs[0].waitCore(bits: bits, timeout: timeout, {
+        return queuePairs[0].waitCore(bits: bits, timeout: timeout, unsignalledSends: queuePairs.contains { $0.awaitsUnsignalledSends }, {
             for q in queuePairs where q.hasWork() { return true }
             return false
         }, taken: { seen in
@@ -51,7 +51,7 @@ extension QueuePair {
     /// ``wait(timeout:)`` on the doorbell `bits` until `ready()`; `taken(bits)` learns the pending
     /// bits a sleep takes (a DMA queue pair then reads its engine's status).
     @inlinable
-    func waitCore(bits: UInt64, timeout: Duration, _ ready: () -> Bool, taken: (UInt64) -> Void) -> Bool {
+    func waitCore(bits: UInt64, timeout: Duration, unsignalledSends: Bool, _ ready: () -> Bool, taken: (UInt64) -> Void) -> Bool {
         if ready() { return true }
         let clock = ContinuousClock()
         switch unsafe state.pointee.waitMode {
@@ -70,40 +70,99 @@ extension QueuePair {
             }
             return ready()
         case .interrupt:
-            return sleepOnDoorbell(bits, until: clock.now.advanced(by: timeout), clock: clock, ready, taken)
-        case .adaptive:
-            let deadline = clock.now.advanced(by: timeout)
-            var spins = 0
+            // NAPI (napi_complete_done, ntb_netdev's poll): a wake or a spin that found work keeps the
+            // queue pair polling for busyPollBudget before it re-arms the doorbell and sleeps, so a busy
+            // link costs no sleeps and no doorbell system calls; an idle one sleeps at the first wait.
             let s = unsafe state
-            while unsafe spins < s.pointee.spinLimit {
-                if ready() { counters.add(.pollWaits); return true }
-                spins &+= 1
-                if spins & 1023 == 0 { TransportThread.yield() }
+            let deadline = clock.now.advanced(by: timeout)
+            if unsafe s.pointee.busy {
+                if spin(for: min(Self.busyPollBudget, timeout), clock: clock, ready) { counters.add(.spins); return true }
+                unsafe s.pointee.busy = false
             }
-            let before = clock.now
-            let found = sleepOnDoorbell(bits, until: deadline, clock: clock, ready, taken)
-            let slept = clock.now - before
-            if found && slept < .microseconds(100) { unsafe s.pointee.spinLimit = min(s.pointee.spinLimit * 2, 1 << 20) }
-            else if slept > .milliseconds(1) { unsafe s.pointee.spinLimit = max(s.pointee.spinLimit / 2, 256) }
+            let found = sleepOnDoorbell(bits, until: deadline, clock: clock, unsignalledSends: unsignalledSends, ready, taken)
+            unsafe s.pointee.busy = found
+            return found
+        case .adaptive:
+            // Spin for the budget, then sleep. The budget follows the measured gap between the start of
+            // a wait and the work that ended it: work that came within 4 × maxSpinBudget (the gap
+            // includes the doorbell's wake latency, 100 µs and more on a polled vNTB) doubles the budget
+            // (at least to the gap, at most maxSpinBudget), so a stream is soon caught spinning; a wait
+            // that timed out or work that came later halves it, down to minSpinBudget (an idle queue
+            // pair costs a few µs a wait).
+            let s = unsafe state
+            let start = clock.now
+            let deadline = start.advanced(by: timeout)
+            let budget = unsafe s.pointee.spinBudget
+            if spin(for: min(budget, timeout), clock: clock, ready) { counters.add(.spins); return true }
+            let found = sleepOnDoorbell(bits, until: deadline, clock: clock, unsignalledSends: unsignalledSends, ready, taken)
+            let gap = clock.now - start
+            if found && gap <= Self.maxSpinBudget * 4 {
+                unsafe s.pointee.spinBudget = min(Self.maxSpinBudget, max(budget * 2, gap))
+            } else {
+                unsafe s.pointee.spinBudget = max(Self.minSpinBudget, budget / 2)
+            }
             return found
         }
     }
 
+    /// How long an interrupt-mode queue pair keeps polling after work before it sleeps (Linux's
+    /// `net.core.busy_poll` suggests 50 µs).
+    @inlinable static var busyPollBudget: Duration { .microseconds(50) }
+    /// Bounds of the adaptive spin budget.
+    @inlinable static var minSpinBudget: Duration { .microseconds(2) }
+    @inlinable static var maxSpinBudget: Duration { .microseconds(250) }
+
+    /// Looks at `ready()` for up to `budget` (the clock is read every 64 looks, a vDSO call costing
+    /// about 10 looks); returns whether it found work. Yields now and then, so that on a machine
+    /// with more spinning threads than cores the peer still runs.
     @inlinable
-    func sleepOnDoorbell(_ bits: UInt64, until deadline: ContinuousClock.Instant, clock: ContinuousClock, _ ready: () -> Bool, _ taken: (UInt64) -> Void) -> Bool {
+    func spin(for budget: Duration, clock: ContinuousClock, _ ready: () -> Bool) -> Bool {
+        for _ in 0..<64 where ready() { return true }
+        let end = clock.now.advanced(by: budget)
+        var rounds = 0
+        while true {
+            for _ in 0..<64 where ready() { return true }
+            if clock.now >= end { return false }
+            rounds &+= 1
+            if rounds & 15 == 0 { TransportThread.yield() }
+        }
+    }
+
+    /// Sends in flight that no doorbell will report (frame channels: the peer only publishes its tail).
+    @inlinable
+    var awaitsUnsignalledSends: Bool {
+        unsafe !DataPath.peerSignalsConsumption && state.pointee.sends.pending > 0
+    }
+
+    @inlinable
+    func sleepOnDoorbell(_ bits: UInt64, until deadline: ContinuousClock.Instant, clock: ContinuousClock, unsignalledSends: Bool, _ ready: () -> Bool, _ taken: (UInt64) -> Void) -> Bool {
         counters.add(.interruptWaits)
+        let s = unsafe state
+        var slept = false
         while true {
             // ntb_transport_rxc_db: clear our doorbell bit, then re-check, so a doorbell that arrives
             // between the check and the sleep still wakes us. The bits taken may be DMA completion
-            // interrupts: the re-check reads the engine's status for those.
+            // interrupts: the re-check reads the engine's status for those. After a sleep the doorbell
+            // that ended it is taken here too (counted at the wake it caused, not at the next sleep).
             let seen = device.takeDoorbells(bits)
-            if seen != 0 { taken(seen) }
-            if ready() { return true }
+            if seen != 0 { counters.add(.doorbellsReceived); taken(seen) }
+            if ready() {
+                if slept {
+                    counters.add(.wakes)
+                    if unsignalledSends { unsafe s.pointee.reapSlice = max(s.pointee.reapSlice / 2, .microseconds(5)) }
+                }
+                return true
+            }
+            if slept && unsignalledSends { unsafe s.pointee.reapSlice = min(s.pointee.reapSlice * 2, .milliseconds(2)) }
             let now = clock.now
             if now >= deadline { return false }
             // Link transitions come from the control plane without a doorbell: sleep in short slices.
-            _ = device.waitForDoorbells(bits, timeout: min(deadline - now, .milliseconds(2)))
-            if ready() { return true }
+            // Sends the peer consumes without telling us (Linux's receiver rings nothing) are
+            // re-checked on a timer that follows how soon the peer consumed the last ones, as
+            // ntb_netdev's tx reaper timer does; a wait with nothing in flight sleeps 2 ms slices.
+            let slice = unsignalledSends ? unsafe s.pointee.reapSlice : .milliseconds(2)
+            _ = device.waitForDoorbells(bits, timeout: min(deadline - now, slice))
+            slept = true
         }
     }
 }
