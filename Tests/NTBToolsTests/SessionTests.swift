@@ -1,6 +1,6 @@
 import Foundation
 import NTBMock
-import NTBTools
+@testable import NTBTools
 import NTBTransport
 import Synchronization
 import Testing
@@ -54,17 +54,37 @@ import Testing
         #expect(tooBig?.description.hasPrefix("--size 1048576 does not fit a frame (1...") == true)
     }
 
-    /// A frame backend's port set hands out a new port per session (it takes its buffers back when it
-    /// goes); a keeper keeps one set per transport.
-    @Test func aKeeperHoldsOneSetPerTransport() throws {
+    /// A sender whose peer stops consuming does not spin forever: the queue pair that took nothing
+    /// for the stall limit ends the run with an error naming it and its counters.
+    @Test func perfSendLoopEndsWhenThePeerStopsConsuming() throws {
         let link = try ToolsLink()
         defer { link.close() }
-        let keeper = PortKeeper()
-        let a = keeper.ports(for: link.host), b = keeper.ports(for: link.host), c = keeper.ports(for: link.endpoint)
-        #expect(a === b && ObjectIdentifier(a) != ObjectIdentifier(c))
-        let first = try a.port(0)
-        let second = try a.port(0)
-        #expect(first !== second)
-        keeper.close()
+        let port = try PortSet(link.host).port(0)   // the endpoint never polls: its ring fills
+        let start = ContinuousClock.now
+        let error = #expect(throws: ToolError.self) {
+            try PerfInitiator.sendLoop([port], size: 256, count: 1_000_000, deadline: nil, batch: 8, progress: false, stallLimit: .milliseconds(250))
+        }
+        #expect(ContinuousClock.now - start < .seconds(20))
+        let text = error?.description ?? ""
+        #expect(text.hasPrefix("perf: queue pair 0 took no message for 0.25 s (sent "))
+        #expect(text.contains(" of 1000000, free_tx 0, tx_ring_full ") && text.contains(", tx_pkts "))
+        #expect(text.hasSuffix("the peer stopped consuming it; see `ntb-transport stats` on both sides"))
+        #expect(port.qp.counters[.txRingFull] > 0)
+    }
+
+    /// A port set hands every session the same port of a queue pair (its buffers posted once), with
+    /// every receive buffer posted again after the queue pair's link went down in between.
+    @Test func aPortSetKeepsOnePortPerQueuePair() throws {
+        let link = try ToolsLink()
+        defer { link.close() }
+        let set = PortSet(link.host)
+        let first = try set.port(0)
+        #expect(try set.port(0) === first)
+        #expect(first.qp.postedReceives == first.bufferCount)
+        first.qp.removeReceives()
+        first.linkLost = true
+        let again = try set.port(0)
+        #expect(again === first && !again.linkLost)
+        #expect(again.qp.postedReceives == again.bufferCount)
     }
 }
