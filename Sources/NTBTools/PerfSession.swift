@@ -110,7 +110,7 @@ public struct PerfInitiator: PortSession, Sendable {
         let elapsed = ContinuousClock.now - startTime
         let engine = engineCPUSeconds(transport.device) - engine0
         let cpu = TransportThread.processCPUSeconds() - cpu0 - engine
-        guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status))") }
+        guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status)); its log says why (e.g. a different --qps)") }
         let sent = unsafe sentCounts.reduce(0, +)
         guard result.a.1 == sent else {
             throw ToolError("sent \(sent) messages but the peer received \(result.a.1); see `ntb-transport stats` on both sides")
