@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import NTBHardware
-@_exported import NTBTools
+import NTBTools
 import NTBTransport
 import PCIKit
 

@@ -5,6 +5,7 @@ import ArgumentParser
 import DWEDMA
 import NTBMock
 import PCIKit
+import NTBTools
 
 /// `ntb-transport edma …`: the DesignWare eDMA driver on its own.
 struct EDMACommand: ParsableCommand {

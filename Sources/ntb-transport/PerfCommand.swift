@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NTBHardware
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport perf`: throughput like Linux ntb_perf, against `ntb-transport serve` on the peer.
 struct PerfCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport pingpong`: round-trip latency with HdrHistogram percentiles.
 struct PingpongCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport send FILE`: file transfer with an end-to-end CRC-32C (the peer runs `recv DIR` or `serve`).
 struct SendCommand: ParsableCommand {
