@@ -130,7 +130,7 @@ final class CLILink {
     @Test func runtimeFailureIsOneLineAndExits1() throws {
         let r = try runTransportCLI(["pingpong", "--port", "mock:/dev/shm/ntb-no-such-link-\(getpid())", "--role", "host", "--link-timeout", "1"])
         #expect(r.status == 1)
-        #expect(r.err.hasPrefix("error: "))
+        #expect(r.err.hasPrefix("Error: "))
         #expect(r.err.split(separator: "\n").count == 1)
     }
 

@@ -21,7 +21,7 @@ struct TransportOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The policy file (default: $NTB_TRANSPORT_POLICY, else \(PolicySource.defaultPath)).", valueName: "file"))
     var policy: String?
 
-    @Option(name: .long, help: ArgumentHelp("Transport MTU in bytes: the largest frame (Linux transport_mtu). Both sides must agree.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Transport MTU in bytes (K, M suffixes): the largest frame (Linux transport_mtu). Both sides must agree.", valueName: "bytes"), transform: sizeArgument)
     var mtu: Int = 0x10000
 
     @Option(name: .long, help: ArgumentHelp("Queue pairs (Linux max_num_clients); default: one per memory window. Both sides must agree.", valueName: "n"))
