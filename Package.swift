@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "NTBTools",
             dependencies: [
-                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts",
+                "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts", "CNTBShim",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict

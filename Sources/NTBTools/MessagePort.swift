@@ -2,14 +2,12 @@ import NTBHardware
 import NTBTransport
 import PCIKit
 
-/// The message ports of one transport, one per queue pair, owned by whoever runs sessions on it.
+/// The message ports of one transport, one per queue pair: every session on the transport gets the
+/// same port of a queue pair (reset if its link went down in between), so its receive buffers are
+/// posted once. Make one set per transport and hand it to each session.
 ///
-/// With a backend that moves payloads by DMA (`edma`) a port's buffers are DMA memory offered to the
-/// peer's ring by bus address: they cannot be taken back while the link is up, so the set keeps each
-/// such port for the transport's life and hands the same one to every session (reset if its link went
-/// down in between). Keep the set until the transport has closed (then the peer's ring holds none of
-/// its buffers): ``PortKeeper`` does that for a command. Frame backends (`host`) get a new port per
-/// session; it takes its buffers back when it goes.
+/// The buffers are the queue pair's (``QueuePair/makeBuffers(count:length:)``): they stay valid until
+/// the transport is gone, also where a data path offered them to the peer's ring (`edma`).
 public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
     public let transport: Transport<Device, Backend>
     var kept: [MessagePort<Device, Backend>?]
@@ -22,15 +20,13 @@ public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
     /// The port of queue pair `index`.
     public func port(_ index: Int) throws(TransportError) -> MessagePort<Device, Backend> {
         let qp = transport.queuePairs[index]
-        guard MessagePort<Device, Backend>.offersDMABuffers else { return try MessagePort(qp) }
         if let port = kept[index] {
             // The queue pair went down since the port posted (it may have been polled by someone
             // else, e.g. waitForLink, who took the returned buffers): post everything again.
             if port.linkLost || qp.counters[.linkDowns] != port.linkDownsAtPost { try port.reset() }
             return port
         }
-        // As many buffers as the RFC ring holds (127): long eDMA chains, few interrupts.
-        let port = try MessagePort(qp, buffers: Int(EDMARing.capacity))
+        let port = try MessagePort(qp)
         kept[index] = port
         return port
     }
@@ -43,46 +39,19 @@ public final class PortSet<Device: NTBDevice, Backend: TransportBackend> {
     }
 }
 
-/// Keeps the port sets of the transports a command runs sessions on until the command is done with
-/// them, which is after the transports closed (see ``PortSet``): make one before opening the
-/// transport, hand it to the sessions, let it go (or ``close()``) after the transport closed.
-public final class PortKeeper {
-    var sets: [(transport: ObjectIdentifier, set: AnyObject)] = []
-
-    public init() {}
-
-    /// The port set of `transport` (made at the first call).
-    public func ports<Device: NTBDevice, Backend: TransportBackend>(for transport: Transport<Device, Backend>) -> PortSet<Device, Backend> {
-        let key = ObjectIdentifier(transport)
-        if let held = sets.first(where: { $0.transport == key })?.set as? PortSet<Device, Backend> { return held }
-        let set = PortSet(transport)
-        sets.append((key, set))
-        return set
-    }
-
-    /// Lets every port go (their transports must be closed): DMA buffers go back to their devices.
-    public func close() {
-        // Taken out first, let go after: their deinit closes DMA memory.
-        let held = sets
-        sets = []
-        _ = held
-    }
-}
-
 /// A queue pair with a pool of receive buffers, as the tools use it: receive the next message, send
-/// with back-pressure. No allocation per message. One port per queue pair at a time: a port going away
-/// takes back every posted buffer of its queue pair. Open ports with ``open(_:)``.
-///
-/// With a backend that moves payloads by DMA (`edma`) the buffers are DMA memory posted by bus
-/// address (the payload lands in them, no copy), and the port of a queue pair is kept by its
-/// ``PortSet``: buffers the peer's ring holds cannot be taken back while the link is up.
+/// with back-pressure. No allocation per message. One port per queue pair: its buffers come from the
+/// queue pair (``QueuePair/makeBuffers(count:length:)``), so they are memory its data path moves best
+/// (DMA memory on `edma`, where the payload lands in them without a copy). Get ports from a
+/// ``PortSet``.
 @safe
 public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     public let qp: QueuePair<Device, Backend>
     public let bufferSize: Int
     public let bufferCount: Int
-    let slab: UnsafeMutableRawPointer
-    let dma: DMABuffer?
+    /// The receive buffers (`bufferCount`), then one buffer of `bufferSize` to send bulk data from
+    /// (``dataBuffer``).
+    let buffers: MessageBuffers
     let controlBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ControlMessage.size, alignment: 64)
     // Received messages not yet taken: FIFO of (slot, length, status).
     var inboxSlot: [Int]
@@ -95,24 +64,13 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     var linkDownsAtPost: UInt64 = 0
     public let waitTimeout: Duration
 
-    /// Whether the backend moves payloads by DMA (`edma`): its receive buffers are DMA memory offered
-    /// to the peer's ring by bus address, its sends read DMA memory in place. The one question NTBTools
-    /// asks the backend (the port set, the sink, perf's batch and message buffer follow it); it goes
-    /// when the queue pair owns the buffers it offers.
-    public static var offersDMABuffers: Bool { Backend.Channel.movesByDMA }
-
-    init(_ qp: QueuePair<Device, Backend>, buffers: Int = 64, waitTimeout: Duration = .seconds(10)) throws(TransportError) {
+    /// As many receive buffers as the RFC ring holds (127), so a DMA data path keeps long chains
+    /// going (few interrupts); a frame channel fills at most its ring.
+    init(_ qp: QueuePair<Device, Backend>, buffers: Int = Int(EDMARing.capacity), waitTimeout: Duration = .seconds(10)) throws(TransportError) {
         self.qp = qp
         bufferSize = qp.maxPayload
         bufferCount = buffers
-        if Self.offersDMABuffers {
-            let buffer = try qp.allocateBuffer(length: buffers * max(bufferSize, 1))
-            dma = buffer
-            unsafe slab = unsafe buffer.region.mmio.baseAddress
-        } else {
-            dma = nil
-            unsafe slab = UnsafeMutableRawPointer.allocate(byteCount: buffers * max(bufferSize, 1), alignment: 4096)
-        }
+        self.buffers = try qp.makeBuffers(count: buffers + 1, length: max(bufferSize, 1))
         inboxSlot = Array(repeating: 0, count: buffers)
         inboxLength = Array(repeating: 0, count: buffers)
         self.waitTimeout = waitTimeout
@@ -121,11 +79,15 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     deinit {
-        // The queue pair must not fill buffers of a port that is gone.
+        // Nothing more arrives for this port (the buffers stay the queue pair's).
         qp.removeReceives()
-        if let dma { dma.close() } else { unsafe slab.deallocate() }
         unsafe controlBuffer.deallocate()
     }
+
+    /// A buffer of `bufferSize` bytes to send bulk data from with ``QueuePair/send(_:length:cookie:)``
+    /// or ``QueuePair/sendBatch(count:buffers:)`` (without a copy on a DMA data path). Keep it
+    /// unchanged while sends from it are in flight.
+    public var dataBuffer: MessageBuffer { buffers[bufferCount] }
 
     /// After a link down every buffer came back: start over with all of them posted.
     func reset() throws(TransportError) {
@@ -138,13 +100,12 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
     }
 
     func post(_ slot: Int) throws(TransportError) {
-        unsafe try qp.postReceive(UnsafeMutableRawBufferPointer(start: slab + slot * bufferSize, count: bufferSize),
-                           busAddress: dma.map { $0.region.busAddress + UInt64(slot * bufferSize) }, cookie: UInt64(slot))
+        try qp.postReceive(buffers[slot], cookie: UInt64(slot))
     }
 
     /// The bytes of a received slot.
     public func bytes(_ slot: Int, _ length: Int) -> UnsafeRawBufferPointer {
-        unsafe UnsafeRawBufferPointer(start: slab + slot * bufferSize, count: length)
+        unsafe UnsafeRawBufferPointer(start: buffers[slot].bytes.baseAddress, count: length)
     }
 
     /// Polls once; returns how many completions it saw.
@@ -216,11 +177,12 @@ public final class MessagePort<Device: NTBDevice, Backend: TransportBackend> {
                 try? port.post(slot)
             }
         }
-        // Frame channels (host): count each message where it lies in the receive ring, no copy
-        // (QueuePair.poll(inPlace:)); the buffers come back to the queue pair afterwards. Nothing
-        // follows the END on a queue pair until the initiator has our result, so no later message is
-        // consumed here.
-        let inPlace = !offersDMABuffers
+        // Where the queue pair hands messages over from its receive ring (frame channels, host):
+        // count each one where it lies, no copy (QueuePair.poll(inPlace:)); the buffers come back to
+        // the queue pair afterwards. Nothing follows the END on a queue pair until the initiator has
+        // our result, so no later message is consumed here. Otherwise messages land in the posted
+        // buffers, which are reposted at once.
+        let inPlace = ports.first?.qp.receivesInPlace ?? false
         if inPlace { for p in ports.indices where !done[p] { ports[p].qp.removeReceives() } }
         defer { if inPlace { for port in ports { for i in 0..<port.bufferCount { try? port.post(i) } } } }
         // The queue pairs still sending (rebuilt when one ends, not per poll).

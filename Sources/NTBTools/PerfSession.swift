@@ -23,11 +23,13 @@ public struct PerfInitiator: PortSession, Sendable {
     public var showProgress = true
     /// Queue pairs one thread drives (a DPDK lcore's several queues); `queuePairs` is a multiple.
     public var perThread = 1
-    /// The batch with a frame backend (`host`) when `batch` is nil; nil: ``defaultBatch(_:)``.
+    /// The batch when `batch` is nil and the CPU writes the messages (``QueuePair/sendsCompleteLater``
+    /// false, `host`); nil: ``defaultBatch(_:)``.
     public var frameBatch: Int?
-    /// With a backend that moves payloads by DMA (`edma`), the sending queue pairs sleep on their
-    /// completion interrupt during the run (their wait mode is restored afterwards): the sender's CPU
-    /// per GB is then what the transport costs, not the time it spun.
+    /// Where sends complete later (``QueuePair/sendsCompleteLater``: an engine moves them, `edma`),
+    /// the sending queue pairs sleep on their completion interrupt during the run (their wait mode
+    /// is restored afterwards): the sender's CPU per GB is then what the transport costs, not the
+    /// time it spun.
     public var sleepOnDMA = false
 
     public init(messageSize: Int, totalBytes: UInt64?, duration: Duration?, queuePairs: Int, batch: Int? = nil, showProgress: Bool = true, perThread: Int = 1,
@@ -37,13 +39,10 @@ public struct PerfInitiator: PortSession, Sendable {
         self.frameBatch = frameBatch; self.sleepOnDMA = sleepOnDMA
     }
 
-    /// The batch when none is given: 32 frames per doorbell (`host`); half the transmit ring for a DMA
-    /// backend (`edma`: 64 of the RFC's 128 descriptors). One chain then runs while the next one, as
-    /// long, fills: longer batches leave nothing queued when a chain completes (the engine idles
-    /// while the sender wakes), shorter ones start a short chain after each wake (more chains, more
-    /// wakes per GB).
+    /// The batch when none is given: the queue pair's ``QueuePair/preferredBatch`` (32 frames per
+    /// doorbell on `host`; half the transmit ring on `edma`, 64 of the RFC's 128 descriptors).
     public static func defaultBatch<D: NTBDevice, B: TransportBackend>(_ qp: QueuePair<D, B>) -> Int {
-        MessagePort<D, B>.offersDMABuffers ? max(1, (qp.transmitEntries + 1) / 2) : 32
+        max(1, qp.preferredBatch)
     }
 
     /// Runs perf on the ports of `set` (the peer runs a ``Responder``).
@@ -56,8 +55,9 @@ public struct PerfInitiator: PortSession, Sendable {
             throw ToolError("perf wants \(queuePairs) queue pairs but the transport has \(transport.queuePairCount); give both sides --qps \(queuePairs)")
         }
         let ports = try set.ports(queuePairs)
-        let batch = self.batch ?? (MessagePort<Device, Backend>.offersDMABuffers ? nil : frameBatch) ?? Self.defaultBatch(ports[0].qp)
-        if sleepOnDMA && MessagePort<Device, Backend>.offersDMABuffers {
+        let qp0 = ports[0].qp
+        let batch = self.batch ?? (qp0.sendsCompleteLater ? nil : frameBatch) ?? Self.defaultBatch(qp0)
+        if sleepOnDMA && qp0.sendsCompleteLater {
             let modes = ports.map(\.qp.waitMode)
             for port in ports { port.qp.waitMode = .interrupt }
             defer { for (port, mode) in zip(ports, modes) { port.qp.waitMode = mode } }
@@ -112,7 +112,7 @@ public struct PerfInitiator: PortSession, Sendable {
         let elapsed = ContinuousClock.now - startTime
         let engine = engineCPUSeconds(transport.device) - engine0
         let cpu = TransportThread.processCPUSeconds() - cpu0 - engine
-        guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status))") }
+        guard result.kind == .result, result.status == 0 else { throw ToolError("the responder reported a failed perf run (status \(result.status)); its log says why (e.g. a different --qps)") }
         let sent = unsafe sentCounts.reduce(0, +)
         guard result.a.1 == sent else {
             throw ToolError("sent \(sent) messages but the peer received \(result.a.1); see `ntb-transport stats` on both sides")
@@ -129,19 +129,22 @@ public struct PerfInitiator: PortSession, Sendable {
 
     /// Sends `count` messages on each of `ports` (or until `deadline`) in batches, the ports in turn,
     /// then END on each; returns how many were sent in all. Sleeps (``QueuePair/wait(anyOf:timeout:)``)
-    /// only when no port took a whole batch and none had a completion.
-    public static func sendLoop<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool) throws -> UInt64 {
-        // With a DMA backend the message is DMA memory the engine reads in place (every send reads the
-        // same bytes, so it may be in flight many times); the host backend copies it into each frame.
-        let dma = MessagePort<D, B>.offersDMABuffers ? try ports[0].qp.allocateBuffer(length: size) : nil
-        let message = unsafe dma.map { unsafe UnsafeMutableRawBufferPointer(start: $0.region.mmio.baseAddress, count: size) }
-            ?? UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
-        let bus = dma?.region.busAddress ?? 0
-        defer { if let dma { dma.close() } else { unsafe message.deallocate() } }
-        for i in 0..<size { unsafe message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-        let bytes = UnsafeRawBufferPointer(message)
+    /// only when no port took a whole batch and none had a completion. A queue pair that takes no
+    /// message for `stallLimit` ends the run with an error naming it and its counters.
+    public static func sendLoop<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], size: Int, count: UInt64, deadline: ContinuousClock.Instant?, batch: Int, progress showProgress: Bool,
+                                                                   stallLimit: Duration = .seconds(10)) throws -> UInt64 {
+        // The message is the first port's data buffer: a DMA data path reads it in place (every send
+        // reads the same bytes, so it may be in flight many times); a frame channel copies it.
+        let message = ports[0].dataBuffer
+        let capacity = unsafe message.bytes.count
+        guard size >= 1 && size <= capacity else {
+            throw ToolError("--size \(size) does not fit a message (1...\(capacity) bytes with this MTU and window)")
+        }
+        for i in 0..<size { unsafe message.bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
         let queuePairs = ports.map(\.qp)
         var sent = [UInt64](repeating: 0, count: ports.count)
+        // Per queue pair: since when it has taken nothing (the clock is read only while it takes nothing).
+        var stalledSince = [ContinuousClock.Instant?](repeating: nil, count: ports.count)
         var total: UInt64 = 0
         var progress = Progress()
         let start = ContinuousClock.now
@@ -160,7 +163,7 @@ public struct PerfInitiator: PortSession, Sendable {
                 let qp = queuePairs[p]
                 let n: Int
                 do throws(TransportError) {
-                    n = unsafe dma == nil ? try qp.sendBatch(count: want) { _ in unsafe (bytes, 0) } : unsafe try qp.sendBatch(count: want, dma: { _ in unsafe (bytes, bus, 0) })
+                    n = try qp.sendBatch(count: want, buffers: { _ in (message, size, 0) })
                 } catch {
                     throw ToolError(error.description)
                 }
@@ -170,6 +173,16 @@ public struct PerfInitiator: PortSession, Sendable {
                     short &+= 1
                     completions &+= ports[p].pump()
                     if ports[p].linkLost { throw ToolError("the peer went away during perf") }
+                }
+                if n > 0 {
+                    stalledSince[p] = nil
+                } else {
+                    let now = ContinuousClock.now
+                    if let since = stalledSince[p] {
+                        if now - since >= stallLimit { throw stalled(qp, sent: sent[p], of: count, for: stallLimit) }
+                    } else {
+                        stalledSince[p] = now
+                    }
                 }
             }
             if active == 0 { break }
@@ -183,6 +196,14 @@ public struct PerfInitiator: PortSession, Sendable {
         for port in ports { try port.send(ControlMessage(.endPerf)) }
         for port in ports { try port.drain() }
         return total
+    }
+
+    /// The error of a queue pair that took no message for `limit`.
+    static func stalled<D: NTBDevice, B: TransportBackend>(_ qp: QueuePair<D, B>, sent: UInt64, of count: UInt64, for limit: Duration) -> ToolError {
+        let c = qp.counters
+        return ToolError("perf: queue pair \(qp.index) took no message for \(formatSeconds(limit)) (sent \(sent) of \(count == 0 ? "a timed run" : String(count)), "
+                         + "free_tx \(qp.transmitFree), tx_ring_full \(c[.txRingFull]), tx_pkts \(c[.txPackets])): "
+                         + "the peer stopped consuming it; see `ntb-transport stats` on both sides")
     }
 }
 

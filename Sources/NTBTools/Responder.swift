@@ -21,6 +21,8 @@ public struct Responder: PortSession {
     public var once = false
     /// How long a session waits for the peer's next message.
     public var sessionTimeout: Duration = .seconds(60)
+    /// How long the responder waits for the next session (it then just goes on waiting).
+    public var idleTimeout: Duration = .seconds(24 * 3600)
     public var log: (String) -> Void = { writeStderr($0 + "\n") }
 
     public init(directory: String? = nil, once: Bool = false, sessionTimeout: Duration = .seconds(60), log: @escaping (String) -> Void = { writeStderr($0 + "\n") }) {
@@ -40,10 +42,14 @@ public struct Responder: PortSession {
                 try transport.waitForLink(timeout: .seconds(24 * 3600))
                 ports = try set.ports()
             }
+            // A bad or unexpected message, a peer that vanishes, a client that asks for what we do
+            // not run: that session ends with one log line, and we wait for the next one.
             let m: ControlMessage
-            do { m = try ports[0].receiveControl(timeout: .seconds(24 * 3600)) } catch {
+            do { m = try ports[0].receiveControl(timeout: idleTimeout) } catch {
                 if ports[0].linkLost { continue }
-                throw error
+                discardPending(ports)
+                log("session refused: \(error)")
+                continue
             }
             do {
                 switch m.kind {
@@ -57,18 +63,46 @@ public struct Responder: PortSession {
                 case .bye:
                     return
                 default:
-                    throw ToolError("unexpected control message \(m.kind) from the peer")
+                    throw ToolError("unexpected control message \(m.kind) from the peer; the peer runs another version of ntb-transport?")
                 }
             } catch {
                 if ports.contains(where: \.linkLost) { log("session ended: \(error)"); continue }
-                throw error
+                // A file session that failed is a failed `recv`; a server goes on.
+                if once { throw error }
+                // What the peer still sends for this session goes first; then a perf initiator
+                // waiting for its RESULT gets a failed one.
+                discardPending(ports)
+                if m.kind == .startPerf { try? ports[0].send(ControlMessage(.result, status: 1)) }
+                log("session ended: \(error)")
             }
         }
     }
 
+    /// After a failed session: drops what the peer still sends for it (without a log line each)
+    /// until the queue pairs were quiet for `quiet`, at most `limit`, so the next session starts
+    /// clean.
+    func discardPending<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], quiet: Duration = .milliseconds(200), limit: Duration = .seconds(30)) {
+        let start = ContinuousClock.now
+        var lastSeen = start
+        while true {
+            var any = false
+            for port in ports {
+                while let (slot, _) = port.tryReceive() { port.release(slot); any = true }
+            }
+            let now = ContinuousClock.now
+            if any { lastSeen = now }
+            if now - lastSeen >= quiet || now - start >= limit || ports.contains(where: \.linkLost) { return }
+            _ = QueuePair.wait(anyOf: ports.map(\.qp), timeout: .milliseconds(5))
+        }
+    }
+
     func perfSink<D: NTBDevice, B: TransportBackend>(_ ports: [MessagePort<D, B>], qps: Int, perThread: Int, device: D) throws {
-        guard qps >= 1 && qps <= ports.count else { throw ToolError("the peer asked for \(qps) queue pairs; we run \(ports.count)") }
-        guard perThread >= 1 && qps % perThread == 0 else { throw ToolError("the peer asked for \(perThread) queue pairs per thread, which does not divide \(qps)") }
+        guard qps >= 1 && qps <= ports.count else {
+            throw ToolError("perf: the peer asked for \(qps) queue pairs; we run \(ports.count) (give both sides the same --qps)")
+        }
+        guard perThread >= 1 && qps % perThread == 0 else {
+            throw ToolError("perf: the peer asked for \(perThread) queue pairs per thread, which does not divide \(qps)")
+        }
         let threads = qps / perThread
         let cpu0 = TransportThread.processCPUSeconds(), engine0 = engineCPUSeconds(device)
         let start = ContinuousClock.now

@@ -1,3 +1,4 @@
+import CNTBShim
 import NTBTransport
 
 /// The tools' control messages, carried on queue pair 0 between an initiator (`perf`, `pingpong`,
@@ -64,22 +65,16 @@ public struct ControlMessage: Equatable, Sendable {
     }
 }
 
-/// CRC-32C (Castagnoli), the end-to-end checksum of file transfers.
+/// CRC-32C (Castagnoli), the end-to-end checksum of file transfers: the C shim's `ntb_crc32c`
+/// (the CPU's CRC instruction, SSE4.2 or ARMv8, chosen at run time; a table where there is none).
 public struct CRC32C: Sendable {
     public init() {}
-    private static let table: [UInt32] = (0..<256).map { i -> UInt32 in
-        var c = UInt32(i)
-        for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
-        return c
-    }
+    /// The CRC register (before the final XOR).
     public private(set) var value: UInt32 = 0xFFFF_FFFF
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        var c = value
-        unsafe Self.table.withUnsafeBufferPointer { t in
-            for unsafe b in unsafe bytes { c = unsafe t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        }
-        value = c
+        // ntb_crc32c takes and returns the finished CRC (register XOR 0xFFFFFFFF).
+        value = unsafe ntb_crc32c(value ^ 0xFFFF_FFFF, bytes.baseAddress, bytes.count) ^ 0xFFFF_FFFF
     }
 
     public var checksum: UInt32 { value ^ 0xFFFF_FFFF }

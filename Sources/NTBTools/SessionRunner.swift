@@ -2,17 +2,12 @@ public import NTBPorts
 public import NTBTransport
 public import NTBHardware
 
-/// A session as a transport job: its ports come from (and stay with) `keeper`, which the caller
-/// closes after the transport (a DMA backend's buffers stay offered to the peer's ring until then).
+/// A session as a transport job: it runs on the ports of a ``PortSet`` of the transport.
 public struct SessionJob<S: PortSession>: TransportJob {
     public let session: S
-    public let keeper: PortKeeper
-    public init(session: S, keeper: PortKeeper) {
-        self.session = session
-        self.keeper = keeper
-    }
+    public init(session: S) { self.session = session }
     public func run<Device: NTBDevice, Backend: TransportBackend>(_ transport: Transport<Device, Backend>) throws -> S.Result {
-        try session.run(keeper.ports(for: transport))
+        try session.run(PortSet(transport))
     }
 }
 
@@ -28,9 +23,7 @@ public struct SessionJob<S: PortSession>: TransportJob {
 public enum SessionRunner {
     @inline(__always)
     static func run<S: PortSession>(_ session: S, on port: Port, settings: TransportSettings) throws -> S.Result {
-        let keeper = PortKeeper()
-        defer { keeper.close() }
-        return try port.withTransport(settings, SessionJob(session: session, keeper: keeper))
+        try port.withTransport(settings, SessionJob(session: session))
     }
 }
 

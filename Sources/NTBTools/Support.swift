@@ -43,6 +43,12 @@ extension Duration {
     public var nanoseconds: UInt64 { UInt64(max(0, components.seconds)) * 1_000_000_000 + UInt64(max(0, components.attoseconds) / 1_000_000_000) }
 }
 
+/// A time limit for messages: "10 s", "0.25 s".
+func formatSeconds(_ d: Duration) -> String {
+    let s = d.seconds
+    return s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
+}
+
 /// Writes to standard error without buffering.
 public func writeStderr(_ text: String) {
     var t = text

@@ -33,11 +33,6 @@ public protocol TransportChannel: Sendable {
     var receiveIndex: UInt32 { get }
     /// Entries in the receive ring (`rx_max_entry`).
     var receiveEntries: Int { get }
-
-    /// Whether the channel moves payloads with a DMA engine by bus address. Kept for clients written
-    /// before the buffer API; use ``QueuePair/prefersDMABuffers`` (or just
-    /// ``QueuePair/makeBuffers(count:length:)``) instead.
-    static var movesByDMA: Bool { get }
 }
 
 /// A channel whose sender copies each message into a frame of the peer's memory and whose receiver
@@ -70,9 +65,6 @@ public protocol FrameChannel: TransportChannel {
     mutating func publishReceiveTail()
 }
 
-extension FrameChannel {
-    @inlinable public static var movesByDMA: Bool { false }
-}
 
 /// A channel that moves each message with a DMA engine, by bus address, into a buffer the peer
 /// offered (the `edma` backend, RFC v3).
@@ -111,9 +103,6 @@ public protocol DMAChannel: TransportChannel {
     mutating func sendLinkDown() -> Bool
 }
 
-extension DMAChannel {
-    @inlinable public static var movesByDMA: Bool { true }
-}
 
 /// What the receive side of a frame channel found at its ring position.
 public enum ReceivePeek: Equatable, Sendable {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import NTBHardware
-@_exported import NTBTools
+import NTBTools
 import NTBTransport
 import PCIKit
 
@@ -70,6 +70,17 @@ func parseByteCount(_ text: String, allowingZero: Bool = false) -> UInt64? {
     let (bytes, overflow) = v.multipliedReportingOverflow(by: scale)
     guard !overflow, bytes > 0 || allowingZero else { return nil }
     return bytes
+}
+
+/// Parses a size option's value (`--size 64K`, `--mtu 64KiB`, `--size 4000`) for `@Option(transform:)`:
+/// a number with an optional K, M, G or T suffix (KiB, MiB, GiB, TiB, KB… too; powers of 1024).
+/// A value that is no size is a usage error (exit 64) saying how to write one; the option checks
+/// its own range afterwards.
+func sizeArgument(_ text: String) throws -> Int {
+    guard let v = parseByteCount(text, allowingZero: true), v <= UInt64(Int.max) else {
+        throw ValidationError("'\(text)' is not a size: write a number of bytes with an optional K, M, G or T suffix (KiB, MiB, GiB also), e.g. 64K")
+    }
+    return Int(v)
 }
 
 /// Checks a byte-count option: a number with an optional K, M, G or T suffix, 1 byte to 1 PiB.

@@ -4,6 +4,7 @@ import NTBHardware
 import NTBMock
 import NTBPorts
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport demo`: the whole product on the built-in mock link, in two processes.
 struct DemoCommand: ParsableCommand {

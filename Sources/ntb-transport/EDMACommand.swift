@@ -5,6 +5,7 @@ import ArgumentParser
 import DWEDMA
 import NTBMock
 import PCIKit
+import NTBTools
 
 /// `ntb-transport edma …`: the DesignWare eDMA driver on its own.
 struct EDMACommand: ParsableCommand {
@@ -55,7 +56,7 @@ struct EDMASelftest: ParsableCommand {
     @Option(help: "Drive the engine as the endpoint (local) or as the host through a BAR (remote).")
     var mode: String = "remote"
 
-    @Option(help: "Bytes per transfer (1 to 4 MiB).")
+    @Option(help: "Bytes per transfer (1 to 4 MiB; K, M suffixes).", transform: sizeArgument)
     var size: Int = 256 * 1024
 
     @Option(help: "Submissions per channel in the throughput loop.")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Histogram
 import NTBHardware
 import NTBMock
+import NTBTools
 
 /// `ntb-transport mock latency`: doorbell round-trip latency between two processes on a mock link.
 ///

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NTBHardware
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport perf`: throughput like Linux ntb_perf, against `ntb-transport serve` on the peer.
 struct PerfCommand: ParsableCommand {
@@ -20,7 +21,7 @@ struct PerfCommand: ParsableCommand {
     @OptionGroup var port: PortOptions
     @OptionGroup var transport: TransportOptions
 
-    @Option(name: .long, help: ArgumentHelp("Message size in bytes; repeat for several sizes.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Message size in bytes (K, M suffixes); repeat for several sizes.", valueName: "bytes"), transform: sizeArgument)
     var size: [Int] = [65536 - 12]
 
     @Option(name: .long, help: ArgumentHelp("Bytes to send per size, e.g. 1G, 512M (default 1G unless --duration).", valueName: "n"))
@@ -88,7 +89,7 @@ func printJSON<T: Encodable>(_ value: T) {
 /// Runs a tool body: runtime failures print their description on one line and exit 1.
 func runTool<R>(_ body: () throws -> R) throws -> R {
     do { return try body() } catch let e as ValidationError { throw e } catch let e as ExitCode { throw e } catch {
-        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
         throw ExitCode.failure
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport pingpong`: round-trip latency with HdrHistogram percentiles.
 struct PingpongCommand: ParsableCommand {
@@ -12,7 +13,7 @@ struct PingpongCommand: ParsableCommand {
     @OptionGroup var port: PortOptions
     @OptionGroup var transport: TransportOptions
 
-    @Option(name: .long, help: ArgumentHelp("Message size in bytes.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Message size in bytes (K, M suffixes).", valueName: "bytes"), transform: sizeArgument)
     var size: Int = 64
 
     @Option(name: .long, help: ArgumentHelp("Round trips to measure (after 1000 warm-up ones).", valueName: "n"))

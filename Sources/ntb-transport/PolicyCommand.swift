@@ -97,7 +97,7 @@ struct PolicyReport: Equatable {
         switch readPolicyFile(file) {
         case let .success(contents): text = contents
         case let .failure(failure):
-            report.err.append("error: cannot read \(file): \(failure.reason); check the path")
+            report.err.append("Error: cannot read \(file): \(failure.reason); check the path")
             report.failed = true
             return report
         }
@@ -130,7 +130,7 @@ struct PolicyReport: Equatable {
             loaded = try Policy.load(from: source)
         } catch {
             // An invalid policy's message already starts with `file:line:column: error:`.
-            if case .invalid = error { report.err.append("\(error)") } else { report.err.append("error: \(error)") }
+            if case .invalid = error { report.err.append("\(error)") } else { report.err.append("Error: \(error)") }
             report.failed = true
             return report
         }

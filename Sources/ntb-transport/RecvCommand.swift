@@ -1,5 +1,6 @@
 import ArgumentParser
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport recv DIR`: receives one file into DIR and checks its CRC-32C.
 struct RecvCommand: ParsableCommand {

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import NTBTransport
+import NTBTools
 
 /// `ntb-transport send FILE`: file transfer with an end-to-end CRC-32C (the peer runs `recv DIR` or `serve`).
 struct SendCommand: ParsableCommand {
@@ -16,6 +18,20 @@ struct SendCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Print JSON.")
     var json = false
+
+    /// The file is checked before the transport waits for the link: a typo fails at once.
+    func validate() throws {
+        var isDirectory: ObjCBool = false
+        guard unsafe FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
+            throw ValidationError("cannot send \(file): No such file or directory; check the path")
+        }
+        guard !isDirectory.boolValue else {
+            throw ValidationError("cannot send \(file): not a regular file; give the path of a file")
+        }
+        guard FileManager.default.isReadableFile(atPath: file) else {
+            throw ValidationError("cannot send \(file): Permission denied; make it readable (chmod +r) or run as its owner")
+        }
+    }
 
     func run() throws {
         let r = try runTool { try runSession(port, transport, FileSender(path: file)) }

@@ -10,7 +10,7 @@ import Glibc
 ///
 /// The side stays open while the command runs: a process is one machine of the link. With commands as
 /// arguments they run in order and the tool exits (first failure: exit 1); without, it reads one
-/// command per line from standard input and answers each with one or more lines (failures as `error: …`)
+/// command per line from standard input (exit 1 at the end if any failed) and answers each with one or more lines (failures as `Error: …`, the prefix of every error)
 /// until end of input.
 struct ToolCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,6 +42,8 @@ struct ToolCommand: ParsableCommand {
         func run<Device: NTBDevice>(_ device: Device) throws {
             let session = ToolSession(device: device)
             if commands.isEmpty {
+                var failed = false
+                defer { fflush(nil) }
                 while let line = readLine() {
                     let trimmed = line.trimmingCharacters(in: .whitespaces)
                     if trimmed == "quit" || trimmed == "exit" { break }
@@ -49,10 +51,13 @@ struct ToolCommand: ParsableCommand {
                         guard let operation = try ToolOperation.parse(trimmed) else { continue }   // empty or a comment
                         print(try session.run(operation))
                     } catch {
-                        print("error: \(error)")
+                        print("Error: \(error)")
+                        failed = true
                     }
                     fflush(nil)   // answer at once when stdout is a pipe
                 }
+                // A script piped in learns from the exit status that a command failed.
+                if failed { throw ExitCode.failure }
             } else {
                 for command in commands {
                     print(try session.run(command))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Testing
+import NTBTools
 @testable import ntb_transport
 
 @Suite struct EDMASelftestCLITests {

@@ -50,7 +50,7 @@ import NTBMock
             #expect(host.send("mw read 0 5000 777") == "mw 0 @0x1388: \(up)")
 
             // A DMA to an address no segment holds aborts, is reported, and the channel works again.
-            #expect(host.send("edma dma \(Self.hex(h)) 0x10 8").hasPrefix("error: edma dma: submission"))
+            #expect(host.send("edma dma \(Self.hex(h)) 0x10 8").hasPrefix("Error: edma dma: submission"))
             #expect(host.send("edma dma \(Self.hex(h)) \(Self.hex(e + 16)) 8") == "edma dma: 8 bytes done")
 
             // An abort injected in the model at element 3 of an 8-element chain: elements 0-2 landed,
@@ -59,7 +59,7 @@ import NTBMock
             #expect(host.send("mw write 0 6144 \(chain)") == "mw 0 @0x1800: wrote 512 bytes")
             #expect(ep.send("edma inject-abort read 0 3") == "edma: abort armed on read channel 0 at element 3")
             let aborted = host.send("edma dma \(Self.hex(h + 6144)) \(Self.hex(e + 6144)) 64 8")
-            #expect(aborted.hasPrefix("error: edma dma: submission") && aborted.contains("aborted at element 3"), "\(aborted)")
+            #expect(aborted.hasPrefix("Error: edma dma: submission") && aborted.contains("aborted at element 3"), "\(aborted)")
             #expect(ep.send("mw read 0 6144 192") == "mw 0 @0x1800: \(chain.prefix(384))")
             #expect(ep.send("mw read 0 6336 320") == "mw 0 @0x18c0: \(String(repeating: "00", count: 320))")
             #expect(host.send("edma dma \(Self.hex(h + 6144)) \(Self.hex(e + 6144)) 64 8") == "edma dma: 512 bytes done")

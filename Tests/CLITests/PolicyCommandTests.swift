@@ -44,7 +44,7 @@ private func remove(_ path: String) { try? FileManager.default.removeItem(atPath
     @Test func checkOfAMissingFileFails() {
         let report = PolicyReport.check(file: "/nonexistent/policy.conf")
         #expect(report.failed)
-        #expect(report.err == ["error: cannot read /nonexistent/policy.conf: No such file or directory; check the path"])
+        #expect(report.err == ["Error: cannot read /nonexistent/policy.conf: No such file or directory; check the path"])
     }
 
     @Test func showExplainsEachPort() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import NTBMock
+import NTBTools
 @testable import ntb_transport
 
 /// Runs the built binary; returns status, stdout, stderr.
@@ -80,6 +81,33 @@ final class CLILink {
         #expect(c.checksum == 0xE306_9283)
     }
 
+    /// The CRC the CPU instruction computes is the bitwise definition's, whatever the pieces a file
+    /// arrives in (lengths and alignments that exercise the instruction's wide and narrow steps).
+    @Test func crc32cOfPiecesMatchesTheBitwiseDefinition() {
+        let bytes = (0..<10_007).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 7) }
+        var reference: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            reference ^= UInt32(b)
+            for _ in 0..<8 { reference = reference & 1 != 0 ? (reference >> 1) ^ 0x82F6_3B78 : reference >> 1 }
+        }
+        reference ^= 0xFFFF_FFFF
+        for piece in [1, 3, 8, 61, 4096, 10_007] {
+            var c = CRC32C()
+            bytes.withUnsafeBytes { all in
+                var at = 0
+                while at < all.count {
+                    let n = min(piece, all.count - at)
+                    c.update(UnsafeRawBufferPointer(rebasing: all[at..<at + n]))
+                    at += n
+                }
+            }
+            #expect(c.checksum == reference, "pieces of \(piece) bytes")
+        }
+        var empty = CRC32C()
+        empty.update(UnsafeRawBufferPointer(start: nil, count: 0))
+        #expect(empty.checksum == 0)
+    }
+
     @Test func byteCounts() {
         #expect(parseByteCount("4K") == 4096)
         #expect(parseByteCount("1G") == 1 << 30)
@@ -102,7 +130,7 @@ final class CLILink {
     @Test func runtimeFailureIsOneLineAndExits1() throws {
         let r = try runTransportCLI(["pingpong", "--port", "mock:/dev/shm/ntb-no-such-link-\(getpid())", "--role", "host", "--link-timeout", "1"])
         #expect(r.status == 1)
-        #expect(r.err.hasPrefix("error: "))
+        #expect(r.err.hasPrefix("Error: "))
         #expect(r.err.split(separator: "\n").count == 1)
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 import NTBMock
-import NTBTools
+@testable import NTBTools
 import NTBTransport
 import Synchronization
 import Testing
@@ -54,17 +54,81 @@ import Testing
         #expect(tooBig?.description.hasPrefix("--size 1048576 does not fit a frame (1...") == true)
     }
 
-    /// A frame backend's port set hands out a new port per session (it takes its buffers back when it
-    /// goes); a keeper keeps one set per transport.
-    @Test func aKeeperHoldsOneSetPerTransport() throws {
+    /// A sender whose peer stops consuming does not spin forever: the queue pair that took nothing
+    /// for the stall limit ends the run with an error naming it and its counters.
+    @Test func perfSendLoopEndsWhenThePeerStopsConsuming() throws {
         let link = try ToolsLink()
         defer { link.close() }
-        let keeper = PortKeeper()
-        let a = keeper.ports(for: link.host), b = keeper.ports(for: link.host), c = keeper.ports(for: link.endpoint)
-        #expect(a === b && ObjectIdentifier(a) != ObjectIdentifier(c))
-        let first = try a.port(0)
-        let second = try a.port(0)
-        #expect(first !== second)
-        keeper.close()
+        let port = try PortSet(link.host).port(0)   // the endpoint never polls: its ring fills
+        let start = ContinuousClock.now
+        let error = #expect(throws: ToolError.self) {
+            try PerfInitiator.sendLoop([port], size: 256, count: 1_000_000, deadline: nil, batch: 8, progress: false, stallLimit: .milliseconds(250))
+        }
+        #expect(ContinuousClock.now - start < .seconds(20))
+        let text = error?.description ?? ""
+        #expect(text.hasPrefix("perf: queue pair 0 took no message for 0.25 s (sent "))
+        #expect(text.contains(" of 1000000, free_tx 0, tx_ring_full ") && text.contains(", tx_pkts "))
+        #expect(text.hasSuffix("the peer stopped consuming it; see `ntb-transport stats` on both sides"))
+        #expect(port.qp.counters[.txRingFull] > 0)
+    }
+
+    /// `serve` keeps serving: a client whose first message is data, then one that asks for more queue
+    /// pairs than we run, each end their session with one log line; the good client after them is
+    /// served as usual.
+    @Test func theResponderOutlivesABadAndAMismatchedClient() throws {
+        let link = try ToolsLink()
+        defer { link.close() }
+        nonisolated(unsafe) let responderPorts = PortSet(link.endpoint)   // used by the responder thread alone
+        let lines = Mutex<[String]>([])
+        let served = Mutex<Result<Void, ToolError>?>(nil)
+        let responder = Thread {
+            let r: Result<Void, ToolError>
+            do { unsafe try Responder(sessionTimeout: .seconds(20), log: { line in lines.withLock { $0.append(line) } }).run(responderPorts); r = .success(()) }
+            catch { r = .failure(ToolError("\(error)")) }
+            served.withLock { $0 = r }
+        }
+        responder.start()
+        let clients = PortSet(link.host)
+        let port = try clients.port(0)
+        // A bad client: data where a session starts, several messages of it.
+        let junk = UnsafeMutableRawBufferPointer.allocate(byteCount: 100, alignment: 64)
+        defer { unsafe junk.deallocate() }
+        unsafe junk.initializeMemory(as: UInt8.self, repeating: 0xA5)
+        for _ in 0..<5 { unsafe try port.send(UnsafeRawBufferPointer(junk)) }
+        // The responder drops the rest of that session before it logs it; the next client comes after.
+        let logged = ContinuousClock.now + .seconds(20)
+        while lines.withLock({ !$0.contains { $0.hasPrefix("session refused") } }) && ContinuousClock.now < logged { usleep(1000) }
+        // A mismatched client: perf on 4 queue pairs (we run 1); the responder answers with a failure.
+        try port.send(ControlMessage(.startPerf, 64, 10, 4, 8))
+        let refusal = try port.receiveControl(timeout: .seconds(20))
+        #expect(refusal.kind == .result && refusal.status != 0)
+        // A good client.
+        let perf = try PerfInitiator(messageSize: 256, totalBytes: 256_000, duration: nil, queuePairs: 1, showProgress: false).run(clients)
+        #expect(perf.messages == 1000 && perf.bytes == 256_000)
+        try ByeInitiator().run(clients)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while served.withLock({ $0 == nil }) && ContinuousClock.now < deadline { usleep(1000) }
+        let outcome = served.withLock { $0 }
+        #expect(outcome != nil)
+        #expect(throws: Never.self) { try outcome?.get() }
+        let log = lines.withLock { $0 }.filter { !$0.hasPrefix("serving ") }
+        #expect(log == ["session refused: expected a control message from the peer, got 100 bytes of data; restart both sides",
+                        "session ended: perf: the peer asked for 4 queue pairs; we run 1 (give both sides the same --qps)"])
+    }
+
+    /// A port set hands every session the same port of a queue pair (its buffers posted once), with
+    /// every receive buffer posted again after the queue pair's link went down in between.
+    @Test func aPortSetKeepsOnePortPerQueuePair() throws {
+        let link = try ToolsLink()
+        defer { link.close() }
+        let set = PortSet(link.host)
+        let first = try set.port(0)
+        #expect(try set.port(0) === first)
+        #expect(first.qp.postedReceives == first.bufferCount)
+        first.qp.removeReceives()
+        first.linkLost = true
+        let again = try set.port(0)
+        #expect(again === first && !again.linkLost)
+        #expect(again.qp.postedReceives == again.bufferCount)
     }
 }

@@ -70,20 +70,20 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
     static func transfer(from: EDMATransport, to: EDMATransport, count: Int, mtu: Int, idle: () -> Void = {}) throws {
         let qps = from.queuePairCount
         let slots = 16
-        let source = try from.queuePairs[0].allocateBuffer(length: qps * slots * mtu)
-        let sink = try to.queuePairs[0].allocateBuffer(length: qps * slots * mtu)
+        let source = try from.queuePairs[0].makeBuffers(count: qps * slots, length: mtu)
+        let sink = try to.queuePairs[0].makeBuffers(count: qps * slots, length: mtu)
         let plainSource = UnsafeMutableRawBufferPointer.allocate(byteCount: qps * slots * mtu, alignment: 64)
         let plainSink = UnsafeMutableRawBufferPointer.allocate(byteCount: qps * slots * mtu, alignment: 64)
-        defer { source.close(); sink.close(); unsafe plainSource.deallocate(); unsafe plainSink.deallocate() }
-        func sinkSlot(_ q: Int, _ s: Int) -> (UnsafeMutableRawBufferPointer, UInt64?) {
+        defer { unsafe plainSource.deallocate(); unsafe plainSink.deallocate() }
+        func sinkSlot(_ q: Int, _ s: Int) -> (UnsafeMutableRawBufferPointer, MessageBuffer?) {
             let offset = (q * slots + s) * mtu
-            if s % 2 == 0 { return unsafe (UnsafeMutableRawBufferPointer(start: sink.region.mmio.baseAddress + offset, count: mtu), sink.region.busAddress + UInt64(offset)) }
+            if s % 2 == 0 { let b = sink[q * slots + s]; return unsafe (b.bytes, b) }
             return unsafe (UnsafeMutableRawBufferPointer(rebasing: plainSink[offset..<offset + mtu]), nil)
         }
         for q in 0..<qps {
             for s in 0..<slots {
-                let (b, bus) = unsafe sinkSlot(q, s)
-                unsafe try to.queuePairs[q].postReceive(b, busAddress: bus, cookie: UInt64(s))
+                let (b, buffer) = unsafe sinkSlot(q, s)
+                if let buffer { try to.queuePairs[q].postReceive(buffer, cookie: UInt64(s)) } else { unsafe try to.queuePairs[q].postReceive(b, cookie: UInt64(s)) }
             }
         }
         var sent = [Int](repeating: 0, count: qps), sendsDone = sent, received = sent
@@ -103,11 +103,12 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
                 while sent[q] < count && inFlight[q] < slots {
                     let m = sent[q], n = length(q, m, mtu: mtu), s = m % slots, offset = (q * slots + s) * mtu
                     let dma = m % 2 == 0
-                    let base = unsafe dma ? source.region.mmio.baseAddress + offset : plainSource.baseAddress! + offset
+                    let base = unsafe dma ? source[q * slots + s].bytes.baseAddress! : plainSource.baseAddress! + offset
                     for i in 0..<n { unsafe base.storeBytes(of: byte(q, m, i), toByteOffset: i, as: UInt8.self) }
                     let accepted: Bool
                     do throws(TransportError) {
-                        unsafe try qp.send(UnsafeRawBufferPointer(start: base, count: n), busAddress: dma ? source.region.busAddress + UInt64(offset) : nil, cookie: UInt64(m))
+                        if dma { try qp.send(source[q * slots + s], length: n, cookie: UInt64(m)) }
+                        else { unsafe try qp.send(UnsafeRawBufferPointer(start: base, count: n), cookie: UInt64(m)) }
                         accepted = true
                     } catch {
                         guard case .ringFull = error else { throw error }
@@ -131,10 +132,10 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
                     let m = received[q], s = Int(c.cookie)
                     received[q] += 1
                     guard c.status == .ok else { failures.append("receive \(q):\(m) \(c.status)"); return }
-                    let (b, bus) = unsafe sinkSlot(q, s)
+                    let (b, buffer) = unsafe sinkSlot(q, s)
                     if c.length != length(q, m, mtu: mtu) { failures.append("receive \(q):\(m) has \(c.length) bytes, sent \(length(q, m, mtu: mtu))") }
                     else if (0..<c.length).contains(where: { unsafe b[$0] != byte(q, m, $0) }) { failures.append("receive \(q):\(m) bytes differ") }
-                    unsafe try? rq.postReceive(b, busAddress: bus, cookie: UInt64(s))
+                    if let buffer { try? rq.postReceive(buffer, cookie: UInt64(s)) } else { unsafe try? rq.postReceive(b, cookie: UInt64(s)) }
                 }
             }
         }
@@ -195,14 +196,12 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         }
         #expect(pair.linkUp())
         let h = pair.host.queuePairs[0], e = pair.endpoint.queuePairs[0]
-        let buffers = try e.allocateBuffer(length: 4096)
-        let source = try h.allocateBuffer(length: 64)
-        defer { buffers.close(); source.close() }
-        try unsafe e.postReceive(UnsafeMutableRawBufferPointer(start: buffers.region.mmio.baseAddress, count: 4096),
-                                 busAddress: buffers.region.busAddress, cookie: 1)
+        let buffers = try e.makeBuffers(count: 1, length: 4096)
+        let source = try h.makeBuffers(count: 1, length: 64)
+        try e.postReceive(buffers[0], cookie: 1)
         #expect(Self.awaitPostedBuffers(1, sender: h, receiver: e, until: .now + .seconds(10)))
         held.withLock { $0.armed = true }
-        try unsafe h.send(UnsafeRawBufferPointer(start: source.region.mmio.baseAddress, count: 64), busAddress: source.region.busAddress, cookie: 9)
+        try h.send(source[0], length: 64, cookie: 9)
         for _ in 0..<50_000 where !held.withLock({ $0.entered }) { usleep(100) }
         #expect(held.withLock { $0.entered }, "the engine model never started the copy")
         let reads = h.counters[.dmaStatusReads]
@@ -233,24 +232,19 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         }
         #expect(pair.linkUp())
         let h = pair.host.queuePairs[0], e = pair.endpoint.queuePairs[0]
-        let buffers = try e.allocateBuffer(length: 8 * 512)
-        let source = try h.allocateBuffer(length: 64)
-        defer { buffers.close(); source.close() }
-        for i in 0..<8 {
-            try unsafe e.postReceive(UnsafeMutableRawBufferPointer(start: buffers.region.mmio.baseAddress + i * 512, count: 512),
-                                     busAddress: buffers.region.busAddress + UInt64(i * 512), cookie: UInt64(i))
-        }
+        let buffers = try e.makeBuffers(count: 8, length: 512)
+        let source = try h.makeBuffers(count: 1, length: 64)
+        for i in 0..<8 { try e.postReceive(buffers[i], cookie: UInt64(i)) }
         #expect(Self.awaitPostedBuffers(8, sender: h, receiver: e, until: .now + .seconds(10)))
         let chains = h.counters[.dmaChains]
-        let bytes = unsafe UnsafeRawBufferPointer(start: source.region.mmio.baseAddress, count: 64)
         held.withLock { $0.armed = true }
-        try unsafe h.send(bytes, busAddress: source.region.busAddress, cookie: 100)
+        try h.send(source[0], length: 64, cookie: 100)
         #expect(h.counters[.dmaChains] == chains + 1)
         for _ in 0..<50_000 where !held.withLock({ $0.entered }) { usleep(100) }
         #expect(held.withLock { $0.entered }, "the engine model never started the copy")
         // Three batches of two while the first chain is held in the engine: queued, not started.
         for b in 0..<3 {
-            let n = try unsafe h.sendBatch(count: 2, dma: { i in unsafe (bytes, source.region.busAddress, UInt64(b * 2 + i)) })
+            let n = try h.sendBatch(count: 2, buffers: { i in (source[0], 64, UInt64(b * 2 + i)) })
             #expect(n == 2)
         }
         #expect(h.counters[.dmaChains] == chains + 1)
@@ -284,14 +278,11 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         // The receiver offers its buffers when it polls.
         let deadline = ContinuousClock.now + .seconds(10)
         guard Self.awaitPostedBuffers(10, sender: from, receiver: to, until: deadline) else { Issue.record("the endpoint posted no buffers"); return }
-        let source = try from.allocateBuffer(length: 10 * 4096)
-        defer { source.close() }
-        for m in 0..<10 { for i in 0..<100 { source.region.mmio.store8(UInt8(truncatingIfNeeded: m * 31 + i), at: m * 4096 + i) } }
+        let source = try from.makeBuffers(count: 10, length: 4096)
+        for m in 0..<10 { for i in 0..<100 { unsafe source[m].bytes[i] = UInt8(truncatingIfNeeded: m * 31 + i) } }
         // The host drives the endpoint's read channel 0 for queue pair 0.
         model.injectAbort(direction: .read, channel: 0, element: 3)
-        let n = unsafe try from.sendBatch(count: 10, dma: { m in
-            unsafe (UnsafeRawBufferPointer(start: source.region.mmio.baseAddress + m * 4096, count: 100), source.region.busAddress + UInt64(m * 4096), UInt64(m))
-        })
+        let n = try from.sendBatch(count: 10, buffers: { m in (source[m], 100, UInt64(m)) })
         #expect(n == 10)
         var outcomes: [UInt64: Completion.Status] = [:]
         var arrived: [[UInt8]] = []
@@ -305,7 +296,7 @@ typealias EDMATransport = Transport<MockNTBDevice, EDMABackend<MockNTBDevice>>
         #expect(arrived == [0, 1, 2, 4, 5, 6, 7, 8, 9].map { m in (0..<100).map { UInt8(truncatingIfNeeded: m * 31 + $0) } })
         #expect(from.counters[.txErrAbort] == 1)
         // The channel recovered: the next message goes through.
-        unsafe try from.send(UnsafeRawBufferPointer(start: source.region.mmio.baseAddress, count: 100), busAddress: source.region.busAddress, cookie: 99)
+        try from.send(source[0], length: 100, cookie: 99)
         var again = false
         while !again {
             guard ContinuousClock.now < deadline else { Issue.record("no message after the abort"); return }

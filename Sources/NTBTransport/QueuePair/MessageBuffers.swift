@@ -88,7 +88,7 @@ extension QueuePair {
         let base: UnsafeMutableRawPointer
         var busAddress: UInt64?
         if prefersDMABuffers {
-            let dma = try allocateBuffer(length: total)
+            let dma = try allocateDMAMemory(length: total)
             owned = OwnedBuffer(dma: dma)
             unsafe base = dma.region.address
             busAddress = dma.region.busAddress
@@ -101,20 +101,21 @@ extension QueuePair {
     }
 
     /// Posts `buffer` (from ``makeBuffers(count:length:)``) for one incoming message; the completion
-    /// carries `cookie` (e.g. the buffer's index). As ``postReceive(_:busAddress:cookie:)``.
+    /// carries `cookie` (e.g. the buffer's index). As ``postReceive(_:cookie:)`` of ordinary memory, but a DMA
+    /// data path receives into the buffer itself.
     @inlinable
     public func postReceive(_ buffer: MessageBuffer, cookie: UInt64) throws(TransportError) {
-        try unsafe postReceive(buffer.bytes, busAddress: buffer.busAddress, cookie: cookie)
+        try unsafe post(buffer.bytes, busAddress: buffer.busAddress, cookie: cookie)
     }
 
     /// Sends the first `length` bytes of `buffer` (from ``makeBuffers(count:length:)``). As
-    /// ``send(_:busAddress:cookie:)``: keep the buffer unchanged until its completion (`host`
+    /// ``send(_:cookie:)``, but keep the buffer unchanged until its completion (`host`
     /// copies it at once, `edma` reads it by DMA later).
     /// - Throws: as `send`; `invalidConfiguration` when `length` exceeds the buffer.
     @inlinable
     public func send(_ buffer: MessageBuffer, length: Int, cookie: UInt64) throws(TransportError) {
         guard unsafe length <= buffer.bytes.count else { throw Self.beyondBuffer(length, buffer) }
-        try unsafe send(UnsafeRawBufferPointer(start: buffer.bytes.baseAddress, count: max(length, 0)), busAddress: buffer.busAddress, cookie: cookie)
+        try unsafe path.pointee.send(self, UnsafeRawBufferPointer(start: buffer.bytes.baseAddress, count: max(length, 0)), busAddress: buffer.busAddress, cookie: cookie)
     }
 
     /// Sends up to `count` messages from buffers (from ``makeBuffers(count:length:)``) with one

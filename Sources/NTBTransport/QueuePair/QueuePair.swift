@@ -120,6 +120,22 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
     /// ``makeBuffers(count:length:)`` hands out memory a DMA engine reaches (and receives land in
     /// it without a copy). Clients that use `makeBuffers` need not look at this.
     @inlinable public var prefersDMABuffers: Bool { DataPath.prefersDMABuffers }
+    /// Whether a send completes after the call returned, when an engine has moved it (`edma`), rather
+    /// than being written by the CPU during the call (`host`). A sender with little else to do may
+    /// then sleep on the completion interrupt (``waitMode`` `.interrupt`) instead of spinning.
+    @inlinable public var sendsCompleteLater: Bool { DataPath.prefersDMABuffers }
+    /// Whether ``poll(limit:inPlace:_:)`` hands messages to its closure straight from the receive
+    /// ring when no receive buffer is posted (frame channels, `host`). When false (`edma`) every
+    /// message lands in a posted buffer: keep buffers posted.
+    @inlinable public var receivesInPlace: Bool { !DataPath.prefersDMABuffers }
+    /// Messages per ``sendBatch(count:buffers:)`` a bulk sender should use: half the transmit ring
+    /// when an engine moves them (one chain runs while the next, as long, fills: longer batches leave
+    /// nothing queued when a chain completes, shorter ones mean more chains and wakes per GB); 32
+    /// frames per doorbell when the CPU writes them. 0 while no link was set up.
+    @inlinable public var preferredBatch: Int {
+        guard unsafe state.pointee.hasChannel else { return 0 }
+        return sendsCompleteLater ? max(1, (transmitEntries + 1) / 2) : 32
+    }
 
     /// Messages we may write: the ring's free entries, but never more sends outstanding (in flight or
     /// finished but not yet reported by `poll`) than the completion FIFO holds (2·N).
@@ -127,15 +143,18 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
 
     // MARK: Receive buffers (ntb_transport_rx_enqueue)
 
-    /// Posts a buffer for one incoming message. The buffer must stay valid until its completion.
+    /// Posts a buffer of ordinary memory for one incoming message. The buffer must stay valid until
+    /// its completion. A data path that moves payloads by DMA (`edma`) receives into one of the
+    /// channel's bounce buffers and copies; ``postReceive(_:cookie:)`` with a buffer of
+    /// ``makeBuffers(count:length:)`` receives without a copy on every backend.
     /// - Throws: ``TransportError/receiveQueueFull(queuePair:capacity:)`` when `receiveQueueDepth` are posted.
-    ///
-    /// `busAddress` is where a DMA engine reaches `buffer` (memory from ``allocateBuffer(length:)``):
-    /// a backend that moves payloads by DMA (`edma`) then receives into the buffer itself; without it
-    /// the payload goes through one of the channel's bounce buffers and is copied. `host` ignores it.
-    /// ``postReceive(_:cookie:)`` with a buffer of ``makeBuffers(count:length:)`` does this for you.
     @inlinable
-    public func postReceive(_ buffer: UnsafeMutableRawBufferPointer, busAddress: UInt64? = nil, cookie: UInt64) throws(TransportError) {
+    public func postReceive(_ buffer: UnsafeMutableRawBufferPointer, cookie: UInt64) throws(TransportError) {
+        try unsafe post(buffer, busAddress: nil, cookie: cookie)
+    }
+
+    @inlinable
+    func post(_ buffer: UnsafeMutableRawBufferPointer, busAddress: UInt64?, cookie: UInt64) throws(TransportError) {
         let s = unsafe state
         guard unsafe s.pointee.receives.count < s.pointee.receives.depth else {
             throw unsafe .receiveQueueFull(queuePair: index, capacity: s.pointee.receives.depth)
@@ -143,11 +162,8 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
         unsafe s.pointee.receives.push(buffer, busAddress: busAddress, cookie: cookie)
     }
 
-    /// Memory a DMA engine on this port can reach (IOMMU-mapped on VFIO; the mock link's RAM): send
-    /// from it and post it for receives with its bus address, and the `edma` backend moves messages
-    /// without a CPU copy. The buffer is the caller's; close it after the transport is closed.
-    /// ``makeBuffers(count:length:)`` gives buffers the queue pair keeps alive itself.
-    public func allocateBuffer(length: Int) throws(TransportError) -> DMABuffer {
+    /// Memory a DMA engine on this port can reach, for ``makeBuffers(count:length:)``.
+    func allocateDMAMemory(length: Int) throws(TransportError) -> DMABuffer {
         do throws(NTBError) { return try device.allocateInboundBuffer(length: length, alignment: 4096) }
         catch { throw .device(error) }
     }
@@ -174,35 +190,26 @@ public final class QueuePair<Device: NTBDevice, Backend: TransportBackend>: @unc
 
     // MARK: Sends (ntb_transport_tx_enqueue)
 
-    /// Sends one message: `host` copies it into the next frame and rings the peer's doorbell (the
-    /// buffer is free again on return); `edma` queues it on the engine (the buffer must stay
-    /// unchanged until its completion). The completion (cookie) reports when the peer has it.
+    /// Sends one message from ordinary memory: `host` copies it into the next frame and rings the
+    /// peer's doorbell, `edma` copies it to a bounce buffer and queues it on the engine; either way
+    /// the buffer is free again on return. The completion (cookie) reports when the peer has it.
+    /// ``send(_:length:cookie:)`` from a buffer of ``makeBuffers(count:length:)`` moves no byte with
+    /// the CPU on a DMA data path.
     /// - Throws: `linkDown`, `emptyMessage`, `messageTooLarge`, `ringFull` (poll and retry).
-    ///
-    /// `busAddress` (memory from ``allocateBuffer(length:)``) lets a DMA engine read the message in
-    /// place; without it `edma` copies it to a bounce buffer first. `host` ignores it.
     @inlinable
-    public func send(_ bytes: UnsafeRawBufferPointer, busAddress: UInt64? = nil, cookie: UInt64) throws(TransportError) {
-        try unsafe path.pointee.send(self, bytes, busAddress: busAddress, cookie: cookie)
+    public func send(_ bytes: UnsafeRawBufferPointer, cookie: UInt64) throws(TransportError) {
+        try unsafe path.pointee.send(self, bytes, busAddress: nil, cookie: cookie)
     }
 
-    /// Sends up to `count` messages with one doorbell (`host`) or as one chain (`edma`);
-    /// `message(i)` gives the i-th message and cookie. Returns how many were sent: fewer than
-    /// `count` when the ring filled up (counted in tx_ring_full).
+    /// Sends up to `count` messages from ordinary memory with one doorbell (`host`) or as one chain
+    /// (`edma`); `message(i)` gives the i-th message and cookie. Returns how many were sent: fewer
+    /// than `count` when the ring filled up (counted in tx_ring_full).
     /// - Throws: `linkDown` before anything was sent; `emptyMessage` / `messageTooLarge` for message i
     ///   (messages before it were sent).
     @inlinable
     public func sendBatch(count: Int, _ message: (Int) -> (bytes: UnsafeRawBufferPointer, cookie: UInt64)) throws(TransportError) -> Int {
         guard unsafe state.pointee.isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
         return try unsafe path.pointee.sendBatch(self, count: count) { i in let m = unsafe message(i); return unsafe (m.bytes, nil, m.cookie) }
-    }
-
-    /// ``sendBatch(count:_:)`` from DMA memory (``allocateBuffer(length:)``): `message(i)` also gives
-    /// the bus address, so `edma` moves the messages without a copy.
-    @inlinable
-    public func sendBatch(count: Int, dma message: (Int) -> (bytes: UnsafeRawBufferPointer, busAddress: UInt64, cookie: UInt64)) throws(TransportError) -> Int {
-        guard unsafe state.pointee.isUp else { counters.add(.txErrLinkDown); throw .linkDown(queuePair: index) }
-        return try unsafe path.pointee.sendBatch(self, count: count) { i in let m = unsafe message(i); return unsafe (m.bytes, m.busAddress, m.cookie) }
     }
 
     /// Checks a message before a data path writes it.

@@ -59,4 +59,42 @@ public final class SystemThread: @unchecked Sendable {
         var ts = timespec(tv_sec: Int(s), tv_nsec: Int(atto / 1_000_000_000))
         unsafe nanosleep(&ts, nil)
     }
+
+    // MARK: CPU affinity
+
+    /// How many CPUs an affinity set can name (`CPU_SETSIZE`).
+    public static var cpuSetCapacity: Int { MemoryLayout<cpu_set_t>.size * 8 }
+
+    /// Pins the calling thread, and the threads it creates afterwards (they inherit the set), to `cpu`.
+    /// - Throws: ``PCIKitError/system(call:errno:remedy:)`` for a CPU out of range or not ours.
+    public static func pin(toCPU cpu: Int) throws(PCIKitError) {
+        guard cpu >= 0 && cpu < cpuSetCapacity else {
+            throw .system(call: "sched_setaffinity (CPU \(cpu))", errno: EINVAL, remedy: "give a CPU in 0..<\(cpuSetCapacity); see nproc for the CPUs you may use")
+        }
+        try setAffinity([cpu])
+    }
+
+    /// Lets the calling thread run on every online CPU again (threads it creates afterwards inherit it).
+    public static func unpin() throws(PCIKitError) {
+        try setAffinity(Array(0..<min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), cpuSetCapacity)))
+    }
+
+    /// Sets the calling thread's CPU set (`sched_setaffinity(0, …)`).
+    public static func setAffinity(_ cpus: [Int]) throws(PCIKitError) {
+        var set = cpu_set_t()
+        for cpu in cpus where cpu >= 0 && cpu < cpuSetCapacity {
+            unsafe withUnsafeMutableBytes(of: &set) { unsafe $0[cpu / 8] |= UInt8(1) << UInt8(cpu % 8) }
+        }
+        // sched_setaffinity is a GNU extension the Glibc module does not export; look it up in libc.
+        typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
+        guard let symbol = unsafe dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_setaffinity") else {
+            throw .system(call: "sched_setaffinity", errno: ENOSYS, remedy: "this C library does not offer it; run without pinning")
+        }
+        let call = unsafe unsafeBitCast(symbol, to: SetAffinity.self)
+        let rc = unsafe withUnsafeBytes(of: &set) { unsafe call(0, MemoryLayout<cpu_set_t>.size, $0.baseAddress!) }
+        guard rc == 0 else {
+            throw .system(call: "sched_setaffinity (CPUs \(cpus.map(String.init).joined(separator: ",")))", errno: errno,
+                          remedy: "see nproc (and taskset -p $$) for the CPUs you may use")
+        }
+    }
 }

@@ -1,11 +1,13 @@
 import ArgumentParser
 #if canImport(Glibc)
 import Glibc
+import PCIKit
 #endif
 import NTBHardware
 import NTBPorts
 import NTBTransport
 import Foundation
+import NTBTools
 
 extension TransportConfiguration.WaitMode: ExpressibleByArgument {}
 extension TransportBackendKind: ExpressibleByArgument {}
@@ -19,7 +21,7 @@ struct TransportOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The policy file (default: $NTB_TRANSPORT_POLICY, else \(PolicySource.defaultPath)).", valueName: "file"))
     var policy: String?
 
-    @Option(name: .long, help: ArgumentHelp("Transport MTU in bytes: the largest frame (Linux transport_mtu). Both sides must agree.", valueName: "bytes"))
+    @Option(name: .long, help: ArgumentHelp("Transport MTU in bytes (K, M suffixes): the largest frame (Linux transport_mtu). Both sides must agree.", valueName: "bytes"), transform: sizeArgument)
     var mtu: Int = 0x10000
 
     @Option(name: .long, help: ArgumentHelp("Queue pairs (Linux max_num_clients); default: one per memory window. Both sides must agree.", valueName: "n"))
@@ -84,29 +86,13 @@ struct Handoff<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// Pins the calling process (all its threads created afterwards, and this one) to `cpu`.
+/// Pins the calling thread (and every thread it creates afterwards) to `cpu`.
 func pinToCPU(_ cpu: Int) throws {
-    let bits = MemoryLayout<cpu_set_t>.size * 8
-    guard cpu >= 0 && cpu < bits else { throw ToolError("--cpu \(cpu) is out of range") }
-    try setAffinity([cpu])
+    guard cpu >= 0 && cpu < SystemThread.cpuSetCapacity else { throw ToolError("--cpu \(cpu) is out of range (0..<\(SystemThread.cpuSetCapacity))") }
+    do { try SystemThread.pin(toCPU: cpu) } catch { throw ToolError("cannot pin to CPU \(cpu): \(error)") }
 }
 
 /// Lets the calling thread run on every online CPU again (children inherit the CPU set).
 func unpinCPU() throws {
-    try setAffinity(Array(0..<min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), MemoryLayout<cpu_set_t>.size * 8)))
-}
-
-private func setAffinity(_ cpus: [Int]) throws {
-    var set = cpu_set_t()
-    for cpu in cpus { withUnsafeMutableBytes(of: &set) { $0[cpu / 8] |= UInt8(1) << UInt8(cpu % 8) } }
-    let cpu = cpus.first ?? 0
-    // sched_setaffinity is a GNU extension the Glibc module does not export; look it up in libc.
-    typealias SetAffinity = @convention(c) (pid_t, Int, UnsafeRawPointer) -> Int32
-    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_setaffinity") else {
-        throw ToolError("cannot pin to CPU \(cpu): sched_setaffinity is not available")
-    }
-    let setAffinity = unsafeBitCast(symbol, to: SetAffinity.self)
-    guard withUnsafeBytes(of: &set, { setAffinity(0, MemoryLayout<cpu_set_t>.size, $0.baseAddress!) }) == 0 else {
-        throw ToolError("cannot pin to CPU \(cpu): \(String(cString: strerror(errno))); see nproc for the CPUs you may use")
-    }
+    do { try SystemThread.unpin() } catch { throw ToolError("cannot unpin: \(error)") }
 }
