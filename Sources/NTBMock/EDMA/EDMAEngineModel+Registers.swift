@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-public import PCIKit
-public import DWEDMA
+import PCIKit
+import DWEDMA
 import CNTBShim
 import Synchronization
 

@@ -95,7 +95,7 @@ public struct HostChannel: FrameChannel, @unchecked Sendable {
 
     /// Whether `layout`'s headers and `rx_info` in `region` are all 4-byte aligned addresses.
     static func isWordAligned(_ region: MMIORegion, _ layout: HostQueueLayout) -> Bool {
-        (UInt(bitPattern: region.baseAddress) | UInt(layout.frameSize) | UInt(layout.areaSize)) & 3 == 0
+        unsafe (UInt(bitPattern: region.baseAddress) | UInt(layout.frameSize) | UInt(layout.areaSize)) & 3 == 0
     }
 
     // MARK: Word access (aligned: one volatile 32-bit access; unaligned: what Linux's iowrite32 does

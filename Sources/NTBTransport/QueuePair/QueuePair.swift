@@ -1,5 +1,5 @@
 public import NTBHardware
-public import PCIKit
+import PCIKit
 public import Synchronization
 
 /// What the control plane (link management) and one queue pair's data path share.
