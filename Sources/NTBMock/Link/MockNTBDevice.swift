@@ -249,7 +249,12 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
         switch backend {
         case let .host(d):
             wantLink.value.store(true, ordering: .releasing)
-            guard link.isPeerPresent else { throw .linkDown }
+            guard link.isPeerPresent else {
+                // No endpoint yet (it is being restarted): link up when it comes (the tick handler's relink),
+                // so the transport waits for it within its own link timeout instead of failing at once.
+                needsRelink.value.store(true, ordering: .releasing)
+                return
+            }
             try d.enableLink()
             needsRelink.value.store(false, ordering: .releasing)
         case let .endpoint(d): try d.enableLink()
