@@ -255,7 +255,13 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
                 needsRelink.value.store(true, ordering: .releasing)
                 return
             }
-            try d.enableLink()
+            do throws(NTBError) { try d.enableLink() } catch {
+                // An endpoint that was killed is still "present" until its heartbeat goes stale (a few beats), and
+                // does not answer: the same as absent. Relink when an endpoint answers; other errors stand.
+                guard case .commandTimeout = error else { throw error }
+                needsRelink.value.store(true, ordering: .releasing)
+                return
+            }
             needsRelink.value.store(false, ordering: .releasing)
         case let .endpoint(d): try d.enableLink()
         }
