@@ -195,6 +195,10 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @usableFromInline var _noResponse = false
     @usableFromInline var _remoteOnly = false
     @usableFromInline var _lastShared: EDMASharedStatus?
+    /// Whether the hardware channel was found idle (or made idle) since the claim; see ``takeOver()``.
+    @usableFromInline var _tookOver = false
+    /// How long ``takeOver()`` waits for a previous owner's chain, before and after the stop request.
+    public var staleChainBound: Duration = .milliseconds(200)
     /// Whether the last poll read all ones from `int_status` (the device no longer answers).
     @inlinable
     public var lastPollHadNoResponse: Bool { _noResponse }
@@ -247,6 +251,7 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
     @inlinable
     public mutating func submit(_ transfers: UnsafeBufferPointer<EDMATransfer>) throws(EDMAError) -> UInt64 {
         if inFlight != 0 { throw .channelBusy(direction, index) }
+        if !_tookOver { try takeOver() }
         let n = transfers.count
         if n == 0 { throw .emptySubmission }
         if n > capacity { throw .tooManyElements(requested: n, capacity: capacity) }
@@ -265,6 +270,38 @@ public struct EDMAChannel<Core: EDMACore, LL: RegisterSpace>: ~Copyable {
         inFlightBytes = bytes
         _counters.submissions &+= 1
         return inFlight
+    }
+
+    /// Makes the hardware channel this claim's own before its first start. The claim only knows this
+    /// process; the engine may still run a chain of a previous owner (a host that was killed mid-transfer):
+    /// its doorbell would be ignored (a running channel ignores doorbells), the old chain's DONE taken for
+    /// ours, and the old chain would keep writing buffers that are no longer its. So, as
+    /// `dw_edma_device_terminate_all` (which has no abort on the v0 core and lets the running chunk end):
+    /// read `ch_status` (docs/hardware-reference.md §1.4, §1.7); while running, wait up to
+    /// ``staleChainBound``; still running, request a stop (doorbell STOP bit, inferred, see
+    /// ``EDMAv0Core/requestStop(_:channel:)``) and wait again; still running, throw
+    /// ``EDMAError/staleChainRunning(_:_:waited:)``. Then clear this channel's stale DONE/ABORT bits only
+    /// (never another channel's: the other side owns some). Done once per claim (an abort leaves the
+    /// channel halted, and our own chains are waited for before the next submit).
+    public mutating func takeOver() throws(EDMAError) {
+        if _tookOver { return }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var status = core.channelStatus(direction, channel: index)
+        var stopRequested = false
+        var deadline = start.advanced(by: staleChainBound)
+        while status == .running {
+            if clock.now >= deadline {
+                if stopRequested { throw .staleChainRunning(direction, index, waited: start.duration(to: clock.now)) }
+                core.requestStop(direction, channel: index)
+                stopRequested = true
+                deadline = clock.now.advanced(by: staleChainBound)
+            }
+            usleep(50)
+            status = core.channelStatus(direction, channel: index)
+        }
+        core.clearChannelInterrupt(direction, channel: index, done: true, abort: true)
+        _tookOver = true
     }
 
     /// Submits one transfer (no allocation).

@@ -54,6 +54,14 @@ public protocol EDMACore {
     func configureInterrupt(_ d: EDMADirection, channel: Int, address: UInt64, data: UInt16)
     /// Masks and clears every interrupt and disables both engines (`off`).
     func powerOff()
+    /// Asks a running channel to stop at once, where the map has a way to (v0: doorbell STOP bit; see
+    /// ``EDMAv0Core/requestStop(_:channel:)``). Linux has none: `dw_edma_device_terminate_all` only waits.
+    func requestStop(_ d: EDMADirection, channel: Int)
+}
+
+extension EDMACore {
+    /// No stop request: the caller waits for the running chain to end (as `dw_edma_device_terminate_all`).
+    public func requestStop(_ d: EDMADirection, channel: Int) {}
 }
 
 /// One channel's completion state as a core reads it.
@@ -242,6 +250,14 @@ public struct EDMAv0Core<Space: RegisterSpace>: EDMACore {
             value |= UInt32(data) << shift
             registers.store32(value, at: reg)
         }
+    }
+
+    /// Stops a running channel with the doorbell's STOP bit (bit 31 beside the channel number).
+    /// INFERRED, not verified: Linux's v0 core never writes it (docs/hardware-reference.md §6 lists the
+    /// doorbell STOP bit as not found); the DesignWare databook names it. The engine model implements it
+    /// (the channel halts, no DONE/ABORT). On silicon that ignores it, the caller's bounded wait decides.
+    public func requestStop(_ d: EDMADirection, channel: Int) {
+        registers.store32(DoorbellValue(channel: channel).rawValue | DoorbellValue.stop, at: EDMARegisters.doorbell(d))
     }
 
     /// `dw_edma_v0_core_off`: mask and clear everything, disable both engines. Only the owner of the

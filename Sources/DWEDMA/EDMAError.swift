@@ -22,6 +22,9 @@ public enum EDMAError: Error, Equatable, CustomStringConvertible, Sendable {
     case timeout(EDMADirection, Int)
     /// `int_status` read all ones: the device (or the model) no longer answers.
     case noResponse(EDMADirection, Int)
+    /// Before this claim's first start the channel was still running a chain somebody else started (a
+    /// previous owner that died), and it did not stop within the bound.
+    case staleChainRunning(EDMADirection, Int, waited: Duration)
 
     public var description: String {
         switch self {
@@ -45,6 +48,8 @@ public enum EDMAError: Error, Equatable, CustomStringConvertible, Sendable {
             return "this side only owns some channels of a remotely driven engine and must not power it off; let the owner do it"
         case .noResponse(let d, let ch):
             return "\(d) channel \(ch): int_status reads all ones, the eDMA no longer answers; check the PCIe link, that the endpoint is powered, or that the engine model still runs"
+        case .staleChainRunning(let d, let ch, let waited):
+            return "\(d) channel \(ch) still runs a chain started by its previous owner (ch_status = running after \(waited) and a stop request); wait for it to end or reset the endpoint's eDMA before reusing the channel"
         case .timeout(let d, let ch):
             return "\(d) channel \(ch) did not complete in time; check that the engine is powered and the addresses are mapped (see ch_control1 status)"
         }

@@ -219,6 +219,9 @@ public struct DoorbellValue: RawRepresentable, Equatable, Sendable {
     @inlinable public init(rawValue: UInt32) { self.rawValue = rawValue }
     @inlinable public init(channel: Int) { rawValue = UInt32(channel) & 0x7 }
     @inlinable public var channel: Int { Int(rawValue & 0x7) }
+    /// Bit 31, STOP (DesignWare databook; not used by Linux, inferred: ``EDMAv0Core/requestStop(_:channel:)``).
+    public static let stop: UInt32 = 1 << 31
+    @inlinable public var isStop: Bool { rawValue & Self.stop != 0 }
 }
 
 /// Offsets within an LL element, mirroring `ntb_edma_lli` / `ntb_edma_llp` in `ntb_edma.h`.

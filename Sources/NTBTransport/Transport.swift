@@ -17,6 +17,14 @@ public enum TransportLinkState: Equatable, Sendable {
 ///
 /// The control plane runs on a link monitor thread (or in ``poll()`` when
 /// `linkMonitorInterval` is nil); queue pairs are driven by the client's threads.
+/// A backend whose peer writes our posted buffers by DMA that keeps running after the peer is gone (the
+/// edma backend's endpoint: the host's READ channels are engines on our side). Control plane only.
+public protocol PeerWriterQuiescing {
+    /// Waits (bounded) until nothing the departed peer started can write our posted buffers any more.
+    /// Returns nil when that holds, else a description of what still runs.
+    func quiescePeerWriters(bound: Duration) -> String?
+}
+
 public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unchecked Sendable {
     public let device: Device
     public let backend: Backend
@@ -440,8 +448,19 @@ public final class Transport<Device: NTBDevice, Backend: TransportBackend>: @unc
         try? device.clearMemoryWindowTranslation(i)
     }
 
+    /// How long link cleanup waits for a departed peer's DMA into our buffers, before and after asking
+    /// it to stop (``PeerWriterQuiescing``).
+    static var peerWriterBound: Duration { .milliseconds(250) }
+
     /// `ntb_transport_link_cleanup`: every queue pair down, windows untranslated, local spads zeroed.
+    /// A backend whose peer drives DMA into our posted buffers is first asked to wait until those
+    /// writers are idle (``PeerWriterQuiescing``): the queue pairs give the buffers back to their owners
+    /// as soon as they see generation 0, and a departed peer's chain must not write them after that.
     private func linkCleanup(_ state: inout ControlState) {
+        if let quiescing = backend as? any PeerWriterQuiescing,
+           let problem = quiescing.quiescePeerWriters(bound: Self.peerWriterBound) {
+            record(.device(.unsupported("\(device.name): \(problem)")))
+        }
         for q in 0..<queuePairCount {
             links[q].up.store(0, ordering: .releasing)
             links[q].target.store(0, ordering: .releasing)

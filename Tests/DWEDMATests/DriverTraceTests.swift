@@ -38,6 +38,7 @@ import PCIKit
     func firstStartFollowsLinuxRecipeUnroll(_ mode: EDMAMode) throws {
         let edma = try controller(mode: mode)
         var ch = try edma.channel(.write, 1, ll: llSpace, llBusAddress: Self.llBus)
+        try ch.takeOver()   // the claim's one-time check (StaleChainTests); the trace below is the start recipe
         log.accesses.removeAll()
         let t = [EDMATransfer(source: 0x1000, destination: 0x9_0000_0000, length: 64),
                  EDMATransfer(source: 0x2000, destination: 0x9_0000_1000, length: 128)]
@@ -58,9 +59,40 @@ import PCIKit
         #expect(log.accesses == expected)
     }
 
+    /// Before the first start: `ch_status` of this channel, then one `int_clear` of only its DONE and ABORT
+    /// bits (stale state of a previous owner); an idle channel is neither waited for nor stopped.
+    @Test func takeOverReadsTheStatusAndClearsOnlyThisChannelsBits() throws {
+        let edma = try controller(mode: .remote)
+        var ch = try edma.channel(.read, 1, ll: llSpace, llBusAddress: Self.llBus)
+        log.accesses.removeAll()
+        try ch.takeOver()
+        #expect(log.only("reg") == [.load("reg", 0x500, width: 4), .store("reg", 0x0AC, 0x0002_0002, width: 4)])
+        log.accesses.removeAll()
+        try ch.takeOver()   // once per claim
+        #expect(log.accesses.isEmpty)
+    }
+
+    /// A channel still running a chain nobody waits for: after the bound a STOP doorbell (bit 31 | channel);
+    /// a channel that ignores it is refused with a clear error, and nothing is started on it.
+    @Test func aChannelThatKeepsRunning_isStoppedThenRefused() throws {
+        let edma = try controller(mode: .remote)
+        var ch = try edma.channel(.read, 1, ll: llSpace, llBusAddress: Self.llBus)
+        ch.staleChainBound = .milliseconds(5)
+        regMemory.region.store32(ChannelControl.ccs | ChannelControl.lle | 1 << 5, at: 0x500)   // CS = running
+        log.accesses.removeAll()
+        #expect(throws: EDMAError.self) { _ = try ch.submit(EDMATransfer(source: 0x9_0000_0000, destination: 0x1000, length: 8)) }
+        let stores = log.only("reg").filter { if case .store = $0 { return true } else { return false } }
+        #expect(stores == [.store("reg", 0x030, 0x8000_0001, width: 4)])   // rd_doorbell = STOP | ch1, nothing else
+        do { _ = try ch.submit(EDMATransfer(source: 0x9_0000_0000, destination: 0x1000, length: 8)) } catch {
+            guard case .staleChainRunning(.read, 1, _) = error else { Issue.record("wrong error \(error)"); return }
+            #expect(error.description.contains("previous owner"))
+        }
+    }
+
     @Test func readChannelUsesReadRegisters() throws {
         let edma = try controller(mode: .remote)
         var ch = try edma.channel(.read, 0, ll: llSpace, llBusAddress: Self.llBus)
+        try ch.takeOver()   // the claim's one-time check (StaleChainTests); the trace below is the start recipe
         log.accesses.removeAll()
         _ = try ch.submit(EDMATransfer(source: 0x9_0000_0000, destination: 0x1000, length: 8))
         let regs = log.only("reg")
@@ -96,6 +128,7 @@ import PCIKit
     @Test func cycleBitFlipsPerSubmissionAndOnlyTheFirstStartInitialises() throws {
         let edma = try controller(mode: .local)
         var ch = try edma.channel(.write, 2, ll: llSpace, llBusAddress: Self.llBus)
+        try ch.takeOver()   // the claim's one-time check (StaleChainTests); the trace below is the start recipe
         let t = [EDMATransfer(source: 0x10, destination: 0x20, length: 4)]
         var cycles: [UInt32] = []
         for i in 0..<5 {

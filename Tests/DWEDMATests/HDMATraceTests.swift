@@ -33,6 +33,7 @@ import PCIKit
         let edma = DWHDMAController(registers: TracingSpace(name: "reg", log: log, memory: regMemory.region),
                                     writeChannels: 2, readChannels: 2, mode: mode, ownership: .engine)
         var ch = try edma.channel(.read, 1, ll: TracingSpace(name: "ll", log: log, memory: llMemory.region), llBusAddress: Self.llBus)
+        try ch.takeOver()   // the claim's one-time check (StaleChainTests); the trace below is the start recipe
         let base = 0x300
         for i in 0..<2 {
             log.accesses.removeAll()

@@ -100,14 +100,14 @@ final class ModelFixture: @unchecked Sendable {
     let llBytes: Int
     /// LL regions live at the start of EP RAM, one per channel (write ch n at n, read at 8 + n).
     init(size: Int = 1 << 20, llBytes: Int = 4096, format: EDMAMapFormat = .unroll, channels: Int = 4,
-         localInterrupt: EventNotifier? = nil) throws {
+         localInterrupt: EventNotifier? = nil, copyHook: (@Sendable (EDMADirection, Int) -> Void)? = nil) throws {
         self.llBytes = llBytes
         ep = try SharedMemoryArena(path: dir.path + "/ep-mem", busBase: Self.epBus, length: size)
         host = try SharedMemoryArena(path: dir.path + "/host-mem", busBase: Self.hostBus, length: size)
         model = try EDMAEngineModel(EDMAModelConfiguration(
             directory: dir.path, writeChannels: channels, readChannels: channels, format: format,
             localSpace: BusAddressSpace([ep.segment]), pcieSpace: BusAddressSpace([host.segment]),
-            localInterrupt: localInterrupt))
+            localInterrupt: localInterrupt, copyHook: copyHook))
     }
     deinit { model.stop() }
 

@@ -2,6 +2,9 @@ import Testing
 import PCIKit
 import Synchronization
 @testable import NTBHardware
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Plain memory standing in for BARs, so the EPF host adapter and the vNTB endpoint meet without the mock link.
 @safe
@@ -180,7 +183,19 @@ func noMemory(_: Int, _: Int) throws(NTBError) -> DMABuffer { throw .unsupported
         let c = RecordingController(offsets: true)
         let ep = try VNTBEndpointDevice(name: "ep", controller: c, scratchpadCount: 16, pollInterval: .microseconds(50))
         defer { ep.stop() }
-        c.configSpace.store32(0x1000, at: EPFControl.doorbellOffset(3))   // slot 3 past the 256-byte BAR4
+        // The garbage stands for a broken endpoint: vNTB itself re-publishes its fields on every service pass
+        // (VNTBOwnedFieldsTests), so stop it and answer CONFIGURE_DOORBELL by hand, publishing the garbage.
+        ep.stop()
+        let ctrl = SendableBox(c.configSpace)
+        let broken = spawnThread {
+            let region = ctrl.value
+            for _ in 0..<200_000 where region.load32(at: EPFControl.command) == 0 { usleep(10) }
+            region.store32(0, at: EPFControl.command)
+            region.store32(0x1000, at: EPFControl.doorbellOffset(3))   // slot 3 past the 256-byte BAR4
+            Barrier.write()
+            region.store16(EPFControl.statusOK, at: EPFControl.commandStatus)
+        }
+        defer { pthread_join(broken, nil) }
         let host = try EPFHostDevice(name: "host", bars: hostBARs(c, mwBAR: TestMemory(1 << 17)), map: .rcarS4, vectors: try vectors(8), msix: false, allocator: noMemory)
         #expect(throws: NTBError.invalidPeerValue(field: "db_offset[3]", value: 0x1000, expected: "a 4-byte aligned offset that keeps slot 3 inside the 256-byte doorbell BAR")) {
             try host.enableLink()

@@ -79,3 +79,48 @@ final class SendableBox<T: ~Copyable>: @unchecked Sendable {
     let value: T
     init(_ value: consuming T) { self.value = value }
 }
+
+/// Fuzz finding 4: a hostile host overwrites fields the endpoint function owns; later hosts must still link.
+@Suite struct VNTBOwnedFieldsTests {
+    static func poison(_ ctrl: MMIORegion) {
+        ctrl.store32(0x8000_0000, at: EPFControl.topology)
+        ctrl.store32(0xFFFF_FFFF, at: EPFControl.memoryWindowCount)
+        ctrl.store32(7, at: EPFControl.spadCount)
+        ctrl.store32(0, at: EPFControl.doorbellData(2))
+        ctrl.store32(0x1_0001, at: EPFControl.mwSize(1))
+    }
+
+    @Test func aNewHost_afterAHostileOne_findsTheControlRegionAsBound() throws {
+        let c = RecordingController(offsets: true)
+        let ep = try VNTBEndpointDevice(name: "ep", controller: c, scratchpadCount: 16, pollInterval: .milliseconds(1))
+        defer { ep.stop() }
+        let pristine = (0..<EPFControl.sizeVersion1 / 4).map { c.configSpace.load32(at: $0 * 4) }
+        Self.poison(c.configSpace)
+        ep.hostLost()   // the hostile host's session ended
+        let now = (0..<EPFControl.sizeVersion1 / 4).map { c.configSpace.load32(at: $0 * 4) }
+        #expect(now == pristine)
+        #expect(ep.ownedFieldsRepaired >= 5)
+        let host = try EPFHostDevice(name: "host", bars: hostBARs(c, mwBAR: TestMemory(1 << 17)), map: .rcarS4, vectors: try vectors(16), msix: true, allocator: noMemory)
+        try host.enableLink()
+        #expect(host.isLinkUp && ep.isLinkUp)
+    }
+
+    @Test func theServicePass_repairsOwnedFields_whileAHostIsAttached() throws {
+        let c = RecordingController(offsets: true)
+        let ep = try VNTBEndpointDevice(name: "ep", controller: c, scratchpadCount: 16, pollInterval: .milliseconds(1))
+        ep.stop()   // passes by hand
+        let host = try EPFHostDevice(name: "host", bars: hostBARs(c, mwBAR: TestMemory(1 << 17)), map: .rcarS4, vectors: try vectors(16), msix: true, allocator: noMemory)
+        _ = host
+        Self.poison(c.configSpace)
+        ep.serviceOnce()
+        #expect(c.configSpace.load32(at: EPFControl.topology) == 1)
+        #expect(c.configSpace.load32(at: EPFControl.memoryWindowCount) == 2)
+        #expect(c.configSpace.load32(at: EPFControl.spadCount) == 16)
+        #expect(c.configSpace.load32(at: EPFControl.doorbellData(2)) == 3)
+        #expect(c.configSpace.load32(at: EPFControl.mwSize(1)) == 1 << 16)
+        // Host-written fields are left alone.
+        c.configSpace.store64(0x1234_5000, at: EPFControl.lowerAddress)
+        ep.serviceOnce()
+        #expect(c.configSpace.load64(at: EPFControl.lowerAddress) == 0x1234_5000)
+    }
+}

@@ -119,26 +119,49 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         // Fresh function: everything zero, then the fields vNTB publishes.
         for off in stride(from: 0, to: ctrlSize + 8 * scratchpadCount, by: 4) { config.store32(0, at: off) }
         for off in stride(from: 0, to: dbSpace.length - dbSpace.length % 4, by: 4) { dbSpace.store32(0, at: off) }
-        config.store32(version1 ? 1 : 0, at: EPFControl.topology)
-        config.store32(UInt32(sizes.count), at: EPFControl.memoryWindowCount)
-        config.store32(UInt32(ctrlSize), at: EPFControl.spadOffset)
-        config.store32(UInt32(scratchpadCount), at: EPFControl.spadCount)
-        config.store32(4, at: EPFControl.doorbellEntrySize)
-        for n in 0..<EPFControl.slots {
-            config.store32(UInt32(n + 1), at: EPFControl.doorbellData(n))   // db_data[i] = 1 + i
-            config.store32(0, at: EPFControl.doorbellOffset(n))
-        }
-        if let offsets = controller.memoryWindowOffsets {
-            for n in 0..<sizes.count {
-                config.store32(UInt32(offsets[n]), at: EPFControl.mwOffset(n))
-                config.store32(UInt32(truncatingIfNeeded: sizes[n]), at: EPFControl.mwSize(n))
-            }
-        }
+        publishOwnedFields()
         Barrier.full()
         startService()
     }
 
     deinit { stop() }
+
+    /// Control-region words restored by ``publishOwnedFields()`` because a host had overwritten them.
+    public var ownedFieldsRepaired: Int { repaired.load(ordering: .relaxed) }
+    private let repaired = Atomic<Int>(0)
+
+    /// Writes (again) every field of the control region the endpoint function owns, as
+    /// `epf_ntb_config_spad_bar_alloc` and `epf_ntb_db_bar_init` publish them at bind: topology, `num_mws`,
+    /// `spad_offset`/`spad_count`, `db_entry_size`, `db_data[]`/`db_offset[]`, `mw_offset[]`/`mw_size[]`
+    /// (docs/hardware-reference.md §3.1). A host only writes command, argument, addr, size and reads the rest,
+    /// so a value that differs is a hostile or broken host's: Linux never rewrites them (it trusts its host),
+    /// here they are rewritten when a host session ends and checked on every service pass, so one bad host
+    /// cannot make every later host refuse the link. Only words that differ are written. Returns how many.
+    @discardableResult
+    func publishOwnedFields() -> Int {
+        let ctrlSize = controller.memoryWindowOffsets != nil ? EPFControl.sizeVersion1 : EPFControl.sizeVersion0
+        var fixed = 0
+        func put(_ value: UInt32, _ offset: Int) {
+            if ctrl.load32(at: offset) != value { ctrl.store32(value, at: offset); fixed += 1 }
+        }
+        put(controller.memoryWindowOffsets != nil ? 1 : 0, EPFControl.topology)
+        put(UInt32(windowSizes.count), EPFControl.memoryWindowCount)
+        put(UInt32(ctrlSize), EPFControl.spadOffset)
+        put(UInt32(scratchpadCount), EPFControl.spadCount)
+        put(4, EPFControl.doorbellEntrySize)
+        for n in 0..<EPFControl.slots {
+            put(UInt32(n + 1), EPFControl.doorbellData(n))   // db_data[i] = 1 + i
+            put(0, EPFControl.doorbellOffset(n))
+        }
+        if let offsets = controller.memoryWindowOffsets {
+            for n in 0..<windowSizes.count {
+                put(UInt32(offsets[n]), EPFControl.mwOffset(n))
+                put(UInt32(truncatingIfNeeded: windowSizes[n]), EPFControl.mwSize(n))
+            }
+        }
+        if fixed > 0 { Barrier.write() }
+        return fixed
+    }
 
     // MARK: Service thread (epf_ntb_cmd_handler)
 
@@ -201,6 +224,9 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
         passes.add(1, ordering: .relaxed)
         return serviceLock.withLock { _ -> Bool in
             scanDoorbells()
+            // Validate the owned fields every pass (a few dozen loads; writes only on a difference).
+            let fixed = publishOwnedFields()
+            if fixed > 0 { repaired.add(fixed, ordering: .relaxed) }
             let command = ctrl.load32(at: EPFControl.command)
             guard command != 0 else { return false }
             Barrier.read()
@@ -266,6 +292,9 @@ public final class VNTBEndpointDevice<Controller: EndpointController>: NTBDevice
             controller.enableMSI(vectors: 0, msix: false)
             ctrl.store32(0, at: EPFControl.command)
             ctrl.store16(0, at: EPFControl.commandStatus)
+            // The next host must find the control region as bound, whatever the last one wrote.
+            let fixed = publishOwnedFields()
+            if fixed > 0 { repaired.add(fixed, ordering: .relaxed) }
             setLink(false)
         }
     }

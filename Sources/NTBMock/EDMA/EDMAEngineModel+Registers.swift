@@ -76,7 +76,8 @@ extension EDMAEngineModel {
                 return
             case EDMARegisters.doorbell(d):
                 reg32(offset, v)
-                doorbell(d, DoorbellValue(rawValue: v).channel)
+                let value = DoorbellValue(rawValue: v)
+                if value.isStop { stopRequest(d, value.channel) } else { doorbell(d, value.channel) }
                 return
             case EDMARegisters.intClear(d):
                 reg32(offset, v)
@@ -135,6 +136,18 @@ extension EDMAEngineModel {
         default: break
         }
         channels[d.rawValue][c] = ch
+        mirror(d, c)
+    }
+
+    /// Doorbell with the STOP bit (databook; inferred for silicon): a running channel halts at once,
+    /// CS = halted, no DONE/ABORT; a copy in progress is dropped (its generation is stale).
+    func stopRequest(_ d: EDMADirection, _ c: Int) {
+        guard c < count(d), channels[d.rawValue][c].running else { return }
+        channels[d.rawValue][c].running = false
+        channels[d.rawValue][c].generation &+= 1
+        channels[d.rawValue][c].status = ChannelStatus.halted.rawValue
+        channels[d.rawValue][c].pendingLIE = false
+        channels[d.rawValue][c].pendingRIE = false
         mirror(d, c)
     }
 

@@ -81,7 +81,7 @@ public enum EDMAModelAbortReason: Sendable, Equatable {
 ///
 /// Semantics modelled (inferred where Linux does not say; see docs/mock-device.md):
 /// * `engine_en` BIT(0) gates doorbells; clearing it stops the direction's channels.
-/// * Doorbell = channel number; a running channel ignores it.
+/// * Doorbell = channel number; a running channel ignores it. Bit 31 (STOP) halts the channel (CS = 2, no interrupt).
 /// * `ch_control1` write: CCS loads the consumer cycle state, LLE selects LL mode; CS [6:5] is the
 ///   model's status (1 running, 3 done, 2 after an abort).
 /// * Data element consumed while CB == CCS; otherwise the channel stops (CS = 3), `llp` at it.

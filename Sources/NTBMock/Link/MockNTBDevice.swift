@@ -249,8 +249,19 @@ public final class MockNTBDevice: NTBDevice, @unchecked Sendable {
         switch backend {
         case let .host(d):
             wantLink.value.store(true, ordering: .releasing)
-            guard link.isPeerPresent else { throw .linkDown }
-            try d.enableLink()
+            guard link.isPeerPresent else {
+                // No endpoint yet (it is being restarted): link up when it comes (the tick handler's relink),
+                // so the transport waits for it within its own link timeout instead of failing at once.
+                needsRelink.value.store(true, ordering: .releasing)
+                return
+            }
+            do throws(NTBError) { try d.enableLink() } catch {
+                // An endpoint that was killed is still "present" until its heartbeat goes stale (a few beats), and
+                // does not answer: the same as absent. Relink when an endpoint answers; other errors stand.
+                guard case .commandTimeout = error else { throw error }
+                needsRelink.value.store(true, ordering: .releasing)
+                return
+            }
             needsRelink.value.store(false, ordering: .releasing)
         case let .endpoint(d): try d.enableLink()
         }

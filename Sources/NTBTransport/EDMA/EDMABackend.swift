@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 public import DWEDMA
 public import NTBHardware
 public import PCIKit
@@ -56,6 +59,10 @@ public struct EDMABackend<Device: PeerEDMAAccess>: TransportBackend {
     public func makeChannel(_ memory: QueuePairMemory) throws(TransportError) -> Channel {
         try engine.makeChannel(memory)
     }
+}
+
+extension EDMABackend: PeerWriterQuiescing {
+    public func quiescePeerWriters(bound: Duration) -> String? { engine.quiescePeerWriters(bound: bound) }
 
     /// What the endpoint published, or what the host validated (for messages and `info`).
     public var windowDescription: String { engine.windowDescription }
@@ -122,6 +129,39 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
         for b in buffers { b.close() }
     }
 
+    /// Endpoint: waits until no READ channel of our engine runs (the host's data channels: they write into
+    /// the buffers we posted; hardware-reference §1.8, §4.3), so the transport may give those buffers back
+    /// when the host's session ended. A dead host cannot stop its own chains, and a chain keeps running
+    /// after its driver is gone (verified on the engine model; on silicon inferred from §1.6: nothing but
+    /// the chain's end or an error stops a channel). Waits up to `bound`, then asks each still running
+    /// channel to stop (doorbell STOP, inferred, ``EDMAv0Core/requestStop(_:channel:)``) and waits `bound`
+    /// again. Returns nil when idle, else what still runs. Host side: nothing to wait for (the endpoint's
+    /// engine is not ours to stop), nil.
+    func quiescePeerWriters(bound: Duration) -> String? {
+        guard side == .endpoint, let controller else { return nil }
+        let core = controller.core
+        let clock = ContinuousClock()
+        func running() -> [Int] {
+            (0..<controller.readChannels).filter { core.channelStatus(.read, channel: $0) == .running }
+        }
+        var busy = running()
+        if busy.isEmpty { return nil }
+        var deadline = clock.now.advanced(by: bound)
+        var stopped = false
+        while !busy.isEmpty {
+            if clock.now >= deadline {
+                if stopped { break }
+                for ch in busy { core.requestStop(.read, channel: ch) }
+                stopped = true
+                deadline = clock.now.advanced(by: bound)
+            }
+            usleep(100)
+            busy = running()
+        }
+        if busy.isEmpty { return nil }
+        return "eDMA read channels \(busy.map(String.init).joined(separator: ", ")) of the departed host still run after a stop request; the buffers they write were given back anyway (reset the endpoint's eDMA)"
+    }
+
     var windowDescription: String {
         if let validated { return validated.description }
         if let published { return "published ntb_edma_info in window \(published.window): \(published.info.channelCount) read channels" }
@@ -172,14 +212,19 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
         if queues[q] == nil {
             let channel: EDMAChannel<EDMAv0Core<Space>, MMIORegion>
             do throws(EDMAError) {
+                var claimed: EDMAChannel<EDMAv0Core<Space>, MMIORegion>
                 if let window = validated, let region = peerWindowRegion {
                     let ll = region.subregion(offset: window.layout.linkedListOffset(q), length: window.layout.pageSize)
-                    channel = try controller.channel(.read, q, ll: ll, llBusAddress: window.info.linkedListAddresses[q])
+                    claimed = try controller.channel(.read, q, ll: ll, llBusAddress: window.info.linkedListAddresses[q])
                 } else {
                     let lists = endpointLists!
-                    channel = try controller.channel(.write, q, ll: lists.region.mmio.subregion(offset: q * locator.pageSize, length: locator.pageSize),
+                    claimed = try controller.channel(.write, q, ll: lists.region.mmio.subregion(offset: q * locator.pageSize, length: locator.pageSize),
                                                      llBusAddress: lists.region.busAddress + UInt64(q * locator.pageSize))
                 }
+                // A previous host killed mid-transfer may have left a chain running on this channel: make
+                // the hardware channel ours here (bounded), not in the data path's first submit (DWEDMA).
+                try claimed.takeOver()
+                channel = claimed
             } catch {
                 throw .device(.unsupported("\(device.name): cannot claim eDMA data channel \(q): \(error)"))
             }
@@ -219,8 +264,10 @@ public final class EDMABackendEngine<Device: PeerEDMAAccess>: @unchecked Sendabl
             buffers.append(source)
             let channel: EDMAChannel<EDMAv0Core<Space>, MMIORegion>
             do throws(EDMAError) {
-                channel = try controller.channel(.read, n, ll: region.subregion(offset: window.layout.linkedListOffset(n), length: window.layout.pageSize),
-                                                 llBusAddress: window.info.linkedListAddresses[n])
+                var claimed = try controller.channel(.read, n, ll: region.subregion(offset: window.layout.linkedListOffset(n), length: window.layout.pageSize),
+                                                     llBusAddress: window.info.linkedListAddresses[n])
+                try claimed.takeOver()
+                channel = claimed
             } catch { throw .device(.unsupported("\(device.name): cannot claim the eDMA notify channel \(n): \(error)")) }
             let page = region.subregion(offset: window.layout.notifyOffset, length: window.layout.pageSize)
             notifyPort = EDMANotifyPort(EDMAHostNotifier(page: page, channel: channel, source: source.region.busAddress, target: window.info.notifyAddress))

@@ -50,8 +50,10 @@ extension QueuePair {
         unsafe s.pointee.sends.reset(capacity: capacity)
         unsafe path.pointee.adopt(transmitCapacity: capacity)
         unsafe s.pointee.adopted = target
-        link.acknowledged.store(target, ordering: .releasing)
+        // Gauges before the acknowledgement: they read ring memory (txFree), which the control plane
+        // zeroes (prepareSharedMemory) as soon as it sees the acknowledgement (issue 14, TSan).
         updateGauges()
+        link.acknowledged.store(target, ordering: .releasing)
         return n
     }
 
