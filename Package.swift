@@ -9,6 +9,13 @@ let strict: [SwiftSetting] = [
     .define("ENABLE_MOCKING", .when(configuration: .debug)),
 ]
 
+/// NTBTools drives queue pairs from class state that completion closures update per message
+/// (`MessagePort`); release builds skip the dynamic exclusivity check on it (debug builds and tests keep
+/// it): measured 11 % of a 64-byte perf sender in swift_beginAccess.
+let toolsSettings: [SwiftSetting] = strict + [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
 
 let package = Package(
     name: "ntb-transport",
@@ -98,7 +105,7 @@ let package = Package(
                 "PCIKit", "DWEDMA", "NTBHardware", "NTBTransport", "NTBMock", "NTBPorts", "CNTBShim",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
-            swiftSettings: strict
+            swiftSettings: toolsSettings
         ),
         .executableTarget(
             name: "ntb-transport",
