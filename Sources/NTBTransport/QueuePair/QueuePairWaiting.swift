@@ -73,9 +73,11 @@ extension QueuePair {
             // NAPI (napi_complete_done, ntb_netdev's poll): a wake or a spin that found work keeps the
             // queue pair polling for busyPollBudget before it re-arms the doorbell and sleeps, so a busy
             // link costs no sleeps and no doorbell system calls; an idle one sleeps at the first wait.
+            // A data path whose peer signals every completion (DMA: the engine's MSI) sleeps at once:
+            // a chain takes far longer than the budget, so spinning would only burn the sender's CPU.
             let s = unsafe state
             let deadline = clock.now.advanced(by: timeout)
-            if unsafe s.pointee.busy {
+            if unsafe !DataPath.peerSignalsConsumption && s.pointee.busy {
                 if spin(for: min(Self.busyPollBudget, timeout), clock: clock, ready) { counters.add(.spins); return true }
                 unsafe s.pointee.busy = false
             }
