@@ -26,14 +26,10 @@ public struct IntervalRecord: Codable, Equatable, Sendable {
 
     /// `[  1.00-  2.00 s]  12.3 GB  12.3 GB/s  188 k msg/s`, plus a tag on a summary.
     public var text: String {
-        let span = "[\(pad(Units.fixed(start, digits: 2), 7))-\(pad(Units.fixed(end, digits: 2), 7)) s]"
-        var line = "\(span)  \(pad(Units.bytes(Double(bytes)), 9))  \(pad(Units.rate(bytesPerSecond: bytesPerSecond), 11))  \(pad(Units.messageRate(messagesPerSecond), 13))"
+        let span = "[\(Units.padLeft(fixed(start, 2), 7))-\(Units.padLeft(fixed(end, 2), 7)) s]"
+        var line = "\(span)  \(Units.padLeft(Units.bytes(Double(bytes)), 9))  \(Units.padLeft(Units.rate(bytesPerSecond: bytesPerSecond), 11))  \(Units.padLeft(Units.messageRate(messagesPerSecond), 13))"
         if event == "summary" { line += interrupted == true ? "  total (interrupted)" : "  total" }
         return line
-    }
-
-    private func pad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
     }
 }
 

@@ -32,8 +32,8 @@ public enum LatencyReport {
         return counts.indices.map { i in
             let bar = Int((Double(counts[i]) / Double(max(peak, 1)) * Double(width)).rounded())
             let share = Double(counts[i]) / Double(total) * 100
-            let range = "\(pad(Units.duration(nanoseconds: Double(edges[i])), 10)) .. \(pad(Units.duration(nanoseconds: Double(edges[i + 1])), 10))"
-            return "\(range) |\(String(repeating: "#", count: bar))\(String(repeating: " ", count: width - bar))| \(pad(Units.fixed(share, digits: 1), 5)) %"
+            let range = "\(Units.padLeft(Units.duration(nanoseconds: Double(edges[i])), 10)) .. \(Units.padLeft(Units.duration(nanoseconds: Double(edges[i + 1])), 10))"
+            return "\(range) |\(String(repeating: "#", count: bar))\(String(repeating: " ", count: width - bar))| \(Units.padLeft(fixed(share, 1), 5)) %"
         }
     }
 
@@ -43,9 +43,5 @@ public enum LatencyReport {
         var text = ""
         histogram.outputPercentileDistribution(to: &text, outputValueUnitScalingRatio: 1000)
         return text
-    }
-
-    private static func pad(_ s: String, _ width: Int) -> String {
-        s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
     }
 }

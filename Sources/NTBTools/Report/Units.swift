@@ -14,7 +14,7 @@ public enum Units {
     public static func duration(nanoseconds ns: Double) -> String {
         guard ns.isFinite else { return "-" }
         let magnitude = abs(ns)
-        if magnitude < 1_000 { return "\(fixed(ns, digits: magnitude < 10 ? 2 : magnitude < 100 ? 1 : 0)) ns" }
+        if magnitude < 1_000 { return "\(fixed(ns, magnitude < 10 ? 2 : magnitude < 100 ? 1 : 0)) ns" }
         if magnitude < 1_000_000 { return "\(significant(ns / 1_000)) µs" }
         if magnitude < 1_000_000_000 { return "\(significant(ns / 1_000_000)) ms" }
         return "\(significant(ns / 1_000_000_000)) s"
@@ -35,24 +35,11 @@ public enum Units {
     /// Three significant digits: 1.23, 12.3, 123.
     static func significant(_ v: Double) -> String {
         let a = abs(v)
-        return fixed(v, digits: a < 10 ? 2 : a < 100 ? 1 : 0)
+        return fixed(v, a < 10 ? 2 : a < 100 ? 1 : 0)
     }
 
-    /// `v` with exactly `digits` decimals (no Foundation formatter: the same text on every platform).
-    static func fixed(_ v: Double, digits: Int) -> String {
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let r = (v * scale).rounded()
-        guard abs(r) < 9e15 else { return String(v) }
-        let n = Int64(r)
-        let negative = n < 0
-        let whole = abs(n) / Int64(scale), frac = abs(n) % Int64(scale)
-        var s = negative ? "-\(whole)" : "\(whole)"
-        if digits > 0 {
-            var f = String(frac)
-            while f.count < digits { f = "0" + f }
-            s += "." + f
-        }
-        return s
+    /// `s` right-aligned in `width` columns (longer text is kept whole).
+    static func padLeft(_ s: String, _ width: Int) -> String {
+        s.count >= width ? s : String(repeating: " ", count: width - s.count) + s
     }
 }
