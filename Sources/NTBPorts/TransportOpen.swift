@@ -18,9 +18,6 @@ public struct TransportSettings: Sendable {
     public var policy = PolicySource(path: PolicySource.defaultPath, origin: .defaultPath)
     /// How long to wait for the peer.
     public var linkTimeout: Duration = .seconds(30)
-    /// Runs after the transport is closed and before the device is (callers release what they kept
-    /// of the transport's buffers here).
-    public var afterClose: (@Sendable () -> Void)?
     public init() {}
 }
 
@@ -143,7 +140,6 @@ struct RunJob<Device: NTBDevice, J: TransportJob>: TransportBackendVisitor {
         do throws(TransportError) {
             transport = try Transport<Device, Backend>(device: device, configuration: settings.configuration, backendOptions: options)
         } catch { throw PortError.transport(error) }
-        defer { settings.afterClose?() }   // after the close below: the peer's ring no longer holds their buffers
         defer { transport.close() }
         do throws(TransportError) { try transport.waitForLink(timeout: settings.linkTimeout) } catch { throw PortError.transport(error) }
         return try job.run(transport)
