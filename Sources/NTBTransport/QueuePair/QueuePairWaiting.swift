@@ -22,7 +22,7 @@ extension QueuePair {
     /// after falling asleep (spinning would have caught it) or halves it when the sleep was long.
     @inlinable
     public func wait(timeout: Duration) -> Bool {
-        waitCore(bits: doorbellBit, timeout: timeout, unsignalledSends: awaitsUnsignalledSends, { hasWork() }, taken: { _ in unsafe path.pointee.doorbellTaken() })
+        waitCore(bits: doorbellBit, timeout: timeout, unsignalledSends: { awaitsUnsignalledSends }, { hasWork() }, taken: { _ in unsafe path.pointee.doorbellTaken() })
     }
 
     /// Waits until any of `queuePairs` has something to report or `timeout` passes; returns whether
@@ -40,7 +40,7 @@ extension QueuePair {
             precondition(q.device === queuePairs[0].device, "wait(anyOf:) takes queue pairs of one transport")
             bits |= q.doorbellBit
         }
-        return queuePairs[0].waitCore(bits: bits, timeout: timeout, unsignalledSends: queuePairs.contains { $0.awaitsUnsignalledSends }, {
+        return queuePairs[0].waitCore(bits: bits, timeout: timeout, unsignalledSends: { queuePairs.contains { $0.awaitsUnsignalledSends } }, {
             for q in queuePairs where q.hasWork() { return true }
             return false
         }, taken: { seen in
@@ -51,7 +51,7 @@ extension QueuePair {
     /// ``wait(timeout:)`` on the doorbell `bits` until `ready()`; `taken(bits)` learns the pending
     /// bits a sleep takes (a DMA queue pair then reads its engine's status).
     @inlinable
-    func waitCore(bits: UInt64, timeout: Duration, unsignalledSends: Bool, _ ready: () -> Bool, taken: (UInt64) -> Void) -> Bool {
+    func waitCore(bits: UInt64, timeout: Duration, unsignalledSends: () -> Bool, _ ready: () -> Bool, taken: (UInt64) -> Void) -> Bool {
         if ready() { return true }
         let clock = ContinuousClock()
         switch unsafe state.pointee.waitMode {
@@ -137,9 +137,13 @@ extension QueuePair {
     }
 
     @inlinable
-    func sleepOnDoorbell(_ bits: UInt64, until deadline: ContinuousClock.Instant, clock: ContinuousClock, unsignalledSends: Bool, _ ready: () -> Bool, _ taken: (UInt64) -> Void) -> Bool {
+    func sleepOnDoorbell(_ bits: UInt64, until deadline: ContinuousClock.Instant, clock: ContinuousClock, unsignalledSends sendsUnsignalled: () -> Bool, _ ready: () -> Bool, _ taken: (UInt64) -> Void) -> Bool {
         counters.add(.interruptWaits)
         let s = unsafe state
+        // Asked only here, where a sleep is about to start: a wait that finds work spinning (every
+        // wait on a busy polling link) never evaluates it. `poll`, not this wait, retires sends, so
+        // the answer holds for the whole sleep.
+        let unsignalledSends = sendsUnsignalled()
         var slept = false
         while true {
             // ntb_transport_rxc_db: clear our doorbell bit, then re-check, so a doorbell that arrives
